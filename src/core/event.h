@@ -1,0 +1,76 @@
+/* event.h -- turns one decoded row change into one CloudEvents 1.0 event
+ * (structured JSON mode) as docs/event-contract.md and schemas/ define it.
+ *
+ * Pure: no I/O.  What is captured and how it is named comes from a table of
+ * hms_capture_t entries, so more tables (and later an outbox table) are a
+ * matter of configuration, not of code. */
+#ifndef HMS_CORE_EVENT_H
+#define HMS_CORE_EVENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/pgoutput.h"
+#include "core/status.h"
+
+/* How one captured table maps to events.  All strings are borrowed for the
+ * encoder's lifetime. */
+typedef struct {
+    const char *schema;         /* "public" */
+    const char *table;          /* "incidents" */
+    const char *type_prefix;    /* "gov.hms.ehr.Incident": + Created|Updated|Deleted + ".v1" */
+    const char *routing_prefix; /* "incident": + .created|updated|deleted + .<region> */
+    const char *key_column;     /* "id": the event's subject */
+    const char *region_column;  /* "region": last routing key word ("_" when NULL/absent) */
+    const char *version_column; /* "version" */
+    const char *updated_column; /* "updated_at" */
+    const char *origin_column;  /* "origin" */
+    const char *schema_base;    /* dataschema = schema_base + "IncidentCreated.v1.json" etc. */
+} hms_capture_t;
+
+/* The built-in capture of public.incidents. */
+extern const hms_capture_t hms_capture_incidents;
+
+/* Transaction context of one change. */
+typedef struct {
+    uint64_t commit_lsn;  /* Begin's final_lsn */
+    uint32_t xid;
+    int64_t commit_time;  /* microseconds since 2000-01-01 UTC */
+    uint32_t ordinal;     /* 0-based index of the change in its transaction */
+} hms_txctx_t;
+
+/* One encoded event.  Owns its buffers; reuse it for the next event (the
+ * encoder resets the buffers) and release with hms_event_free(). */
+typedef struct {
+    hms_buf_t body;        /* the CloudEvents JSON document */
+    hms_buf_t routing_key; /* incident.created.<region> */
+    char id[40];           /* "<commit LSN, 16 hex>-<ordinal>" */
+    const char *type;      /* static string, e.g. "gov.hms.ehr.IncidentCreated.v1" */
+    int64_t time_unix;     /* commit time, seconds since the Unix epoch */
+} hms_event_t;
+
+void hms_event_free(hms_event_t *ev);
+
+typedef struct hms_encoder hms_encoder_t;
+
+/* Creates an encoder for the database identified by its system identifier
+ * (decimal text) and name; both are copied.  captures is borrowed and must
+ * outlive the encoder.  NULL on out of memory. */
+hms_encoder_t *hms_encoder_new(const char *sysid, const char *dbname,
+                               const hms_capture_t *captures, size_t ncaptures);
+void hms_encoder_free(hms_encoder_t *e);
+
+/* The capture entry for a relation, or NULL when the relation is not
+ * captured (its changes produce no event). */
+const hms_capture_t *hms_encoder_capture(const hms_encoder_t *e, const hms_pgo_relation_t *rel);
+
+/* Encodes an Insert, Update or Delete message of a captured relation into
+ * ev (its previous content is discarded).  Fails with HMS_ERR_ENCODE and a
+ * message naming the table, column and event id when a value cannot be
+ * represented faithfully (e.g. an unchanged TOASTed value with no old row to
+ * take it from). */
+hms_status_t hms_encoder_encode(hms_encoder_t *e, const hms_txctx_t *tx, const hms_pgo_msg_t *msg,
+                                hms_event_t *ev, hms_err_t *err);
+
+#endif

@@ -1,0 +1,84 @@
+/* commands.c -- migrate, run and status: turn settings into calls. */
+#include "cli/commands.h"
+
+#include <stdio.h>
+
+#include "daemon/config_load.h"
+#include "daemon/loop.h"
+#include "daemon/migrations.h"
+#include "daemon/slotstatus.h"
+
+extern char **environ;
+
+int hms_cli_fail(hms_status_t st, const hms_err_t *err)
+{
+    fprintf(stderr, "hms-sync: %s\n", err->msg);
+    return st == HMS_ERR_CONFIG ? HMS_EXIT_USAGE : HMS_EXIT_FAILURE;
+}
+
+int hms_cli_migrate(const hms_config_t *cfg, const hms_cli_flags_t *flags)
+{
+    hms_err_t err;
+    hms_status_t st;
+    if (flags->subscriber) {
+        hms_err_set(&err, HMS_ERR_CONFIG,
+                    "migrate: --subscriber is not available in this version");
+        return hms_cli_fail(HMS_ERR_CONFIG, &err);
+    }
+    if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)
+        return hms_cli_fail(st, &err);
+    if ((st = hms_migrate_run(cfg->pg, stdout, &err)) != HMS_OK)
+        return hms_cli_fail(st, &err);
+    return HMS_EXIT_OK;
+}
+
+int hms_cli_status(const hms_config_t *cfg, const hms_cli_flags_t *flags)
+{
+    hms_err_t err;
+    hms_status_t st;
+    if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)
+        return hms_cli_fail(st, &err);
+    if ((st = hms_slot_status(cfg->pg, cfg->slot, flags->json, stdout, &err)) != HMS_OK)
+        return hms_cli_fail(st, &err);
+    return HMS_EXIT_OK;
+}
+
+int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
+{
+    hms_err_t err;
+    hms_status_t st;
+    if (flags->print_config) {
+        hms_config_print(cfg, HMS_CMD_RUN, stdout);
+        return HMS_EXIT_OK;
+    }
+    if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)
+        return hms_cli_fail(st, &err);
+    if (cfg->sink != HMS_CONFIG_SINK_DISCARD && (st = hms_pub_check_url(cfg->amqp, &err)) != HMS_OK)
+        return hms_cli_fail(st, &err);
+    if (flags->check_config) {
+        hms_config_warn_env(environ, stderr);
+        printf("configuration ok\n");
+        return HMS_EXIT_OK;
+    }
+    hms_run_opts_t o = {
+        .repl = {.conninfo = cfg->pg,
+                 .slot = cfg->slot,
+                 .publication = cfg->publication,
+                 .connect_timeout_s = (int)((cfg->connect_timeout_ms + 999) / 1000),
+                 .slot_wait_ms = (int)cfg->slot_wait_ms,
+                 .create_slot = true},
+        .pub = {.url = cfg->amqp,
+                .exchange = cfg->exchange,
+                .heartbeat_s = (int)(cfg->heartbeat_ms / 1000),
+                .connect_timeout_ms = (int)cfg->connect_timeout_ms},
+        .window = cfg->window,
+        .feedback_interval_ms = (int)cfg->feedback_interval_ms,
+        .shutdown_timeout_ms = (int)cfg->shutdown_timeout_ms,
+        .retry_min_ms = (int)cfg->retry_min_ms,
+        .retry_max_ms = (int)cfg->retry_max_ms,
+        .discard = cfg->sink == HMS_CONFIG_SINK_DISCARD,
+    };
+    if ((st = hms_run(&o, &err)) != HMS_OK)
+        return hms_cli_fail(st, &err);
+    return HMS_EXIT_OK;
+}

@@ -1,0 +1,17 @@
+/* commands.h -- the subcommands of hms-sync; each returns an exit code. */
+#ifndef HMS_CLI_COMMANDS_H
+#define HMS_CLI_COMMANDS_H
+
+#include "core/config.h"
+
+enum { HMS_EXIT_OK = 0, HMS_EXIT_FAILURE = 1, HMS_EXIT_USAGE = 2 };
+
+int hms_cli_migrate(const hms_config_t *cfg, const hms_cli_flags_t *flags);
+int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags);
+int hms_cli_status(const hms_config_t *cfg, const hms_cli_flags_t *flags);
+
+/* Prints "hms-sync: <msg>" and maps a status to an exit code:
+ * HMS_ERR_CONFIG -> 2, anything else -> 1. */
+int hms_cli_fail(hms_status_t st, const hms_err_t *err);
+
+#endif

@@ -1,0 +1,84 @@
+/* log.c -- logfmt / JSON-lines logging to stderr. */
+#include "daemon/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "core/buf.h"
+
+/* The one piece of process-wide state in the daemon: a logger is shared by
+ * every module and configured once before any thread or connection exists. */
+static hms_log_level_t log_level = HMS_LOG_INFO;
+static bool log_json = false;
+
+static const char *level_name[] = {"debug", "info", "warn", "error"};
+
+void hms_log_setup(hms_log_level_t level, bool json)
+{
+    log_level = level;
+    log_json = json;
+}
+
+bool hms_log_enabled(hms_log_level_t level)
+{
+    return level >= log_level;
+}
+
+/* logfmt quotes a value when it is empty or holds a space, quote, '=' or a
+ * control character; inside quotes JSON escaping keeps it one line. */
+static void logfmt_value(hms_buf_t *b, const char *v)
+{
+    bool quote = v[0] == '\0';
+    for (const char *p = v; *p && !quote; p++)
+        if (*p == ' ' || *p == '"' || *p == '=' || (unsigned char)*p < 0x20 || *p == '\\')
+            quote = true;
+    if (quote)
+        hms_buf_append_json_str(b, v, strlen(v));
+    else
+        hms_buf_append_str(b, v);
+}
+
+void hms_log_write(hms_log_level_t level, const char *msg, ...)
+{
+    char ts[40];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+
+    hms_buf_t b = HMS_BUF_INIT;
+    va_list ap;
+    va_start(ap, msg);
+    if (log_json) {
+        hms_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_name[level]);
+        hms_buf_append_json_str(&b, msg, strlen(msg));
+        const char *k;
+        while ((k = va_arg(ap, const char *)) != NULL) {
+            const char *v = va_arg(ap, const char *);
+            hms_buf_append_char(&b, ',');
+            hms_buf_append_json_str(&b, k, strlen(k));
+            hms_buf_append_char(&b, ':');
+            hms_buf_append_json_str(&b, v ? v : "", v ? strlen(v) : 0);
+        }
+        hms_buf_append_str(&b, "}\n");
+    } else {
+        hms_buf_printf(&b, "ts=%s level=%s msg=", ts, level_name[level]);
+        logfmt_value(&b, msg);
+        const char *k;
+        while ((k = va_arg(ap, const char *)) != NULL) {
+            const char *v = va_arg(ap, const char *);
+            hms_buf_printf(&b, " %s=", k);
+            logfmt_value(&b, v ? v : "");
+        }
+        hms_buf_append_char(&b, '\n');
+    }
+    va_end(ap);
+    if (b.data != NULL)
+        fwrite(b.data, 1, b.len, stderr);
+    hms_buf_free(&b);
+}

@@ -1,0 +1,33 @@
+/* log.h -- one line per event of note on stderr, as logfmt or JSON lines.
+ *
+ * A line is a level, a message and key/value pairs given as a NULL-ended
+ * list of (const char *key, const char *value) strings:
+ *
+ *     hms_log(HMS_LOG_INFO, "slot created", "slot", slot, "lsn", lsnbuf, NULL);
+ *
+ * The level check happens in the macro, before any argument is formatted.
+ * Never pass a secret (passwords, full connection strings) as a value. */
+#ifndef HMS_DAEMON_LOG_H
+#define HMS_DAEMON_LOG_H
+
+#include <stdbool.h>
+
+typedef enum {
+    HMS_LOG_DEBUG = 0,
+    HMS_LOG_INFO = 1,
+    HMS_LOG_WARN = 2,
+    HMS_LOG_ERROR = 3,
+} hms_log_level_t;
+
+/* Process-wide settings; call once at start.  Defaults: info, logfmt. */
+void hms_log_setup(hms_log_level_t level, bool json);
+bool hms_log_enabled(hms_log_level_t level);
+void hms_log_write(hms_log_level_t level, const char *msg, ...) __attribute__((sentinel));
+
+#define hms_log(level, ...)                                                                        \
+    do {                                                                                           \
+        if (hms_log_enabled(level))                                                                \
+            hms_log_write(level, __VA_ARGS__);                                                     \
+    } while (0)
+
+#endif

@@ -1,0 +1,625 @@
+/* loop.c -- the event loop of `hms-sync run`. */
+#include "daemon/loop.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/event.h"
+#include "core/lsn.h"
+#include "core/outq.h"
+#include "core/pgoutput.h"
+#include "core/tracker.h"
+#include "core/walproto.h"
+#include "daemon/log.h"
+
+/* Feedback is sent at most this often when the flush position advances, so
+ * a stream of acks does not become a stream of status messages, yet the
+ * slot follows the broker within DESIGN.md's ~100 ms. */
+#define FEEDBACK_COALESCE_MS 20
+/* rabbitmq-c services heartbeats only when called: never sleep longer. */
+#define MAX_POLL_MS 1000
+#define STATS_INTERVAL_MS 30000
+
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+typedef struct {
+    const hms_run_opts_t *opts;
+    hms_repl_t *repl;
+    hms_pub_t *pub;
+    hms_pgo_decoder_t *dec;
+    hms_encoder_t *enc;
+    hms_tracker_t *trk;
+    hms_outq_t *q;
+    uint64_t *confirmed; /* scratch for hms_outq_ack, queue capacity entries */
+    size_t confirmed_cap;
+    char sysid[32];
+    char dbname[128];
+
+    bool in_tx;
+    hms_txctx_t tx;
+    uint64_t received_lsn;
+
+    uint64_t sent_flush;
+    int64_t last_status_ms;
+    bool reply_now;
+
+    int64_t pg_retry_at, amqp_retry_at, republish_at;
+    int pg_backoff, amqp_backoff, republish_backoff;
+
+    uint64_t discard_tag;
+    bool stopping;
+    int64_t stop_deadline;
+    bool fatal;
+    hms_err_t fatal_err;
+
+    uint64_t n_published, n_confirmed, n_nacked, n_returned;
+    int64_t last_stats_ms;
+} loop_t;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *u64s(uint64_t v, char *buf, size_t n)
+{
+    snprintf(buf, n, "%llu", (unsigned long long)v);
+    return buf;
+}
+
+static int next_backoff(const hms_run_opts_t *o, int cur)
+{
+    if (cur <= 0)
+        return o->retry_min_ms;
+    return cur * 2 > o->retry_max_ms ? o->retry_max_ms : cur * 2;
+}
+
+static void set_fatal(loop_t *L, const hms_err_t *err)
+{
+    if (!L->fatal) {
+        L->fatal = true;
+        L->fatal_err = *err;
+    }
+}
+
+/* ---- broker callbacks ---------------------------------------------------- */
+
+static void on_ack(void *ctx, uint64_t tag, bool multiple)
+{
+    loop_t *L = ctx;
+    size_t n = hms_outq_ack(L->q, tag, multiple, L->confirmed, L->confirmed_cap);
+    for (size_t i = 0; i < n; i++)
+        hms_tracker_confirm(L->trk, L->confirmed[i]);
+    L->n_confirmed += n;
+    if (n > 0 && !hms_outq_refused(L->q))
+        L->republish_backoff = 0;
+}
+
+static void on_nack(void *ctx, uint64_t tag, bool multiple)
+{
+    loop_t *L = ctx;
+    char t[24];
+    hms_outq_nack(L->q, tag, multiple);
+    L->n_nacked++;
+    hms_log(HMS_LOG_WARN,
+            "RabbitMQ refused an event (basic.nack); the slot will not move past it and it "
+            "will be republished",
+            "delivery_tag", u64s(tag, t, sizeof(t)), "multiple", multiple ? "true" : "false",
+            NULL);
+}
+
+static void on_return(void *ctx, const char *message_id, int code, const char *text)
+{
+    loop_t *L = ctx;
+    char c[16];
+    snprintf(c, sizeof(c), "%d", code);
+    hms_outq_returned(L->q, message_id);
+    L->n_returned++;
+    hms_log(HMS_LOG_WARN,
+            "RabbitMQ could not route an event (basic.return): no queue is bound for its "
+            "routing key; it will be republished until one is",
+            "id", message_id, "reply_code", c, "reply_text", text, NULL);
+}
+
+static void on_blocked(void *ctx, bool blocked, const char *reason)
+{
+    if (blocked)
+        hms_log(HMS_LOG_WARN, "RabbitMQ blocked publishing (resource alarm); waiting", "reason",
+                reason, NULL);
+    else
+        hms_log(HMS_LOG_INFO, "RabbitMQ unblocked publishing", NULL);
+}
+
+static const hms_pub_handlers_t handlers = {on_ack, on_nack, on_return, on_blocked};
+
+/* ---- connections --------------------------------------------------------- */
+
+static void amqp_lost(loop_t *L, const hms_err_t *err)
+{
+    char n[24];
+    hms_log(HMS_LOG_ERROR, "lost the RabbitMQ connection; unconfirmed events will be republished",
+            "error", err->msg, "unconfirmed", u64s(hms_outq_outstanding(L->q), n, sizeof(n)),
+            NULL);
+    hms_pub_close(L->pub);
+    L->pub = NULL;
+    hms_outq_rewind(L->q);
+    L->amqp_backoff = next_backoff(L->opts, L->amqp_backoff);
+    L->amqp_retry_at = now_ms() + L->amqp_backoff;
+}
+
+static void pg_lost(loop_t *L, const hms_err_t *err)
+{
+    char lsn[HMS_LSN_STR_MAX];
+    uint64_t flush = hms_tracker_flush_lsn(L->trk);
+    hms_lsn_format(flush, lsn);
+    hms_log(HMS_LOG_ERROR,
+            "lost the PostgreSQL replication connection; will resume from the confirmed position",
+            "error", err->msg, "lsn", lsn, NULL);
+    hms_repl_close(L->repl);
+    L->repl = NULL;
+    /* PostgreSQL resends everything after the confirmed position, so what
+     * is queued here would only become duplicates. */
+    hms_outq_clear(L->q);
+    hms_tracker_reset(L->trk, flush);
+    hms_pgo_decoder_reset(L->dec);
+    L->in_tx = false;
+    L->pg_backoff = next_backoff(L->opts, L->pg_backoff);
+    L->pg_retry_at = now_ms() + L->pg_backoff;
+}
+
+static hms_status_t connect_amqp(loop_t *L, hms_err_t *err)
+{
+    hms_status_t st = hms_pub_connect(&L->opts->pub, &L->pub, err);
+    if (st != HMS_OK)
+        return st;
+    hms_log(HMS_LOG_INFO, "connected to RabbitMQ", "target", hms_pub_target(L->pub), "exchange",
+            L->opts->pub.exchange, NULL);
+    L->amqp_backoff = 0;
+    return HMS_OK;
+}
+
+static hms_status_t connect_pg(loop_t *L, bool first, hms_err_t *err)
+{
+    hms_repl_opts_t ro = L->opts->repl;
+    if (!first) {
+        /* Never block the loop (and the broker's heartbeats) waiting for a
+         * busy slot: retry on the backoff timer instead. */
+        ro.slot_wait_ms = 0;
+        ro.create_slot = false;
+    }
+    uint64_t start = first ? 0 : hms_tracker_flush_lsn(L->trk);
+    hms_status_t st = hms_repl_open(&ro, start, &L->repl, err);
+    if (st != HMS_OK)
+        return st;
+    if (first) {
+        snprintf(L->sysid, sizeof(L->sysid), "%s", hms_repl_sysid(L->repl));
+        snprintf(L->dbname, sizeof(L->dbname), "%s", hms_repl_dbname(L->repl));
+        hms_tracker_reset(L->trk, hms_repl_start_lsn(L->repl));
+    } else if (strcmp(L->sysid, hms_repl_sysid(L->repl)) != 0 ||
+               strcmp(L->dbname, hms_repl_dbname(L->repl)) != 0) {
+        hms_status_t fst = hms_err_set(
+            err, HMS_ERR_FATAL,
+            "pg: after reconnecting, %s is database %s of system %s, not %s of %s; refusing to "
+            "mix event sources (restart hms-sync deliberately)",
+            hms_repl_target(L->repl), hms_repl_dbname(L->repl), hms_repl_sysid(L->repl),
+            L->dbname, L->sysid);
+        hms_repl_close(L->repl);
+        L->repl = NULL;
+        return fst;
+    }
+    char lsn[HMS_LSN_STR_MAX];
+    hms_lsn_format(hms_repl_start_lsn(L->repl), lsn);
+    hms_log(HMS_LOG_INFO, "streaming from replication slot", "target", hms_repl_target(L->repl),
+            "slot", ro.slot, "publication", ro.publication, "lsn", lsn, NULL);
+    L->pg_backoff = 0;
+    L->last_status_ms = 0; /* say where we are at once */
+    L->sent_flush = 0;
+    return HMS_OK;
+}
+
+/* ---- the change stream --------------------------------------------------- */
+
+static hms_status_t on_change(loop_t *L, const hms_pgo_msg_t *m, hms_err_t *err)
+{
+    hms_txctx_t tx = L->tx;
+    L->tx.ordinal++; /* every change the publication sends counts, captured or not */
+    if (hms_encoder_capture(L->enc, m->u.change.rel) == NULL)
+        return HMS_OK;
+    hms_outq_slot_t *slot = hms_outq_reserve(L->q);
+    if (slot == NULL) /* the loop reads only while there is room */
+        return hms_err_set(err, HMS_ERR_STATE, "internal: outbound queue full");
+    hms_status_t st = hms_encoder_encode(L->enc, &tx, m, &slot->ev, err);
+    if (st != HMS_OK)
+        return hms_err_set(err, HMS_ERR_FATAL,
+                           "%s; the slot stays before this change, so nothing is lost: fix the "
+                           "row or the table and restart",
+                           err->msg);
+    uint64_t seq;
+    st = hms_tracker_add_event(L->trk, &seq);
+    if (st != HMS_OK)
+        return hms_err_set(err, st, "internal: change outside a transaction");
+    hms_outq_push(L->q, seq);
+    return HMS_OK;
+}
+
+static hms_status_t on_pgoutput(loop_t *L, const uint8_t *buf, size_t len, hms_err_t *err)
+{
+    hms_pgo_msg_t m;
+    hms_status_t st = hms_pgo_decode(L->dec, buf, len, &m, err);
+    if (st != HMS_OK)
+        return hms_err_set(err, HMS_ERR_FATAL, "pg: cannot decode the replication stream: %s",
+                           err->msg);
+    switch (m.kind) {
+    case HMS_PGO_BEGIN:
+        if (hms_tracker_begin(L->trk) != HMS_OK)
+            return hms_err_set(err, HMS_ERR_FATAL, "pg: Begin inside a transaction");
+        L->in_tx = true;
+        L->tx.commit_lsn = m.u.begin.final_lsn;
+        L->tx.xid = m.u.begin.xid;
+        L->tx.commit_time = m.u.begin.commit_time;
+        L->tx.ordinal = 0;
+        return HMS_OK;
+    case HMS_PGO_COMMIT:
+        if (!L->in_tx)
+            return hms_err_set(err, HMS_ERR_FATAL, "pg: Commit outside a transaction");
+        L->in_tx = false;
+        return hms_tracker_commit(L->trk, m.u.commit.end_lsn, m.u.commit.commit_time);
+    case HMS_PGO_INSERT:
+    case HMS_PGO_UPDATE:
+    case HMS_PGO_DELETE: return on_change(L, &m, err);
+    case HMS_PGO_RELATION:
+        hms_log(HMS_LOG_DEBUG, "relation described", "schema", m.u.relation.rel->nspname, "table",
+                m.u.relation.rel->relname, NULL);
+        return HMS_OK;
+    case HMS_PGO_TRUNCATE:
+        hms_log(HMS_LOG_WARN, "TRUNCATE seen in the stream; it is not published as events", NULL);
+        return HMS_OK;
+    case HMS_PGO_ORIGIN:
+    case HMS_PGO_TYPE:
+    case HMS_PGO_MESSAGE: return HMS_OK;
+    }
+    return HMS_OK;
+}
+
+static hms_status_t on_copydata(loop_t *L, const uint8_t *buf, size_t len, hms_err_t *err)
+{
+    hms_walmsg_t w;
+    hms_status_t st = hms_walmsg_parse(buf, len, &w, err);
+    if (st != HMS_OK)
+        return hms_err_set(err, HMS_ERR_FATAL, "pg: bad replication message: %s", err->msg);
+    if (w.wal_end > L->received_lsn)
+        L->received_lsn = w.wal_end;
+    if (w.kind == 'k') {
+        hms_tracker_keepalive(L->trk, w.wal_end);
+        if (w.reply_requested)
+            L->reply_now = true;
+        return HMS_OK;
+    }
+    return on_pgoutput(L, w.data, w.len, err);
+}
+
+/* Reads what PostgreSQL has sent while the queue has room. */
+static void read_pg(loop_t *L)
+{
+    hms_err_t err;
+    if (hms_repl_consume(L->repl, &err) != HMS_OK) {
+        pg_lost(L, &err);
+        return;
+    }
+    while (L->repl != NULL && !L->stopping && !hms_outq_full(L->q)) {
+        const uint8_t *buf;
+        size_t len;
+        int rc = hms_repl_read(L->repl, &buf, &len, &err);
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            pg_lost(L, &err);
+            return;
+        }
+        hms_status_t st = on_copydata(L, buf, len, &err);
+        if (st == HMS_ERR_FATAL) {
+            set_fatal(L, &err);
+            return;
+        }
+        if (st != HMS_OK) {
+            pg_lost(L, &err);
+            return;
+        }
+    }
+}
+
+/* ---- publishing and feedback --------------------------------------------- */
+
+static void publish(loop_t *L)
+{
+    hms_outq_slot_t *s;
+    hms_err_t err;
+    if (L->stopping)
+        return;
+    if (L->opts->discard) {
+        while ((s = hms_outq_next(L->q)) != NULL) {
+            hms_outq_sent(L->q, ++L->discard_tag);
+            on_ack(L, L->discard_tag, false);
+            L->n_published++;
+        }
+        return;
+    }
+    if (L->pub == NULL)
+        return;
+    while ((s = hms_outq_next(L->q)) != NULL &&
+           hms_outq_outstanding(L->q) < (size_t)L->opts->window &&
+           hms_pub_writable(L->pub, s->ev.body.len + s->ev.routing_key.len)) {
+        uint64_t tag;
+        if (hms_pub_publish(L->pub, &s->ev, &tag, &err) != HMS_OK) {
+            amqp_lost(L, &err);
+            return;
+        }
+        hms_outq_sent(L->q, tag);
+        L->n_published++;
+    }
+}
+
+static void maybe_republish(loop_t *L, int64_t now)
+{
+    if (!hms_outq_rewind_ready(L->q))
+        return;
+    if (L->republish_at == 0) {
+        L->republish_backoff = next_backoff(L->opts, L->republish_backoff);
+        L->republish_at = now + L->republish_backoff;
+        char ms[16];
+        snprintf(ms, sizeof(ms), "%d", L->republish_backoff);
+        hms_log(HMS_LOG_WARN, "events were refused by RabbitMQ; republishing after a backoff",
+                "backoff_ms", ms, NULL);
+        return;
+    }
+    if (now >= L->republish_at) {
+        L->republish_at = 0;
+        hms_outq_rewind(L->q);
+    }
+}
+
+static void send_feedback(loop_t *L, int64_t now)
+{
+    if (L->repl == NULL)
+        return;
+    uint64_t flush = hms_tracker_flush_lsn(L->trk);
+    bool advanced = flush > L->sent_flush;
+    bool due = now - L->last_status_ms >= L->opts->feedback_interval_ms;
+    if (!(L->reply_now || due || (advanced && now - L->last_status_ms >= FEEDBACK_COALESCE_MS)))
+        return;
+    hms_err_t err;
+    uint64_t write = L->received_lsn > flush ? L->received_lsn : flush;
+    hms_status_t st = hms_repl_send_status(L->repl, write, flush, false, &err);
+    if (st == HMS_ERR_FULL)
+        return;
+    if (st != HMS_OK) {
+        pg_lost(L, &err);
+        return;
+    }
+    if (advanced && hms_log_enabled(HMS_LOG_DEBUG)) {
+        char lsn[HMS_LSN_STR_MAX];
+        hms_lsn_format(flush, lsn);
+        hms_log(HMS_LOG_DEBUG, "confirmed to the slot", "lsn", lsn, NULL);
+    }
+    L->sent_flush = flush;
+    L->last_status_ms = now;
+    L->reply_now = false;
+}
+
+static void log_stats(loop_t *L, int64_t now)
+{
+    if (now - L->last_stats_ms < STATS_INTERVAL_MS)
+        return;
+    L->last_stats_ms = now;
+    char a[24], b[24], c[24], d[24], e[24], lsn[HMS_LSN_STR_MAX];
+    hms_lsn_format(hms_tracker_flush_lsn(L->trk), lsn);
+    hms_log(HMS_LOG_INFO, "progress", "published", u64s(L->n_published, a, sizeof(a)), "confirmed",
+            u64s(L->n_confirmed, b, sizeof(b)), "nacked", u64s(L->n_nacked, c, sizeof(c)),
+            "returned", u64s(L->n_returned, d, sizeof(d)), "inflight",
+            u64s(hms_outq_outstanding(L->q), e, sizeof(e)), "lsn", lsn, NULL);
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static int poll_timeout(loop_t *L, int64_t now)
+{
+    int64_t t = now + MAX_POLL_MS;
+    if (L->repl != NULL) {
+        int64_t due = L->last_status_ms + L->opts->feedback_interval_ms;
+        if (hms_tracker_flush_lsn(L->trk) > L->sent_flush || L->reply_now)
+            due = L->last_status_ms + FEEDBACK_COALESCE_MS;
+        if (due < t)
+            t = due;
+    } else if (L->pg_retry_at < t) {
+        t = L->pg_retry_at;
+    }
+    if (L->pub == NULL && !L->opts->discard && L->amqp_retry_at < t)
+        t = L->amqp_retry_at;
+    if (L->republish_at != 0 && L->republish_at < t)
+        t = L->republish_at;
+    if (L->stopping && L->stop_deadline < t)
+        t = L->stop_deadline;
+    if (L->pub != NULL && hms_pub_pending_input(L->pub))
+        t = now;
+    return t <= now ? 0 : (int)(t - now);
+}
+
+static void reconnect(loop_t *L, int64_t now)
+{
+    hms_err_t err;
+    if (L->pub == NULL && !L->opts->discard && now >= L->amqp_retry_at && !L->stopping) {
+        if (connect_amqp(L, &err) != HMS_OK) {
+            L->amqp_backoff = next_backoff(L->opts, L->amqp_backoff);
+            L->amqp_retry_at = now_ms() + L->amqp_backoff;
+            hms_log(HMS_LOG_WARN, "RabbitMQ still unreachable; retrying", "error", err.msg, NULL);
+        }
+    }
+    if (L->repl == NULL && now >= L->pg_retry_at && !L->stopping) {
+        hms_status_t st = connect_pg(L, false, &err);
+        if (st == HMS_ERR_FATAL) {
+            set_fatal(L, &err);
+        } else if (st != HMS_OK) {
+            L->pg_backoff = next_backoff(L->opts, L->pg_backoff);
+            L->pg_retry_at = now_ms() + L->pg_backoff;
+            hms_log(HMS_LOG_WARN, "PostgreSQL still unreachable; retrying", "error", err.msg, NULL);
+        }
+    }
+}
+
+static void loop_once(loop_t *L)
+{
+    struct pollfd fds[2];
+    int nfds = 0, pg_i = -1, amqp_i = -1;
+    int64_t now = now_ms();
+
+    if (L->repl != NULL) {
+        short ev = 0;
+        if (!L->stopping && !hms_outq_full(L->q))
+            ev |= POLLIN;
+        if (hms_repl_flush(L->repl) == 1)
+            ev |= POLLOUT;
+        fds[nfds] = (struct pollfd){hms_repl_fd(L->repl), ev, 0};
+        pg_i = nfds++;
+    }
+    if (L->pub != NULL) {
+        short ev = POLLIN;
+        hms_outq_slot_t *s = hms_outq_next(L->q);
+        if (s != NULL && hms_outq_outstanding(L->q) < (size_t)L->opts->window &&
+            !hms_pub_blocked(L->pub) && !hms_pub_writable(L->pub, s->ev.body.len))
+            ev |= POLLOUT;
+        fds[nfds] = (struct pollfd){hms_pub_fd(L->pub), ev, 0};
+        amqp_i = nfds++;
+    }
+    int rc = poll(fds, (nfds_t)nfds, poll_timeout(L, now));
+    if (rc < 0 && errno != EINTR) {
+        hms_err_t err;
+        hms_err_set(&err, HMS_ERR_IO, "poll failed: %s", strerror(errno));
+        set_fatal(L, &err);
+        return;
+    }
+    now = now_ms();
+    hms_err_t err;
+    /* Broker first: acks free room in the queue and may move the slot. */
+    if (L->pub != NULL) {
+        if (hms_pub_poll(L->pub, &handlers, L, &err) != HMS_OK)
+            amqp_lost(L, &err);
+    }
+    if (L->repl != NULL && pg_i >= 0 && rc > 0 &&
+        (fds[pg_i].revents & (POLLIN | POLLERR | POLLHUP)))
+        read_pg(L);
+    else if (L->repl != NULL && !L->stopping && !hms_outq_full(L->q))
+        read_pg(L); /* libpq may hold buffered messages the socket won't signal */
+    (void)amqp_i;
+    if (L->fatal)
+        return;
+    maybe_republish(L, now);
+    publish(L);
+    hms_outq_pop_confirmed(L->q);
+    send_feedback(L, now);
+    reconnect(L, now);
+    log_stats(L, now);
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* SIGTERM: stop reading, wait (bounded) for the broker to settle what is
+ * outstanding, confirm the slot as far as it may go, and leave. */
+static void shutdown_stream(loop_t *L)
+{
+    char lsn[HMS_LSN_STR_MAX], n[24];
+    hms_outq_pop_confirmed(L->q);
+    uint64_t flush = hms_tracker_flush_lsn(L->trk);
+    if (L->repl != NULL) {
+        hms_err_t err;
+        uint64_t write = L->received_lsn > flush ? L->received_lsn : flush;
+        if (hms_repl_send_status(L->repl, write, flush, false, &err) == HMS_OK)
+            hms_repl_finish(L->repl);
+    }
+    hms_lsn_format(flush, lsn);
+    hms_log(HMS_LOG_INFO, "stopped", "lsn", lsn, "unconfirmed",
+            u64s(hms_outq_outstanding(L->q), n, sizeof(n)), NULL);
+}
+
+static void loop_free(loop_t *L)
+{
+    hms_repl_close(L->repl);
+    hms_pub_close(L->pub);
+    hms_pgo_decoder_free(L->dec);
+    hms_encoder_free(L->enc);
+    hms_tracker_free(L->trk);
+    hms_outq_free(L->q);
+    free(L->confirmed);
+}
+
+hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
+{
+    loop_t L;
+    memset(&L, 0, sizeof(L));
+    L.opts = opts;
+    hms_status_t st = HMS_OK;
+    /* The queue holds a window in flight plus as much again being decoded
+     * ahead, so publishing never waits for the decoder. */
+    L.confirmed_cap = (size_t)opts->window * 2;
+    L.q = hms_outq_new(L.confirmed_cap);
+    L.confirmed = calloc(L.confirmed_cap, sizeof(*L.confirmed));
+    L.dec = hms_pgo_decoder_new();
+    L.trk = hms_tracker_new(0);
+    if (L.q == NULL || L.confirmed == NULL || L.dec == NULL || L.trk == NULL) {
+        st = hms_err_set(err, HMS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    stop_signal = 0;
+    install_signals();
+    if (!opts->discard && (st = connect_amqp(&L, err)) != HMS_OK)
+        goto done;
+    if ((st = connect_pg(&L, true, err)) != HMS_OK)
+        goto done;
+    L.enc = hms_encoder_new(L.sysid, L.dbname, &hms_capture_incidents, 1);
+    if (L.enc == NULL) {
+        st = hms_err_set(err, HMS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    L.last_stats_ms = now_ms();
+    for (;;) {
+        if (stop_signal != 0 && !L.stopping) {
+            L.stopping = true;
+            L.stop_deadline = now_ms() + opts->shutdown_timeout_ms;
+            hms_log(HMS_LOG_INFO, "stopping: waiting for outstanding confirms", "signal",
+                    stop_signal == SIGTERM ? "TERM" : "INT", NULL);
+        }
+        if (L.stopping && (hms_outq_outstanding(L.q) == 0 || L.pub == NULL ||
+                           now_ms() >= L.stop_deadline))
+            break;
+        loop_once(&L);
+        if (L.fatal) {
+            *err = L.fatal_err;
+            st = HMS_ERR_FATAL;
+            goto done;
+        }
+    }
+    shutdown_stream(&L);
+done:
+    loop_free(&L);
+    return st;
+}

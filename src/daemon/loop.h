@@ -1,0 +1,37 @@
+/* loop.h -- `hms-sync run`: the one event loop that moves committed changes
+ * from the replication slot to RabbitMQ and confirms the slot only as far as
+ * the broker has confirmed.
+ *
+ *   walsender --CopyData--> decoder --> encoder --> outq --> publisher
+ *       ^                                            |          |
+ *       +---- standby status (flush) <--- tracker <--+-- acks --+
+ *
+ * One poll() over both sockets, with timers for feedback, heartbeats,
+ * reconnects and republishing: neither side ever blocks the other. */
+#ifndef HMS_DAEMON_LOOP_H
+#define HMS_DAEMON_LOOP_H
+
+#include <stdbool.h>
+
+#include "core/status.h"
+#include "daemon/publisher.h"
+#include "daemon/repl.h"
+
+typedef struct {
+    hms_repl_opts_t repl;
+    hms_pub_opts_t pub;
+    int window;               /* unconfirmed publishes in flight */
+    int feedback_interval_ms; /* standby status at least this often */
+    int shutdown_timeout_ms;  /* how long SIGTERM waits for confirms */
+    int retry_min_ms;         /* reconnect / republish backoff */
+    int retry_max_ms;
+    bool discard;             /* debugging: drop events instead of publishing */
+} hms_run_opts_t;
+
+/* Runs until SIGTERM/SIGINT (HMS_OK after a clean stop) or a fatal error
+ * (err says what and how to fix it).  Failing to reach either server at
+ * start is an error; losing one later is retried with capped exponential
+ * backoff. */
+hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err);
+
+#endif

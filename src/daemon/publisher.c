@@ -1,0 +1,408 @@
+/* publisher.c -- RabbitMQ publishing with confirms over rabbitmq-c 0.11. */
+#include "daemon/publisher.h"
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <errno.h>
+#include <linux/sockios.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "daemon/log.h"
+
+#define HMS_PUB_CHANNEL 1
+#define HMS_PUB_FRAME_MAX 131072
+
+/* Reading a basic.return takes three frames: the method, the content header
+ * (which carries message_id) and the body frames, which we skip. */
+typedef enum { RET_NONE, RET_HEADER, RET_BODY } ret_state_t;
+
+struct hms_pub {
+    amqp_connection_state_t conn;
+    char *exchange;
+    char target[300];
+    int fd;
+    int sndbuf;
+    unsigned publishes_since_sndbuf;
+    uint64_t next_tag;
+    bool blocked;
+    ret_state_t ret;
+    uint64_t ret_body_left;
+    int ret_code;
+    char ret_text[160];
+    char ret_msgid[64];
+};
+
+static void bytes_to_str(amqp_bytes_t b, char *out, size_t outlen)
+{
+    size_t n = b.len < outlen - 1 ? b.len : outlen - 1;
+    if (n > 0)
+        memcpy(out, b.bytes, n);
+    out[n] = '\0';
+}
+
+/* One line describing a failed RPC reply. */
+static void reply_text(amqp_rpc_reply_t r, char *out, size_t outlen)
+{
+    char text[200];
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL: snprintf(out, outlen, "ok"); return;
+    case AMQP_RESPONSE_NONE: snprintf(out, outlen, "no reply from the broker"); return;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(out, outlen, "%s", amqp_error_string2(r.library_error));
+        return;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *c = r.reply.decoded;
+            bytes_to_str(c->reply_text, text, sizeof(text));
+            snprintf(out, outlen, "broker closed the connection: %u %s", c->reply_code, text);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *c = r.reply.decoded;
+            bytes_to_str(c->reply_text, text, sizeof(text));
+            snprintf(out, outlen, "broker closed the channel: %u %s", c->reply_code, text);
+        } else {
+            snprintf(out, outlen, "unexpected broker method 0x%08x", r.reply.id);
+        }
+        return;
+    }
+    snprintf(out, outlen, "unknown reply");
+}
+
+hms_status_t hms_pub_check_url(const char *url, hms_err_t *err)
+{
+    struct amqp_connection_info info;
+    if (url == NULL || url[0] == '\0')
+        return hms_err_set(err, HMS_ERR_CONFIG, "amqp: no RabbitMQ URL given (set --amqp or HMS_SYNC_AMQP)");
+    if (strncmp(url, "amqp://", 7) != 0 && strncmp(url, "amqps://", 8) != 0)
+        return hms_err_set(err, HMS_ERR_CONFIG,
+                           "amqp: URL must start with amqp:// or amqps://");
+    char *copy = strdup(url);
+    if (copy == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
+    int rc = amqp_parse_url(copy, &info);
+    free(copy);
+    if (rc != AMQP_STATUS_OK)
+        return hms_err_set(err, HMS_ERR_CONFIG,
+                           "amqp: malformed URL (expected amqp[s]://user:password@host:port/vhost)");
+    return HMS_OK;
+}
+
+static void client_properties(amqp_table_t *props, amqp_table_entry_t *entries,
+                              amqp_table_entry_t *caps)
+{
+    caps[0].key = amqp_cstring_bytes("connection.blocked");
+    caps[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    caps[0].value.value.boolean = 1;
+    caps[1].key = amqp_cstring_bytes("authentication_failure_close");
+    caps[1].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    caps[1].value.value.boolean = 1;
+    caps[2].key = amqp_cstring_bytes("publisher_confirms");
+    caps[2].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    caps[2].value.value.boolean = 1;
+    entries[0].key = amqp_cstring_bytes("capabilities");
+    entries[0].value.kind = AMQP_FIELD_KIND_TABLE;
+    entries[0].value.value.table.num_entries = 3;
+    entries[0].value.value.table.entries = caps;
+    entries[1].key = amqp_cstring_bytes("product");
+    entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[1].value.value.bytes = amqp_cstring_bytes("hms-sync");
+    entries[2].key = amqp_cstring_bytes("version");
+    entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[2].value.value.bytes = amqp_cstring_bytes(HMS_VERSION);
+    entries[3].key = amqp_cstring_bytes("connection_name");
+    entries[3].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[3].value.value.bytes = amqp_cstring_bytes("hms-sync publisher");
+    props->num_entries = 4;
+    props->entries = entries;
+}
+
+hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_err_t *err)
+{
+    struct amqp_connection_info info;
+    char why[300];
+    hms_status_t st = hms_pub_check_url(opts->url, err);
+    if (st != HMS_OK)
+        return st;
+    char *url = strdup(opts->url);
+    hms_pub_t *p = calloc(1, sizeof(*p));
+    if (url == NULL || p == NULL) {
+        st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
+        goto fail;
+    }
+    amqp_parse_url(url, &info);
+    /* "amqp://host/" parses to the empty vhost, which never exists; users
+     * writing it mean the default one. */
+    if (info.vhost[0] == '\0')
+        info.vhost = "/";
+    snprintf(p->target, sizeof(p->target), "%s:%d", info.host, info.port);
+    p->exchange = strdup(opts->exchange);
+    p->conn = amqp_new_connection();
+    if (p->exchange == NULL || p->conn == NULL) {
+        st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
+        goto fail;
+    }
+    amqp_socket_t *sock;
+    if (info.ssl) {
+        sock = amqp_ssl_socket_new(p->conn);
+        if (sock != NULL) {
+            amqp_ssl_socket_set_verify_peer(sock, 1);
+            amqp_ssl_socket_set_verify_hostname(sock, 1);
+            amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2, AMQP_TLSvLATEST);
+        }
+    } else {
+        sock = amqp_tcp_socket_new(p->conn);
+    }
+    if (sock == NULL) {
+        st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: cannot create a socket");
+        goto fail;
+    }
+    struct timeval tv = {opts->connect_timeout_ms / 1000, (opts->connect_timeout_ms % 1000) * 1000};
+    errno = 0;
+    int rc = amqp_socket_open_noblock(sock, info.host, info.port, &tv);
+    if (rc != AMQP_STATUS_OK) {
+        int e = errno;
+        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot connect to RabbitMQ at %s: %s%s%s",
+                         p->target, amqp_error_string2(rc), e ? ": " : "", e ? strerror(e) : "");
+        goto fail;
+    }
+    amqp_set_handshake_timeout(p->conn, &tv);
+    amqp_set_rpc_timeout(p->conn, &tv);
+    amqp_table_t props;
+    amqp_table_entry_t entries[4], caps[3];
+    client_properties(&props, entries, caps);
+    amqp_rpc_reply_t r = amqp_login_with_properties(p->conn, info.vhost, 0, HMS_PUB_FRAME_MAX,
+                                                    opts->heartbeat_s, &props,
+                                                    AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        reply_text(r, why, sizeof(why));
+        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: login to RabbitMQ at %s as user %s failed: %s",
+                         p->target, info.user, why);
+        goto fail;
+    }
+    amqp_channel_open(p->conn, HMS_PUB_CHANNEL);
+    r = amqp_get_rpc_reply(p->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        amqp_confirm_select(p->conn, HMS_PUB_CHANNEL);
+        r = amqp_get_rpc_reply(p->conn);
+    }
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        reply_text(r, why, sizeof(why));
+        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot open a confirm channel on %s: %s",
+                         p->target, why);
+        goto fail;
+    }
+    amqp_exchange_declare(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(opts->exchange),
+                          amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
+    r = amqp_get_rpc_reply(p->conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        reply_text(r, why, sizeof(why));
+        st = hms_err_set(err, HMS_ERR_AMQP,
+                         "amqp: cannot declare exchange %s (topic, durable) on %s: %s "
+                         "(an existing exchange of another type or durability conflicts; "
+                         "the user needs configure permission on it)",
+                         opts->exchange, p->target, why);
+        goto fail;
+    }
+    p->fd = amqp_get_sockfd(p->conn);
+    socklen_t sl = sizeof(p->sndbuf);
+    if (getsockopt(p->fd, SOL_SOCKET, SO_SNDBUF, &p->sndbuf, &sl) != 0)
+        p->sndbuf = 65536;
+    p->next_tag = 1;
+    free(url);
+    *out = p;
+    return HMS_OK;
+fail:
+    free(url);
+    hms_pub_close(p);
+    return st;
+}
+
+void hms_pub_close(hms_pub_t *p)
+{
+    if (p == NULL)
+        return;
+    if (p->conn != NULL) {
+        /* A polite close needs a live peer; never wait long for it. */
+        struct timeval tv = {1, 0};
+        amqp_set_rpc_timeout(p->conn, &tv);
+        if (p->fd > 0)
+            amqp_connection_close(p->conn, AMQP_REPLY_SUCCESS);
+        amqp_destroy_connection(p->conn);
+    }
+    free(p->exchange);
+    free(p);
+}
+
+int hms_pub_fd(const hms_pub_t *p)
+{
+    return p->fd;
+}
+
+bool hms_pub_pending_input(const hms_pub_t *p)
+{
+    return amqp_data_in_buffer(p->conn) || amqp_frames_enqueued(p->conn);
+}
+
+bool hms_pub_blocked(const hms_pub_t *p)
+{
+    return p->blocked;
+}
+
+bool hms_pub_writable(const hms_pub_t *p, size_t len)
+{
+    if (p->blocked)
+        return false;
+    int queued = 0;
+    if (ioctl(p->fd, SIOCOUTQ, &queued) != 0)
+        return true; /* cannot tell: fall back to rabbitmq-c's blocking write */
+    if (queued == 0)
+        return true;
+    /* SO_SNDBUF counts kernel overhead too; half of it is a safe budget for
+     * payload bytes.  Frame headers add a few hundred bytes. */
+    size_t budget = (size_t)p->sndbuf / 2;
+    return (size_t)queued + len + 512 <= budget;
+}
+
+const char *hms_pub_target(const hms_pub_t *p)
+{
+    return p->target;
+}
+
+hms_status_t hms_pub_publish(hms_pub_t *p, const hms_event_t *ev, uint64_t *tag, hms_err_t *err)
+{
+    amqp_basic_properties_t props;
+    memset(&props, 0, sizeof(props));
+    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                   AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
+                   AMQP_BASIC_APP_ID_FLAG;
+    props.content_type = amqp_cstring_bytes("application/cloudevents+json");
+    props.delivery_mode = 2;
+    props.message_id = amqp_cstring_bytes(ev->id);
+    props.type = amqp_cstring_bytes(ev->type);
+    props.timestamp = (uint64_t)ev->time_unix;
+    props.app_id = amqp_cstring_bytes("hms-sync");
+    amqp_bytes_t rk = {ev->routing_key.len, ev->routing_key.data};
+    amqp_bytes_t body = {ev->body.len, ev->body.data};
+    int rc = amqp_basic_publish(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(p->exchange), rk, 1, 0,
+                                &props, body);
+    if (rc != AMQP_STATUS_OK)
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: publish to %s failed: %s", p->target,
+                           amqp_error_string2(rc));
+    *tag = p->next_tag++;
+    if (++p->publishes_since_sndbuf >= 256) {
+        /* The kernel autotunes the send buffer; re-read it now and then. */
+        socklen_t sl = sizeof(p->sndbuf);
+        getsockopt(p->fd, SOL_SOCKET, SO_SNDBUF, &p->sndbuf, &sl);
+        p->publishes_since_sndbuf = 0;
+    }
+    return HMS_OK;
+}
+
+static hms_status_t handle_method(hms_pub_t *p, amqp_frame_t *f, const hms_pub_handlers_t *h,
+                                  void *ctx, hms_err_t *err)
+{
+    char text[200];
+    switch (f->payload.method.id) {
+    case AMQP_BASIC_ACK_METHOD: {
+        amqp_basic_ack_t *a = f->payload.method.decoded;
+        h->on_ack(ctx, a->delivery_tag, a->multiple);
+        return HMS_OK;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+        amqp_basic_nack_t *n = f->payload.method.decoded;
+        h->on_nack(ctx, n->delivery_tag, n->multiple);
+        return HMS_OK;
+    }
+    case AMQP_BASIC_RETURN_METHOD: {
+        amqp_basic_return_t *r = f->payload.method.decoded;
+        p->ret = RET_HEADER;
+        p->ret_code = r->reply_code;
+        bytes_to_str(r->reply_text, p->ret_text, sizeof(p->ret_text));
+        return HMS_OK;
+    }
+    case AMQP_CONNECTION_BLOCKED_METHOD: {
+        amqp_connection_blocked_t *b = f->payload.method.decoded;
+        bytes_to_str(b->reason, text, sizeof(text));
+        p->blocked = true;
+        h->on_blocked(ctx, true, text);
+        return HMS_OK;
+    }
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        p->blocked = false;
+        h->on_blocked(ctx, false, "");
+        return HMS_OK;
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+        amqp_channel_close_t *c = f->payload.method.decoded;
+        bytes_to_str(c->reply_text, text, sizeof(text));
+        amqp_channel_close_ok_t ok = {0};
+        amqp_send_method(p->conn, HMS_PUB_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s closed the channel: %u %s",
+                           p->target, c->reply_code, text);
+    }
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        amqp_connection_close_t *c = f->payload.method.decoded;
+        bytes_to_str(c->reply_text, text, sizeof(text));
+        amqp_connection_close_ok_t ok = {0};
+        amqp_send_method(p->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s closed the connection: %u %s",
+                           p->target, c->reply_code, text);
+    }
+    default:
+        hms_log(HMS_LOG_DEBUG, "ignoring AMQP method", "method", amqp_method_name(f->payload.method.id),
+                NULL);
+        return HMS_OK;
+    }
+}
+
+static void finish_return(hms_pub_t *p, const hms_pub_handlers_t *h, void *ctx)
+{
+    p->ret = RET_NONE;
+    h->on_return(ctx, p->ret_msgid, p->ret_code, p->ret_text);
+}
+
+hms_status_t hms_pub_poll(hms_pub_t *p, const hms_pub_handlers_t *h, void *ctx, hms_err_t *err)
+{
+    for (;;) {
+        amqp_frame_t f;
+        struct timeval zero = {0, 0};
+        int rc = amqp_simple_wait_frame_noblock(p->conn, &f, &zero);
+        if (rc == AMQP_STATUS_TIMEOUT)
+            return HMS_OK;
+        if (rc != AMQP_STATUS_OK)
+            return hms_err_set(err, HMS_ERR_AMQP, "amqp: connection to %s lost: %s", p->target,
+                               amqp_error_string2(rc));
+        hms_status_t st = HMS_OK;
+        switch (f.frame_type) {
+        case AMQP_FRAME_METHOD: st = handle_method(p, &f, h, ctx, err); break;
+        case AMQP_FRAME_HEADER:
+            if (p->ret == RET_HEADER) {
+                amqp_basic_properties_t *props = f.payload.properties.decoded;
+                p->ret_msgid[0] = '\0';
+                if (props != NULL && (props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG))
+                    bytes_to_str(props->message_id, p->ret_msgid, sizeof(p->ret_msgid));
+                p->ret_body_left = f.payload.properties.body_size;
+                p->ret = RET_BODY;
+                if (p->ret_body_left == 0)
+                    finish_return(p, h, ctx);
+            }
+            break;
+        case AMQP_FRAME_BODY:
+            if (p->ret == RET_BODY) {
+                size_t n = f.payload.body_fragment.len;
+                p->ret_body_left = n >= p->ret_body_left ? 0 : p->ret_body_left - n;
+                if (p->ret_body_left == 0)
+                    finish_return(p, h, ctx);
+            }
+            break;
+        default: break; /* heartbeats: rabbitmq-c already noted them */
+        }
+        amqp_maybe_release_buffers(p->conn);
+        if (st != HMS_OK)
+            return st;
+    }
+}

@@ -1,0 +1,70 @@
+/* publisher.h -- the AMQP side: one connection, one channel in confirm mode,
+ * the exchange declared at start, pipelined persistent mandatory publishes,
+ * and a non-blocking reader for confirms, returns and blocked notices.
+ *
+ * rabbitmq-c 0.11 services heartbeats only while the caller reads or writes
+ * and its publish blocks on a full socket, so the event loop calls
+ * hms_pub_poll() whenever the socket is readable (and at least once a
+ * second), and publishes only while hms_pub_writable() says the kernel has
+ * room: a publish can then never stall the PostgreSQL side. */
+#ifndef HMS_DAEMON_PUBLISHER_H
+#define HMS_DAEMON_PUBLISHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/event.h"
+#include "core/status.h"
+
+typedef struct {
+    const char *url;      /* amqp:// or amqps:// */
+    const char *exchange; /* declared topic, durable */
+    int heartbeat_s;      /* 0 disables */
+    int connect_timeout_ms;
+} hms_pub_opts_t;
+
+/* What the broker said; the loop implements these. */
+typedef struct {
+    void (*on_ack)(void *ctx, uint64_t tag, bool multiple);
+    void (*on_nack)(void *ctx, uint64_t tag, bool multiple);
+    /* A mandatory publish could not be routed.  message_id is borrowed for
+     * the call. */
+    void (*on_return)(void *ctx, const char *message_id, int reply_code, const char *reply_text);
+    void (*on_blocked)(void *ctx, bool blocked, const char *reason);
+} hms_pub_handlers_t;
+
+typedef struct hms_pub hms_pub_t;
+
+/* Validates an amqp(s):// URL without connecting: HMS_ERR_CONFIG and a
+ * message naming the problem (never the password). */
+hms_status_t hms_pub_check_url(const char *url, hms_err_t *err);
+
+/* Connects, logs in (advertising connection.blocked), opens channel 1,
+ * enables confirms and declares the exchange.  On success *out owns the
+ * connection; release it with hms_pub_close(). */
+hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_err_t *err);
+void hms_pub_close(hms_pub_t *p);
+
+int hms_pub_fd(const hms_pub_t *p);
+/* True when rabbitmq-c already holds received bytes or frames, so the loop
+ * must call hms_pub_poll() without waiting for the socket. */
+bool hms_pub_pending_input(const hms_pub_t *p);
+/* True when the broker has not blocked us and the socket's send queue has
+ * room for a message of about len bytes, so a publish will not block. */
+bool hms_pub_writable(const hms_pub_t *p, size_t len);
+bool hms_pub_blocked(const hms_pub_t *p);
+
+/* Publishes ev (persistent, mandatory) and returns its delivery tag in *tag.
+ * Any failure means the connection is lost: close it and reconnect. */
+hms_status_t hms_pub_publish(hms_pub_t *p, const hms_event_t *ev, uint64_t *tag, hms_err_t *err);
+
+/* Reads every frame available without blocking and dispatches it; also
+ * sends a heartbeat when due and detects a silent broker.  Any failure
+ * means the connection is lost. */
+hms_status_t hms_pub_poll(hms_pub_t *p, const hms_pub_handlers_t *h, void *ctx, hms_err_t *err);
+
+/* "host:port" of the broker, for log lines (no credentials). */
+const char *hms_pub_target(const hms_pub_t *p);
+
+#endif

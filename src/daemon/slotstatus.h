@@ -1,0 +1,26 @@
+/* slotstatus.h -- `hms-sync status`: where the replication slot stands and how far behind it is. */
+#ifndef HMS_DAEMON_SLOTSTATUS_H
+#define HMS_DAEMON_SLOTSTATUS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "core/status.h"
+
+/* The slot `run` creates when none is named. */
+#define HMS_SLOT_DEFAULT "hms_sync"
+
+/* Connects to conninfo (a normal connection), reads the slot `slot` (NULL
+ * means HMS_SLOT_DEFAULT) from pg_replication_slots, the connector's last
+ * reported commit from hms_sync.slot_progress (absent table or row: unknown)
+ * and, while the slot is active, its walsender's last reply from
+ * pg_stat_replication, and writes them to out: aligned "key: value" lines,
+ * or with json one JSON object on one line (byte counts and pids as
+ * numbers, LSNs and times as strings, unknowns as null).  Borrows every
+ * argument.  Returns HMS_OK; HMS_ERR_PG when the server cannot be reached or
+ * the slot does not exist (the message says how to create it);
+ * HMS_ERR_CONFIG for an unparsable conninfo or an empty slot name. */
+hms_status_t hms_slot_status(const char *conninfo, const char *slot, bool json, FILE *out,
+                             hms_err_t *err);
+
+#endif

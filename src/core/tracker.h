@@ -53,5 +53,8 @@ bool hms_tracker_in_tx(const hms_tracker_t *t);
 /* Commit time of the newest transaction covered by the flush position
  * (microseconds since 2000-01-01), or 0 if none yet. */
 int64_t hms_tracker_flushed_commit_time(const hms_tracker_t *t);
+/* Bytes the tracker currently owns (struct and rings); for tests and metrics
+ * that check memory follows what is in flight, not the history. */
+size_t hms_tracker_mem_bytes(const hms_tracker_t *t);
 
 #endif

@@ -16,6 +16,7 @@
 #include "core/tracker.h"
 #include "core/walproto.h"
 #include "daemon/log.h"
+#include "daemon/progress.h"
 
 /* Feedback is sent at most this often when the flush position advances, so
  * a stream of acks does not become a stream of status messages, yet the
@@ -40,6 +41,7 @@ typedef struct {
     hms_encoder_t *enc;
     hms_tracker_t *trk;
     hms_outq_t *q;
+    hms_progress_t *progress;
     uint64_t *confirmed; /* scratch for hms_outq_ack, queue capacity entries */
     size_t confirmed_cap;
     char sysid[32];
@@ -529,6 +531,9 @@ static void loop_once(loop_t *L)
     hms_outq_pop_confirmed(L->q);
     send_feedback(L, now);
     reconnect(L, now);
+    if (L->repl != NULL)
+        hms_progress_tick(L->progress, hms_tracker_flush_lsn(L->trk),
+                          hms_tracker_flushed_commit_time(L->trk), now);
     log_stats(L, now);
 }
 
@@ -569,6 +574,7 @@ static void loop_free(loop_t *L)
     hms_encoder_free(L->enc);
     hms_tracker_free(L->trk);
     hms_outq_free(L->q);
+    hms_progress_free(L->progress);
     free(L->confirmed);
 }
 
@@ -585,7 +591,9 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
     L.confirmed = calloc(L.confirmed_cap, sizeof(*L.confirmed));
     L.dec = hms_pgo_decoder_new();
     L.trk = hms_tracker_new(0);
-    if (L.q == NULL || L.confirmed == NULL || L.dec == NULL || L.trk == NULL) {
+    L.progress = hms_progress_new(opts->repl.conninfo, opts->repl.slot);
+    if (L.q == NULL || L.confirmed == NULL || L.dec == NULL || L.trk == NULL ||
+        L.progress == NULL) {
         st = hms_err_set(err, HMS_ERR_NOMEM, "out of memory");
         goto done;
     }

@@ -561,6 +561,7 @@ static void shutdown_stream(loop_t *L)
         if (hms_repl_send_status(L->repl, write, flush, false, &err) == HMS_OK)
             hms_repl_finish(L->repl);
     }
+    hms_progress_final(L->progress, flush, hms_tracker_flushed_commit_time(L->trk), now_ms());
     hms_lsn_format(flush, lsn);
     hms_log(HMS_LOG_INFO, "stopped", "lsn", lsn, "unconfirmed",
             u64s(hms_outq_outstanding(L->q), n, sizeof(n)), NULL);

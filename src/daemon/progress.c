@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/lsn.h"
 #include "core/pgoutput.h"
@@ -146,4 +147,17 @@ void hms_progress_tick(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit
     p->busy = true;
     p->last_write_ms = now_ms;
     p->written_commit_time = commit_time;
+}
+
+void hms_progress_final(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit_time,
+                        int64_t now_ms)
+{
+    for (int i = 0; i < 2; i++) {
+        for (int waited = 0; p->busy && waited < 1000; waited += 10) {
+            usleep(10 * 1000);
+            collect(p, now_ms);
+        }
+        p->last_write_ms = 0; /* the once-a-second limit does not apply now */
+        hms_progress_tick(p, confirmed_lsn, commit_time, now_ms);
+    }
 }

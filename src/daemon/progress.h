@@ -25,4 +25,9 @@ void hms_progress_free(hms_progress_t *p);
 void hms_progress_tick(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit_time,
                        int64_t now_ms);
 
+/* On a clean stop: waits (at most about two seconds) for a write in flight
+ * and records the final position if it changed since. */
+void hms_progress_final(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit_time,
+                        int64_t now_ms);
+
 #endif

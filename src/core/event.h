@@ -46,7 +46,7 @@ typedef struct {
     hms_buf_t body;        /* the CloudEvents JSON document */
     hms_buf_t routing_key; /* incident.created.<region> */
     char id[40];           /* "<commit LSN, 16 hex>-<ordinal>" */
-    const char *type;      /* static string, e.g. "gov.hms.ehr.IncidentCreated.v1" */
+    const char *type;      /* e.g. "gov.hms.ehr.IncidentCreated.v1"; owned by the encoder */
     int64_t time_unix;     /* commit time, seconds since the Unix epoch */
 } hms_event_t;
 
@@ -66,10 +66,12 @@ void hms_encoder_free(hms_encoder_t *e);
 const hms_capture_t *hms_encoder_capture(const hms_encoder_t *e, const hms_pgo_relation_t *rel);
 
 /* Encodes an Insert, Update or Delete message of a captured relation into
- * ev (its previous content is discarded).  Fails with HMS_ERR_ENCODE and a
- * message naming the table, column and event id when a value cannot be
- * represented faithfully (e.g. an unchanged TOASTed value with no old row to
- * take it from). */
+ * ev (its previous content is discarded; after a failure body and
+ * routing_key are empty).  Fails with HMS_ERR_ENCODE and a message naming
+ * the table, column and event id when a value cannot be represented
+ * faithfully (e.g. an unchanged TOASTed value with no old row to take it
+ * from), and with HMS_ERR_STATE for a message that is not a row change or a
+ * relation that is not captured. */
 hms_status_t hms_encoder_encode(hms_encoder_t *e, const hms_txctx_t *tx, const hms_pgo_msg_t *msg,
                                 hms_event_t *ev, hms_err_t *err);
 

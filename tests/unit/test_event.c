@@ -1,0 +1,649 @@
+/* test_event.c -- the event encoder: exact JSON for hand-built pgoutput
+ * changes, every type mapping, TOAST handling, and schema conformance. */
+#include <check.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/event.h"
+#include "core/jsonschema.h"
+
+#ifndef HMS_SCHEMAS_DIR
+#define HMS_SCHEMAS_DIR "schemas"
+#endif
+
+/* 2026-11-26T14:18:01.791510Z in pgoutput's microseconds since 2000-01-01. */
+#define COMMIT_TIME INT64_C(849017881791510)
+#define COMMIT_UNIX INT64_C(1795702681)
+
+#define T(s) ((hms_pgo_value_t){HMS_PGO_VAL_TEXT, (uint32_t)strlen(s), (s)})
+#define NUL ((hms_pgo_value_t){HMS_PGO_VAL_NULL, 0, NULL})
+#define UNCH ((hms_pgo_value_t){HMS_PGO_VAL_UNCHANGED, 0, NULL})
+
+static hms_pgo_column_t inc_cols[] = {
+    {(char *)"id", 2950, -1, 1},         {(char *)"occurred_at", 1184, -1, 0},
+    {(char *)"region", 25, -1, 0},       {(char *)"severity", 21, -1, 0},
+    {(char *)"status", 25, -1, 0},       {(char *)"summary", 25, -1, 0},
+    {(char *)"reported_by", 25, -1, 0},  {(char *)"version", 20, -1, 0},
+    {(char *)"updated_at", 1184, -1, 0}, {(char *)"origin", 25, -1, 0},
+};
+static hms_pgo_relation_t inc_rel = {16384, (char *)"public", (char *)"incidents", 'f',
+                                     10,    inc_cols};
+
+static hms_schema_set_t *schemas;
+static hms_encoder_t *enc;
+static hms_event_t ev;
+static hms_err_t err;
+
+static void setup(void)
+{
+    enc = hms_encoder_new("7312345678901234567", "ehr", &hms_capture_incidents, 1);
+    ck_assert_ptr_nonnull(enc);
+    memset(&ev, 0, sizeof ev);
+    err.msg[0] = '\0';
+}
+
+static void teardown(void)
+{
+    hms_event_free(&ev);
+    hms_encoder_free(enc);
+}
+
+static void incident_row(hms_pgo_value_t v[10], const char *region, const char *summary)
+{
+    v[0] = T("0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c");
+    v[1] = T("2026-11-26 14:18:01.79151+00");
+    v[2] = T(region);
+    v[3] = T("4");
+    v[4] = T("open");
+    v[5] = summary != NULL ? T(summary) : NUL;
+    v[6] = T("dr. \"who\"");
+    v[7] = T("3");
+    v[8] = T("2026-11-26 14:18:02+00");
+    v[9] = T("hms-ehr");
+}
+
+static hms_pgo_msg_t change(hms_pgo_kind_t kind, const hms_pgo_relation_t *rel, char old_kind,
+                            const hms_pgo_value_t *oldv, const hms_pgo_value_t *newv)
+{
+    hms_pgo_msg_t m;
+    memset(&m, 0, sizeof m);
+    m.kind = kind;
+    m.u.change.rel = rel;
+    m.u.change.old_kind = old_kind;
+    if (oldv != NULL)
+        m.u.change.oldtup = (hms_pgo_tuple_t){rel->ncols, oldv};
+    if (newv != NULL)
+        m.u.change.newtup = (hms_pgo_tuple_t){rel->ncols, newv};
+    return m;
+}
+
+static hms_txctx_t tx(uint64_t lsn, uint32_t ordinal)
+{
+    return (hms_txctx_t){lsn, 7421, COMMIT_TIME, ordinal};
+}
+
+/* Parses the body (it must be JSON) and, for complete incidents events,
+ * checks it against the envelope and the data schema named by dataschema. */
+static json_object *check_event(bool validate)
+{
+    json_tokener *tok = json_tokener_new_ex(256);
+    json_object *doc = json_tokener_parse_ex(tok, ev.body.data, (int)ev.body.len);
+    ck_assert_msg(doc != NULL && json_tokener_get_error(tok) == json_tokener_success &&
+                      tok->char_offset == (int)ev.body.len,
+                  "not JSON: %s", ev.body.data);
+    json_tokener_free(tok);
+    if (validate) {
+        const hms_schema_t *env =
+            hms_schema_set_find(schemas, "https://hms.gov/schemas/ehr/envelope.v1.json");
+        ck_assert_ptr_nonnull(env);
+        hms_err_t e;
+        ck_assert_msg(hms_schema_validate(env, doc, &e) == HMS_OK, "envelope: %s", e.msg);
+        json_object *ds, *data;
+        ck_assert(json_object_object_get_ex(doc, "dataschema", &ds));
+        ck_assert(json_object_object_get_ex(doc, "data", &data));
+        const hms_schema_t *s = hms_schema_set_find(schemas, json_object_get_string(ds));
+        ck_assert_msg(s != NULL, "no schema %s", json_object_get_string(ds));
+        ck_assert_msg(hms_schema_validate(s, data, &e) == HMS_OK, "data: %s", e.msg);
+    }
+    return doc;
+}
+
+static void encode_ok(const hms_txctx_t *t, const hms_pgo_msg_t *m)
+{
+    hms_status_t st = hms_encoder_encode(enc, t, m, &ev, &err);
+    ck_assert_msg(st == HMS_OK, "encode: %s", err.msg);
+}
+
+START_TEST(insert_exact)
+{
+    hms_pgo_value_t v[10];
+    incident_row(v, "north", "fell");
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &inc_rel, 0, NULL, v);
+    hms_txctx_t t = tx(0x16B3748, 0);
+    ck_assert_ptr_eq(hms_encoder_capture(enc, &inc_rel), &hms_capture_incidents);
+    encode_ok(&t, &m);
+    ck_assert_str_eq(
+        ev.body.data,
+        "{\"specversion\":\"1.0\",\"type\":\"gov.hms.ehr.IncidentCreated.v1\","
+        "\"source\":\"/hms-ehr/7312345678901234567/ehr/public.incidents\","
+        "\"datacontenttype\":\"application/json\","
+        "\"dataschema\":\"https://hms.gov/schemas/ehr/IncidentCreated.v1.json\","
+        "\"id\":\"00000000016B3748-0\",\"subject\":\"0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c\","
+        "\"time\":\"2026-11-26T14:18:01.791510Z\",\"lsn\":\"0/16B3748\",\"txid\":7421,"
+        "\"version\":3,\"updatedat\":\"2026-11-26T14:18:02.000000Z\",\"origin\":\"hms-ehr\","
+        "\"data\":{\"id\":\"0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c\","
+        "\"occurred_at\":\"2026-11-26T14:18:01.791510Z\",\"region\":\"north\",\"severity\":4,"
+        "\"status\":\"open\",\"summary\":\"fell\",\"reported_by\":\"dr. \\\"who\\\"\","
+        "\"version\":3,\"updated_at\":\"2026-11-26T14:18:02.000000Z\",\"origin\":\"hms-ehr\"}}");
+    ck_assert_str_eq(ev.routing_key.data, "incident.created.north");
+    ck_assert_str_eq(ev.id, "00000000016B3748-0");
+    ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentCreated.v1");
+    ck_assert_int_eq(ev.time_unix, COMMIT_UNIX);
+    json_object_put(check_event(true));
+}
+END_TEST
+
+START_TEST(id_and_lsn_forms)
+{
+    hms_pgo_value_t v[10];
+    incident_row(v, "north", NULL);
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &inc_rel, 0, NULL, v);
+    hms_txctx_t t = tx(UINT64_C(0x00000001000000FF), 12);
+    encode_ok(&t, &m);
+    ck_assert_str_eq(ev.id, "00000001000000FF-12");
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"id\":\"00000001000000FF-12\""));
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"lsn\":\"1/FF\""));
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"summary\":null"));
+    json_object_put(check_event(true));
+    t = tx(UINT64_MAX, UINT32_MAX);
+    t.xid = UINT32_MAX;
+    encode_ok(&t, &m);
+    ck_assert_str_eq(ev.id, "FFFFFFFFFFFFFFFF-4294967295");
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"lsn\":\"FFFFFFFF/FFFFFFFF\""));
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"txid\":4294967295"));
+    json_object_put(check_event(true));
+}
+END_TEST
+
+START_TEST(time_epochs)
+{
+    hms_pgo_value_t v[10];
+    incident_row(v, "north", NULL);
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &inc_rel, 0, NULL, v);
+    hms_txctx_t t = tx(1, 0);
+    t.commit_time = 0;
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"time\":\"2000-01-01T00:00:00.000000Z\""));
+    ck_assert_int_eq(ev.time_unix, 946684800);
+    t.commit_time = -1; /* before the PostgreSQL epoch: floor, not truncation */
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"time\":\"1999-12-31T23:59:59.999999Z\""));
+    ck_assert_int_eq(ev.time_unix, 946684799);
+    t.commit_time = INT64_MAX;
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "commit time"));
+}
+END_TEST
+
+START_TEST(routing_key_region)
+{
+    hms_pgo_value_t v[10];
+    incident_row(v, "eu.west*1#b", NULL);
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &inc_rel, 0, NULL, v);
+    hms_txctx_t t = tx(0x100, 0);
+    encode_ok(&t, &m);
+    ck_assert_str_eq(ev.routing_key.data, "incident.created.eu_west_1_b");
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"region\":\"eu.west*1#b\""));
+    json_object_put(check_event(true));
+
+    incident_row(v, "", NULL);
+    encode_ok(&t, &m);
+    ck_assert_str_eq(ev.routing_key.data, "incident.created._");
+
+    /* A region longer than a short string allows is cut to 255 bytes at a
+     * character boundary. */
+    static char longr[600];
+    for (size_t i = 0; i + 2 < sizeof longr; i += 2)
+        memcpy(longr + i, "\xc3\xa9", 2);
+    incident_row(v, longr, NULL);
+    encode_ok(&t, &m);
+    ck_assert_uint_le(ev.routing_key.len, 255);
+    ck_assert_uint_ge(ev.routing_key.len, 254);
+    ck_assert_int_eq(ev.routing_key.data[ev.routing_key.len - 1], (char)0xa9);
+}
+END_TEST
+
+START_TEST(update_toast_from_old)
+{
+    hms_pgo_value_t oldv[10], newv[10];
+    incident_row(oldv, "south", "a long TOASTed summary");
+    incident_row(newv, "north", NULL);
+    newv[5] = UNCH;
+    newv[7] = T("4");
+    hms_pgo_msg_t m = change(HMS_PGO_UPDATE, &inc_rel, 'O', oldv, newv);
+    hms_txctx_t t = tx(0x2000, 3);
+    encode_ok(&t, &m);
+    ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentUpdated.v1");
+    ck_assert_str_eq(ev.routing_key.data, "incident.updated.north");
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"summary\":\"a long TOASTed summary\""));
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"version\":4,"));
+    ck_assert_ptr_nonnull(strstr(
+        ev.body.data, "\"dataschema\":\"https://hms.gov/schemas/ehr/IncidentUpdated.v1.json\""));
+    json_object_put(check_event(true));
+}
+END_TEST
+
+START_TEST(update_toast_unavailable)
+{
+    hms_pgo_value_t oldv[10], newv[10];
+    incident_row(oldv, "south", NULL);
+    incident_row(newv, "north", NULL);
+    newv[5] = UNCH;
+    hms_pgo_msg_t m = change(HMS_PGO_UPDATE, &inc_rel, 0, NULL, newv);
+    hms_txctx_t t = tx(0x16B3748, 1);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_msg(strstr(err.msg, "column summary") != NULL &&
+                      strstr(err.msg, "unchanged TOASTed value") != NULL &&
+                      strstr(err.msg, "REPLICA IDENTITY is not FULL") != NULL &&
+                      strstr(err.msg, "public.incidents") != NULL &&
+                      strstr(err.msg, "00000000016B3748-1") != NULL,
+                  "message: %s", err.msg);
+    ck_assert_uint_eq(ev.body.len, 0);
+    ck_assert_uint_eq(ev.routing_key.len, 0);
+    /* A key-only old row cannot supply it either, nor an old row whose own
+     * value is missing. */
+    m = change(HMS_PGO_UPDATE, &inc_rel, 'K', oldv, newv);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    oldv[5] = UNCH;
+    m = change(HMS_PGO_UPDATE, &inc_rel, 'O', oldv, newv);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+}
+END_TEST
+
+START_TEST(delete_full_and_key_only)
+{
+    hms_pgo_value_t oldv[10];
+    incident_row(oldv, "west", "gone");
+    hms_pgo_msg_t m = change(HMS_PGO_DELETE, &inc_rel, 'O', oldv, NULL);
+    hms_txctx_t t = tx(0x3000, 0);
+    encode_ok(&t, &m);
+    ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentDeleted.v1");
+    ck_assert_str_eq(ev.routing_key.data, "incident.deleted.west");
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"summary\":\"gone\""));
+    json_object_put(check_event(true));
+
+    /* REPLICA IDENTITY DEFAULT: only the key travels, so data has only it
+     * and the LWW attributes are absent. */
+    hms_pgo_value_t keyv[10];
+    for (int i = 0; i < 10; i++)
+        keyv[i] = NUL;
+    keyv[0] = T("0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c");
+    m = change(HMS_PGO_DELETE, &inc_rel, 'K', keyv, NULL);
+    encode_ok(&t, &m);
+    ck_assert_str_eq(ev.routing_key.data, "incident.deleted._");
+    ck_assert_ptr_nonnull(strstr(
+        ev.body.data, "\"txid\":7421,\"data\":{\"id\":\"0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c\"}}"));
+    json_object_put(check_event(false));
+}
+END_TEST
+
+START_TEST(key_errors)
+{
+    hms_pgo_value_t v[10];
+    incident_row(v, "north", NULL);
+    v[0] = NUL;
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &inc_rel, 0, NULL, v);
+    hms_txctx_t t = tx(0x100, 0);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "column id"));
+
+    hms_pgo_column_t cols[2] = {{(char *)"ident", 23, -1, 1}, {(char *)"region", 25, -1, 0}};
+    hms_pgo_relation_t rel = {555, (char *)"public", (char *)"incidents", 'f', 2, cols};
+    hms_pgo_value_t v2[2] = {T("1"), T("x")};
+    m = change(HMS_PGO_INSERT, &rel, 0, NULL, v2);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no key column id"));
+
+    /* Wrong column count and a binary value. */
+    incident_row(v, "north", NULL);
+    m = change(HMS_PGO_INSERT, &inc_rel, 0, NULL, v);
+    m.u.change.newtup.ncols = 9;
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    m.u.change.newtup.ncols = 10;
+    v[4] = (hms_pgo_value_t){HMS_PGO_VAL_BINARY, 4, "open"};
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "binary"));
+    /* Not a row change. */
+    m.kind = HMS_PGO_BEGIN;
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_STATE);
+}
+END_TEST
+
+START_TEST(not_captured)
+{
+    hms_pgo_column_t cols[1] = {{(char *)"id", 23, -1, 1}};
+    hms_pgo_relation_t rel = {777, (char *)"public", (char *)"other", 'd', 1, cols};
+    hms_pgo_relation_t cat = {778, (char *)"", (char *)"incidents", 'd', 1, cols};
+    ck_assert_ptr_null(hms_encoder_capture(enc, &rel));
+    ck_assert_ptr_null(hms_encoder_capture(enc, &cat));
+    hms_pgo_value_t v[1] = {T("1")};
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &rel, 0, NULL, v);
+    hms_txctx_t t = tx(0x100, 0);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_STATE);
+}
+END_TEST
+
+START_TEST(optional_attributes_omitted)
+{
+    hms_pgo_column_t cols[2] = {{(char *)"id", 23, -1, 1}, {(char *)"note", 25, -1, 0}};
+    hms_pgo_relation_t rel = {556, (char *)"public", (char *)"incidents", 'f', 2, cols};
+    hms_pgo_value_t v[2] = {T("42"), T("x")};
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &rel, 0, NULL, v);
+    hms_txctx_t t = tx(0x100, 0);
+    encode_ok(&t, &m);
+    ck_assert_ptr_null(strstr(ev.body.data, "\"version\""));
+    ck_assert_ptr_null(strstr(ev.body.data, "\"updatedat\""));
+    ck_assert_ptr_null(strstr(ev.body.data, "\"origin\""));
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"subject\":\"42\""));
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"data\":{\"id\":42,\"note\":\"x\"}}"));
+    ck_assert_str_eq(ev.routing_key.data, "incident.created._");
+    json_object_put(check_event(false));
+}
+END_TEST
+
+START_TEST(relation_cache_invalidation)
+{
+    hms_pgo_column_t cols[2] = {{(char *)"id", 23, -1, 1}, {(char *)"a", 25, -1, 0}};
+    hms_pgo_relation_t rel = {557, (char *)"public", (char *)"incidents", 'f', 2, cols};
+    hms_pgo_value_t v[2] = {T("1"), T("x")};
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &rel, 0, NULL, v);
+    hms_txctx_t t = tx(0x100, 0);
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"data\":{\"id\":1,\"a\":\"x\"}}"));
+    /* Same pointers, renamed column and changed type, as a decoder that
+     * rewrites its entry in place would leave it. */
+    char renamed[] = "b";
+    cols[1].name = renamed;
+    cols[1].type_oid = 23;
+    v[1] = T("5");
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"data\":{\"id\":1,\"b\":5}}"));
+    renamed[0] = 'c';
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"data\":{\"id\":1,\"c\":5}}"));
+    /* A new relation pointer for the same relid with the key moved. */
+    hms_pgo_column_t cols2[3] = {
+        {(char *)"z", 25, -1, 0}, {(char *)"id", 23, -1, 1}, {(char *)"version", 20, -1, 0}};
+    hms_pgo_relation_t rel2 = {557, (char *)"public", (char *)"incidents", 'f', 3, cols2};
+    hms_pgo_value_t v2[3] = {T("q"), T("9"), T("11")};
+    m = change(HMS_PGO_INSERT, &rel2, 0, NULL, v2);
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"subject\":\"9\""));
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"version\":11,"));
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"data\":{\"z\":\"q\",\"id\":9,\"version\":11}}"));
+}
+END_TEST
+
+/* A table with one column of every mapped type. */
+enum { NTYPES = 20 };
+static hms_pgo_column_t type_cols[NTYPES] = {
+    {(char *)"id", 23, -1, 1},     {(char *)"b", 16, -1, 0},     {(char *)"i2", 21, -1, 0},
+    {(char *)"i8", 20, -1, 0},     {(char *)"o", 26, -1, 0},     {(char *)"f4", 700, -1, 0},
+    {(char *)"f8", 701, -1, 0},    {(char *)"num", 1700, -1, 0}, {(char *)"ts", 1114, -1, 0},
+    {(char *)"tstz", 1184, -1, 0}, {(char *)"j", 114, -1, 0},    {(char *)"jb", 3802, -1, 0},
+    {(char *)"u", 2950, -1, 0},    {(char *)"t", 25, -1, 0},     {(char *)"vc", 1043, -1, 0},
+    {(char *)"inet", 869, -1, 0},  {(char *)"ia", 1007, -1, 0},  {(char *)"ta", 1009, -1, 0},
+    {(char *)"pt", 600, -1, 0},    {(char *)"na", 1231, -1, 0},
+};
+static hms_pgo_relation_t type_rel = {600, (char *)"public", (char *)"incidents",
+                                      'f', NTYPES,           type_cols};
+
+/* Encodes one value in column col (others NULL) and returns its JSON. */
+static const char *one_value(int col, hms_pgo_value_t val, hms_status_t want)
+{
+    static char out[4096];
+    hms_pgo_value_t v[NTYPES];
+    for (int i = 0; i < NTYPES; i++)
+        v[i] = NUL;
+    v[0] = T("1");
+    v[col] = val;
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &type_rel, 0, NULL, v);
+    hms_txctx_t t = tx(0x100, 0);
+    hms_status_t st = hms_encoder_encode(enc, &t, &m, &ev, &err);
+    ck_assert_msg(st == want, "column %s: status %d (%s)", type_cols[col].name, st, err.msg);
+    if (st != HMS_OK)
+        return err.msg;
+    json_object_put(check_event(false));
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\":", type_cols[col].name);
+    const char *p = strstr(strstr(ev.body.data, "\"data\":"), key);
+    ck_assert_ptr_nonnull(p);
+    p += strlen(key);
+    /* The value runs to the next top-level ',"' of data or the closing }}. */
+    const char *end = col + 1 < NTYPES ? strstr(p, ",\"") : NULL;
+    char next[64];
+    if (col + 1 < NTYPES) {
+        snprintf(next, sizeof next, ",\"%s\":", type_cols[col + 1].name);
+        end = strstr(p, next);
+    } else {
+        end = ev.body.data + ev.body.len - 2;
+    }
+    ck_assert_ptr_nonnull(end);
+    snprintf(out, sizeof out, "%.*s", (int)(end - p), p);
+    return out;
+}
+
+#define VAL(col, text) one_value(col, T(text), HMS_OK)
+#define BAD(col, text) one_value(col, T(text), HMS_ERR_ENCODE)
+
+START_TEST(scalar_types)
+{
+    ck_assert_str_eq(VAL(1, "t"), "true");
+    ck_assert_str_eq(VAL(1, "f"), "false");
+    BAD(1, "yes");
+    ck_assert_str_eq(VAL(2, "-32768"), "-32768");
+    ck_assert_str_eq(VAL(3, "9223372036854775807"), "9223372036854775807");
+    BAD(3, "12x");
+    BAD(3, "");
+    BAD(3, "007");
+    ck_assert_str_eq(VAL(4, "4294967295"), "4294967295");
+    ck_assert_str_eq(VAL(5, "1.5"), "1.5");
+    ck_assert_str_eq(VAL(6, "1.2345678901234567e+20"), "1.2345678901234567e+20");
+    ck_assert_str_eq(VAL(6, "-0"), "-0");
+    ck_assert_str_eq(VAL(6, "NaN"), "\"NaN\"");
+    ck_assert_str_eq(VAL(6, "Infinity"), "\"Infinity\"");
+    ck_assert_str_eq(VAL(5, "-Infinity"), "\"-Infinity\"");
+    BAD(6, "1.");
+    BAD(6, "inf");
+    ck_assert_str_eq(VAL(7, "12345678901234567890.123456789"),
+                     "\"12345678901234567890.123456789\"");
+    ck_assert_str_eq(VAL(7, "NaN"), "\"NaN\"");
+    ck_assert_str_eq(VAL(7, "-Infinity"), "\"-Infinity\"");
+    ck_assert_str_eq(VAL(12, "0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c"),
+                     "\"0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c\"");
+    ck_assert_str_eq(VAL(13, "tab\there \"q\" back\\slash\n"),
+                     "\"tab\\there \\\"q\\\" back\\\\slash\\n\"");
+    ck_assert_str_eq(VAL(14, "caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+    /* Invalid UTF-8 still yields valid JSON (U+FFFD). */
+    ck_assert_str_eq(VAL(13, "a\xff"
+                             "b\xc3"),
+                     "\"a\xef\xbf\xbd"
+                     "b\xef\xbf\xbd\"");
+    ck_assert_str_eq(VAL(15, "192.168.0.1/32"), "\"192.168.0.1/32\"");
+    ck_assert_str_eq(one_value(13, NUL, HMS_OK), "null");
+}
+END_TEST
+
+START_TEST(timestamps)
+{
+    ck_assert_str_eq(VAL(9, "2026-11-26 14:18:01.79151+00"), "\"2026-11-26T14:18:01.791510Z\"");
+    ck_assert_str_eq(VAL(9, "2026-11-26 14:18:01+00"), "\"2026-11-26T14:18:01.000000Z\"");
+    ck_assert_str_eq(VAL(9, "2026-11-26 14:18:01.5+02"), "\"2026-11-26T12:18:01.500000Z\"");
+    ck_assert_str_eq(VAL(9, "2026-01-01 01:00:00-05:30"), "\"2026-01-01T06:30:00.000000Z\"");
+    ck_assert_str_eq(VAL(9, "2026-01-01 00:10:00+00:15:30"), "\"2025-12-31T23:54:30.000000Z\"");
+    ck_assert_str_eq(VAL(9, "2024-02-29 23:59:59.999999+00"), "\"2024-02-29T23:59:59.999999Z\"");
+    ck_assert_str_eq(VAL(8, "2026-11-26 14:18:01.79151"), "\"2026-11-26T14:18:01.791510Z\"");
+    ck_assert_str_eq(VAL(8, "1969-12-31 23:59:59.000001"), "\"1969-12-31T23:59:59.000001Z\"");
+    ck_assert_str_eq(VAL(8, "0001-01-01 00:00:00"), "\"0001-01-01T00:00:00.000000Z\"");
+    /* Not expressible in RFC 3339: PostgreSQL's text as a string. */
+    ck_assert_str_eq(VAL(9, "infinity"), "\"infinity\"");
+    ck_assert_str_eq(VAL(9, "-infinity"), "\"-infinity\"");
+    ck_assert_str_eq(VAL(9, "0044-03-15 12:00:00+00 BC"), "\"0044-03-15 12:00:00+00 BC\"");
+    ck_assert_str_eq(VAL(8, "10000-01-01 00:00:00"), "\"10000-01-01 00:00:00\"");
+    ck_assert_str_eq(VAL(8, "2023-02-29 00:00:00"), "\"2023-02-29 00:00:00\"");
+}
+END_TEST
+
+START_TEST(json_embedding)
+{
+    ck_assert_str_eq(VAL(10, "{\"a\": [1, 2.5e3, \"x\\u00e9\"], \"b\": {}}"),
+                     "{\"a\": [1, 2.5e3, \"x\\u00e9\"], \"b\": {}}");
+    ck_assert_str_eq(VAL(11, "[]"), "[]");
+    ck_assert_str_eq(VAL(11, "\"s\""), "\"s\"");
+    ck_assert_str_eq(VAL(11, " null "), " null ");
+    ck_assert_str_eq(
+        VAL(11,
+            "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"),
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    BAD(11, "{\"a\": }");
+    BAD(11, "[1,]");
+    BAD(11, "[1] [2]");
+    BAD(10, "{\"a\":1");
+    BAD(10, "\"bad \xff\"");
+    BAD(10, "");
+    BAD(10, "nul");
+}
+END_TEST
+
+START_TEST(arrays)
+{
+    ck_assert_str_eq(VAL(16, "{1,2,NULL,-3}"), "[1,2,null,-3]");
+    ck_assert_str_eq(VAL(16, "{}"), "[]");
+    ck_assert_str_eq(VAL(16, "{{1,2},{3,4}}"), "[[1,2],[3,4]]");
+    ck_assert_str_eq(VAL(16, "{{{1}},{{2}}}"), "[[[1]],[[2]]]");
+    ck_assert_str_eq(VAL(17, "{\"a,b\",\"c\\\"d\",\"e\\\\f\",NULL,\"NULL\",plain,null}"),
+                     "[\"a,b\",\"c\\\"d\",\"e\\\\f\",null,\"NULL\",\"plain\",null]");
+    ck_assert_str_eq(VAL(17, "{\"\",\" sp \",\"{}\"}"), "[\"\",\" sp \",\"{}\"]");
+    ck_assert_str_eq(VAL(17, "{{a,b},{c,NULL}}"), "[[\"a\",\"b\"],[\"c\",null]]");
+    ck_assert_str_eq(VAL(19, "{1.50,NaN,-Infinity}"), "[\"1.50\",\"NaN\",\"-Infinity\"]");
+    /* Explicit bounds, malformed literals, bad elements: the text. */
+    ck_assert_str_eq(VAL(16, "[0:1]={1,2}"), "\"[0:1]={1,2}\"");
+    ck_assert_str_eq(VAL(16, "{1,2"), "\"{1,2\"");
+    ck_assert_str_eq(VAL(16, "{1,x}"), "\"{1,x}\"");
+    ck_assert_str_eq(VAL(16, "{1,,2}"), "\"{1,,2}\"");
+    ck_assert_str_eq(VAL(16, "{{{{{{{1}}}}}}}"), "\"{{{{{{{1}}}}}}}\"");
+    /* An array type we do not map stays a string. */
+    ck_assert_str_eq(VAL(18, "(1,2)"), "\"(1,2)\"");
+}
+END_TEST
+
+static hms_pgo_column_t arr_cols[] = {
+    {(char *)"id", 23, -1, 1},    {(char *)"b", 1000, -1, 0},  {(char *)"i2", 1005, -1, 0},
+    {(char *)"i8", 1016, -1, 0},  {(char *)"vc", 1015, -1, 0}, {(char *)"f4", 1021, -1, 0},
+    {(char *)"f8", 1022, -1, 0},  {(char *)"ts", 1115, -1, 0}, {(char *)"tz", 1185, -1, 0},
+    {(char *)"u", 2951, -1, 0},   {(char *)"j", 199, -1, 0},   {(char *)"jb", 3807, -1, 0},
+    {(char *)"pts", 1017, -1, 0},
+};
+
+START_TEST(array_element_types)
+{
+    hms_pgo_relation_t rel = {601, (char *)"public", (char *)"incidents", 'f', 13, arr_cols};
+    hms_pgo_value_t v[13] = {
+        T("1"),
+        T("{t,f,NULL}"),
+        T("{-1,2}"),
+        T("{9223372036854775807}"),
+        T("{\"x y\",z}"),
+        T("{1.5,NaN}"),
+        T("{Infinity,-0,1e-05}"),
+        T("{\"2026-11-26 14:18:01.79151\",infinity}"),
+        T("{\"2026-11-26 14:18:01.79151+00\",NULL}"),
+        T("{0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c}"),
+        T("{\"{\\\"a\\\": 1}\",\"[1, 2]\",NULL}"),
+        T("{\"{\\\"k\\\": \\\"v\\\\\\\\w\\\"}\"}"),
+        T("{\"(1,2)\",\"(3,4)\"}"),
+    };
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &rel, 0, NULL, v);
+    hms_txctx_t t = tx(0x100, 0);
+    encode_ok(&t, &m);
+    json_object_put(check_event(false));
+    ck_assert_ptr_nonnull(strstr(
+        ev.body.data,
+        "\"data\":{\"id\":1,\"b\":[true,false,null],\"i2\":[-1,2],\"i8\":[9223372036854775807],"
+        "\"vc\":[\"x y\",\"z\"],\"f4\":[1.5,\"NaN\"],\"f8\":[\"Infinity\",-0,1e-05],"
+        "\"ts\":[\"2026-11-26T14:18:01.791510Z\",\"infinity\"],"
+        "\"tz\":[\"2026-11-26T14:18:01.791510Z\",null],"
+        "\"u\":[\"0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c\"],"
+        "\"j\":[{\"a\": 1},[1, 2],null],\"jb\":[{\"k\": \"v\\\\w\"}],"
+        "\"pts\":\"{\\\"(1,2)\\\",\\\"(3,4)\\\"}\"}}"));
+}
+END_TEST
+
+START_TEST(buffers_reused)
+{
+    hms_pgo_value_t v[10];
+    incident_row(v, "north", "x");
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &inc_rel, 0, NULL, v);
+    hms_txctx_t t = tx(0x100, 0);
+    encode_ok(&t, &m);
+    const char *body = ev.body.data, *rk = ev.routing_key.data;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int n = 20000;
+    for (int i = 0; i < n; i++) {
+        t.ordinal = (uint32_t)i;
+        encode_ok(&t, &m);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    ck_assert_ptr_eq(ev.body.data, body);
+    ck_assert_ptr_eq(ev.routing_key.data, rk);
+    double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    fprintf(stderr, "test_event: %d incident events encoded in %.3f s (%.0f/s)\n", n, secs,
+            n / secs);
+}
+END_TEST
+
+static Suite *event_suite(void)
+{
+    Suite *s = suite_create("event");
+    TCase *tc = tcase_create("encode");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, insert_exact);
+    tcase_add_test(tc, id_and_lsn_forms);
+    tcase_add_test(tc, time_epochs);
+    tcase_add_test(tc, routing_key_region);
+    tcase_add_test(tc, update_toast_from_old);
+    tcase_add_test(tc, update_toast_unavailable);
+    tcase_add_test(tc, delete_full_and_key_only);
+    tcase_add_test(tc, key_errors);
+    tcase_add_test(tc, not_captured);
+    tcase_add_test(tc, optional_attributes_omitted);
+    tcase_add_test(tc, relation_cache_invalidation);
+    tcase_add_test(tc, scalar_types);
+    tcase_add_test(tc, timestamps);
+    tcase_add_test(tc, json_embedding);
+    tcase_add_test(tc, arrays);
+    tcase_add_test(tc, array_element_types);
+    tcase_add_test(tc, buffers_reused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    hms_err_t e;
+    schemas = hms_schema_set_new();
+    if (schemas == NULL || hms_schema_set_load_dir(schemas, HMS_SCHEMAS_DIR, NULL, &e) != HMS_OK) {
+        fprintf(stderr, "test_event: loading %s: %s\n", HMS_SCHEMAS_DIR, e.msg);
+        return 1;
+    }
+    SRunner *sr = srunner_create(event_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    hms_schema_set_free(schemas);
+    return failed == 0 ? 0 : 1;
+}

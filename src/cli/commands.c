@@ -21,8 +21,7 @@ int hms_cli_migrate(const hms_config_t *cfg, const hms_cli_flags_t *flags)
     hms_err_t err;
     hms_status_t st;
     if (flags->subscriber) {
-        hms_err_set(&err, HMS_ERR_CONFIG,
-                    "migrate: --subscriber is not available in this version");
+        hms_err_set(&err, HMS_ERR_CONFIG, "migrate: --subscriber is not available in this version");
         return hms_cli_fail(HMS_ERR_CONFIG, &err);
     }
     if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)

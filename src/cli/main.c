@@ -21,7 +21,8 @@ typedef struct {
 } command_t;
 
 static const command_t commands[] = {
-    {"migrate", HMS_CMD_MIGRATE, hms_cli_migrate, "install or upgrade the SQL migrations (idempotent)"},
+    {"migrate", HMS_CMD_MIGRATE, hms_cli_migrate,
+     "install or upgrade the SQL migrations (idempotent)"},
     {"run", HMS_CMD_RUN, hms_cli_run, "stream committed changes to RabbitMQ until stopped"},
     {"status", HMS_CMD_STATUS, hms_cli_status, "slot position, lag and WAL retained"},
 };

@@ -138,9 +138,7 @@ hms_status_t hms_buf_append_json_str(hms_buf_t *b, const char *s, size_t n)
             case '\t': *o++ = 't'; break;
             case '\b': *o++ = 'b'; break;
             case '\f': *o++ = 'f'; break;
-            default:
-                *o++ = 'u', *o++ = '0', *o++ = '0';
-                *o++ = hex[c >> 4], *o++ = hex[c & 15];
+            default: *o++ = 'u', *o++ = '0', *o++ = '0'; *o++ = hex[c >> 4], *o++ = hex[c & 15];
             }
             i++;
             continue;

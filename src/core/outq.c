@@ -150,8 +150,8 @@ static bool settle(hms_outq_t *q, hms_outq_slot_t *s, bool ack)
     return false;
 }
 
-static size_t settle_upto(hms_outq_t *q, uint64_t tag, bool multiple, bool ack,
-                          uint64_t *confirmed, size_t max)
+static size_t settle_upto(hms_outq_t *q, uint64_t tag, bool multiple, bool ack, uint64_t *confirmed,
+                          size_t max)
 {
     uint64_t pos;
     size_t n = 0;

@@ -65,6 +65,7 @@ typedef struct {
     hms_err_t fatal_err;
 
     uint64_t n_published, n_confirmed, n_nacked, n_returned;
+    uint64_t refusals_in_round;
     int64_t last_stats_ms;
 } loop_t;
 
@@ -109,17 +110,21 @@ static void on_ack(void *ctx, uint64_t tag, bool multiple)
         L->republish_backoff = 0;
 }
 
+/* A refusal is logged loudly once per republish round, with the first
+ * event's details; the rest of the round is counted and summarised when the
+ * round is republished, so a queue at its limit cannot flood the log. */
 static void on_nack(void *ctx, uint64_t tag, bool multiple)
 {
     loop_t *L = ctx;
     char t[24];
     hms_outq_nack(L->q, tag, multiple);
     L->n_nacked++;
-    hms_log(HMS_LOG_WARN,
-            "RabbitMQ refused an event (basic.nack); the slot will not move past it and it "
-            "will be republished",
-            "delivery_tag", u64s(tag, t, sizeof(t)), "multiple", multiple ? "true" : "false",
-            NULL);
+    if (L->refusals_in_round++ == 0)
+        hms_log(HMS_LOG_WARN,
+                "RabbitMQ refused an event (basic.nack, e.g. a queue at its length limit); the "
+                "slot will not move past it and it will be republished",
+                "delivery_tag", u64s(tag, t, sizeof(t)), "multiple", multiple ? "true" : "false",
+                NULL);
 }
 
 static void on_return(void *ctx, const char *message_id, int code, const char *text)
@@ -129,10 +134,12 @@ static void on_return(void *ctx, const char *message_id, int code, const char *t
     snprintf(c, sizeof(c), "%d", code);
     hms_outq_returned(L->q, message_id);
     L->n_returned++;
-    hms_log(HMS_LOG_WARN,
-            "RabbitMQ could not route an event (basic.return): no queue is bound for its "
-            "routing key; it will be republished until one is",
-            "id", message_id, "reply_code", c, "reply_text", text, NULL);
+    if (L->refusals_in_round++ == 0)
+        hms_log(HMS_LOG_WARN,
+                "RabbitMQ could not route an event (basic.return): no queue is bound for its "
+                "routing key; the slot will not move past it and it will be republished until "
+                "one is",
+                "id", message_id, "reply_code", c, "reply_text", text, NULL);
 }
 
 static void on_blocked(void *ctx, bool blocked, const char *reason)
@@ -152,8 +159,7 @@ static void amqp_lost(loop_t *L, const hms_err_t *err)
 {
     char n[24];
     hms_log(HMS_LOG_ERROR, "lost the RabbitMQ connection; unconfirmed events will be republished",
-            "error", err->msg, "unconfirmed", u64s(hms_outq_outstanding(L->q), n, sizeof(n)),
-            NULL);
+            "error", err->msg, "unconfirmed", u64s(hms_outq_outstanding(L->q), n, sizeof(n)), NULL);
     hms_pub_close(L->pub);
     L->pub = NULL;
     hms_outq_rewind(L->q);
@@ -215,8 +221,8 @@ static hms_status_t connect_pg(loop_t *L, bool first, hms_err_t *err)
             err, HMS_ERR_FATAL,
             "pg: after reconnecting, %s is database %s of system %s, not %s of %s; refusing to "
             "mix event sources (restart hms-sync deliberately)",
-            hms_repl_target(L->repl), hms_repl_dbname(L->repl), hms_repl_sysid(L->repl),
-            L->dbname, L->sysid);
+            hms_repl_target(L->repl), hms_repl_dbname(L->repl), hms_repl_sysid(L->repl), L->dbname,
+            L->sysid);
         hms_repl_close(L->repl);
         L->repl = NULL;
         return fst;
@@ -380,10 +386,11 @@ static void maybe_republish(loop_t *L, int64_t now)
     if (L->republish_at == 0) {
         L->republish_backoff = next_backoff(L->opts, L->republish_backoff);
         L->republish_at = now + L->republish_backoff;
-        char ms[16];
+        char ms[16], n[24];
         snprintf(ms, sizeof(ms), "%d", L->republish_backoff);
         hms_log(HMS_LOG_WARN, "events were refused by RabbitMQ; republishing after a backoff",
-                "backoff_ms", ms, NULL);
+                "refused", u64s(L->refusals_in_round, n, sizeof(n)), "backoff_ms", ms, NULL);
+        L->refusals_in_round = 0;
         return;
     }
     if (now >= L->republish_at) {
@@ -617,8 +624,8 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
             hms_log(HMS_LOG_INFO, "stopping: waiting for outstanding confirms", "signal",
                     stop_signal == SIGTERM ? "TERM" : "INT", NULL);
         }
-        if (L.stopping && (hms_outq_outstanding(L.q) == 0 || L.pub == NULL ||
-                           now_ms() >= L.stop_deadline))
+        if (L.stopping &&
+            (hms_outq_outstanding(L.q) == 0 || L.pub == NULL || now_ms() >= L.stop_deadline))
             break;
         loop_once(&L);
         if (L.fatal) {

@@ -25,7 +25,7 @@ typedef struct {
     int shutdown_timeout_ms;  /* how long SIGTERM waits for confirms */
     int retry_min_ms;         /* reconnect / republish backoff */
     int retry_max_ms;
-    bool discard;             /* debugging: drop events instead of publishing */
+    bool discard; /* debugging: drop events instead of publishing */
 } hms_run_opts_t;
 
 /* Runs until SIGTERM/SIGINT (HMS_OK after a clean stop) or a fatal error

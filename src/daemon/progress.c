@@ -137,7 +137,8 @@ void hms_progress_tick(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit
         "last_commit_time, updated_at) VALUES ($1, $2::pg_lsn, $2::pg_lsn, "
         "to_timestamp($3::double precision), now()) ON CONFLICT (slot_name) DO UPDATE SET "
         "confirmed_lsn = GREATEST(sp.confirmed_lsn, EXCLUDED.confirmed_lsn), last_commit_lsn = "
-        "EXCLUDED.last_commit_lsn, last_commit_time = EXCLUDED.last_commit_time, updated_at = now()",
+        "EXCLUDED.last_commit_lsn, last_commit_time = EXCLUDED.last_commit_time, updated_at = "
+        "now()",
         3, NULL, params, NULL, NULL, 0);
     if (!sent) {
         give_up_for_now(p, PQerrorMessage(p->conn), now_ms);

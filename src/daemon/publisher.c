@@ -77,18 +77,19 @@ hms_status_t hms_pub_check_url(const char *url, hms_err_t *err)
 {
     struct amqp_connection_info info;
     if (url == NULL || url[0] == '\0')
-        return hms_err_set(err, HMS_ERR_CONFIG, "amqp: no RabbitMQ URL given (set --amqp or HMS_SYNC_AMQP)");
-    if (strncmp(url, "amqp://", 7) != 0 && strncmp(url, "amqps://", 8) != 0)
         return hms_err_set(err, HMS_ERR_CONFIG,
-                           "amqp: URL must start with amqp:// or amqps://");
+                           "amqp: no RabbitMQ URL given (set --amqp or HMS_SYNC_AMQP)");
+    if (strncmp(url, "amqp://", 7) != 0 && strncmp(url, "amqps://", 8) != 0)
+        return hms_err_set(err, HMS_ERR_CONFIG, "amqp: URL must start with amqp:// or amqps://");
     char *copy = strdup(url);
     if (copy == NULL)
         return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
     int rc = amqp_parse_url(copy, &info);
     free(copy);
     if (rc != AMQP_STATUS_OK)
-        return hms_err_set(err, HMS_ERR_CONFIG,
-                           "amqp: malformed URL (expected amqp[s]://user:password@host:port/vhost)");
+        return hms_err_set(
+            err, HMS_ERR_CONFIG,
+            "amqp: malformed URL (expected amqp[s]://user:password@host:port/vhost)");
     return HMS_OK;
 }
 
@@ -175,9 +176,9 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
     amqp_table_t props;
     amqp_table_entry_t entries[4], caps[3];
     client_properties(&props, entries, caps);
-    amqp_rpc_reply_t r = amqp_login_with_properties(p->conn, info.vhost, 0, HMS_PUB_FRAME_MAX,
-                                                    opts->heartbeat_s, &props,
-                                                    AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+    amqp_rpc_reply_t r =
+        amqp_login_with_properties(p->conn, info.vhost, 0, HMS_PUB_FRAME_MAX, opts->heartbeat_s,
+                                   &props, AMQP_SASL_METHOD_PLAIN, info.user, info.password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         reply_text(r, why, sizeof(why));
         st = hms_err_set(err, HMS_ERR_AMQP, "amqp: login to RabbitMQ at %s as user %s failed: %s",
@@ -353,8 +354,8 @@ static hms_status_t handle_method(hms_pub_t *p, amqp_frame_t *f, const hms_pub_h
                            p->target, c->reply_code, text);
     }
     default:
-        hms_log(HMS_LOG_DEBUG, "ignoring AMQP method", "method", amqp_method_name(f->payload.method.id),
-                NULL);
+        hms_log(HMS_LOG_DEBUG, "ignoring AMQP method", "method",
+                amqp_method_name(f->payload.method.id), NULL);
         return HMS_OK;
     }
 }

@@ -91,14 +91,17 @@ static PGconn *connect_replication(const hms_repl_opts_t *opts, hms_err_t *err, 
     char *user_options = conninfo_value(opts->conninfo, "options");
     char *user_timeout = conninfo_value(opts->conninfo, "connect_timeout");
     snprintf(timeout, sizeof(timeout), "%d", opts->connect_timeout_s);
-    snprintf(options, sizeof(options),
-             "%s -c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 -c intervalstyle=iso_8601",
-             user_options ? user_options : "");
-    const char *keys[] = {"dbname", "replication", "options", "fallback_application_name",
-                          "connect_timeout", "keepalives", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", NULL};
-    const char *vals[] = {opts->conninfo, "database", options, "hms-sync",
-                          user_timeout ? user_timeout : timeout, "1", "10", "5", "3", NULL};
+    snprintf(
+        options, sizeof(options),
+        "%s -c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 -c intervalstyle=iso_8601",
+        user_options ? user_options : "");
+    const char *keys[] = {
+        "dbname",           "replication", "options",         "fallback_application_name",
+        "connect_timeout",  "keepalives",  "keepalives_idle", "keepalives_interval",
+        "keepalives_count", NULL};
+    const char *vals[] = {
+        opts->conninfo, "database", options, "hms-sync", user_timeout ? user_timeout : timeout, "1",
+        "10",           "5",        "3",     NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     free(user_options);
     free(user_timeout);
@@ -241,12 +244,13 @@ static hms_status_t check_slot(hms_repl_t *r, const hms_repl_opts_t *opts, slot_
             goto done;
         }
         if (slot_remembered(r, lit, remembered, sizeof(remembered))) {
-            st = hms_err_set(err, HMS_ERR_FATAL,
-                             "pg: replication slot \"%s\" is missing on %s but hms-sync had "
-                             "confirmed up to %s with it: it was dropped, and changes since may "
-                             "be lost; re-sync subscribers, then DELETE FROM hms_sync.slot_progress "
-                             "WHERE slot_name = '%s' and start again",
-                             opts->slot, r->target, remembered, opts->slot);
+            st =
+                hms_err_set(err, HMS_ERR_FATAL,
+                            "pg: replication slot \"%s\" is missing on %s but hms-sync had "
+                            "confirmed up to %s with it: it was dropped, and changes since may "
+                            "be lost; re-sync subscribers, then DELETE FROM hms_sync.slot_progress "
+                            "WHERE slot_name = '%s' and start again",
+                            opts->slot, r->target, remembered, opts->slot);
             goto done;
         }
         PQclear(res);
@@ -259,8 +263,8 @@ static hms_status_t check_slot(hms_repl_t *r, const hms_repl_opts_t *opts, slot_
         }
         const char *lsn = PQntuples(res) == 1 ? PQgetvalue(res, 0, 1) : "";
         hms_lsn_parse(lsn, confirmed);
-        hms_log(HMS_LOG_INFO, "created replication slot", "slot", opts->slot, "lsn", lsn,
-                "target", r->target, NULL);
+        hms_log(HMS_LOG_INFO, "created replication slot", "slot", opts->slot, "lsn", lsn, "target",
+                r->target, NULL);
         *state = SLOT_READY;
         goto done;
     }

@@ -19,8 +19,8 @@ typedef struct {
     const char *slot;
     const char *publication;
     int connect_timeout_s;
-    int slot_wait_ms;  /* how long to wait for a slot held by another process */
-    bool create_slot;  /* create the slot when it is missing (first start only) */
+    int slot_wait_ms; /* how long to wait for a slot held by another process */
+    bool create_slot; /* create the slot when it is missing (first start only) */
 } hms_repl_opts_t;
 
 typedef struct hms_repl hms_repl_t;

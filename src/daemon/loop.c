@@ -201,6 +201,7 @@ static hms_status_t connect_amqp(loop_t *L, hms_err_t *err)
 static hms_status_t connect_pg(loop_t *L, bool first, hms_err_t *err)
 {
     hms_repl_opts_t ro = L->opts->repl;
+    ro.cancel = &stop_signal;
     if (!first) {
         /* Never block the loop (and the broker's heartbeats) waiting for a
          * busy slot: retry on the backoff timer instead. */

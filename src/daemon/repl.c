@@ -390,7 +390,13 @@ hms_status_t hms_repl_open(const hms_repl_opts_t *opts, uint64_t start_lsn, hms_
         }
         PQfinish(r->conn);
         r->conn = NULL;
-        usleep(1000 * 1000);
+        for (int i = 0; i < 10 && !(opts->cancel && *opts->cancel); i++)
+            usleep(100 * 1000);
+        if (opts->cancel && *opts->cancel) {
+            st = hms_err_set(err, HMS_ERR_PG,
+                             "pg: stopped while waiting for replication slot \"%s\"", opts->slot);
+            goto fail;
+        }
     }
     if (PQsetnonblocking(r->conn, 1) != 0) {
         st = hms_err_set(err, HMS_ERR_PG, "pg: cannot make the connection non-blocking");

@@ -8,6 +8,7 @@
 #ifndef HMS_DAEMON_REPL_H
 #define HMS_DAEMON_REPL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,9 @@ typedef struct {
     int connect_timeout_s;
     int slot_wait_ms; /* how long to wait for a slot held by another process */
     bool create_slot; /* create the slot when it is missing (first start only) */
+    /* When set and non-zero, waiting for a busy slot gives up at once (a
+     * signal handler sets it on SIGTERM). */
+    const volatile sig_atomic_t *cancel;
 } hms_repl_opts_t;
 
 typedef struct hms_repl hms_repl_t;

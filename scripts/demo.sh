@@ -16,10 +16,6 @@ say() { printf '\n== %s\n' "$*"; }
 
 say "installing packages (Debian 12)"
 bash scripts/install-deps.sh
-if ! command -v amqp-consume >/dev/null; then
-    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq amqp-tools >/dev/null
-fi
 
 say "building hms-sync (Release) in build-demo/"
 cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DHMS_BUILD_TESTS=OFF >/dev/null

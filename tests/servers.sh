@@ -117,9 +117,13 @@ WRAP
     fi
     port_busy "$AMQP_PORT" && die "port $AMQP_PORT is in use; set HMS_AMQP_PORT to a free port"
     setsid /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >"$RMQ/log/stdout.log" 2>&1 &
-    if ! "$RMQ/rabbitmqctl" -q --timeout 120 await_startup >/dev/null 2>&1; then
-        die "RabbitMQ did not start; see $RMQ/log/"
-    fi
+    # await_startup fails at once while the Erlang node has not registered
+    # with epmd yet, so poll it until it succeeds or two minutes pass.
+    local deadline=$((SECONDS + 120))
+    until "$RMQ/rabbitmqctl" -q --timeout 60 await_startup >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || die "RabbitMQ did not start within 120 s; see $RMQ/log/"
+        sleep 1
+    done
     log "RabbitMQ listening on 127.0.0.1:$AMQP_PORT"
 }
 
@@ -127,6 +131,8 @@ rmq_stop() {
     if [ -x "$RMQ/rabbitmqctl" ]; then
         "$RMQ/rabbitmqctl" -q stop >/dev/null 2>&1 || true
     fi
+    # The node's epmd outlives it; it is ours (own port), so end it too.
+    ERL_EPMD_PORT=$((AMQP_PORT + 2)) epmd -kill >/dev/null 2>&1 || true
 }
 
 write_env() {

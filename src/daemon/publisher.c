@@ -12,6 +12,8 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <netdb.h>
+#include <unistd.h>
 
 #include "daemon/log.h"
 
@@ -93,6 +95,35 @@ hms_status_t hms_pub_check_url(const char *url, hms_err_t *err)
     return HMS_OK;
 }
 
+/* rabbitmq-c reports a failed connect only as "a socket error occurred";
+ * one plain connect attempt recovers the reason an operator needs
+ * ("Connection refused", "No route to host", a name that does not
+ * resolve). */
+static const char *tcp_reason(const char *host, int port, int rc, char *out, size_t outlen)
+{
+    struct addrinfo hints, *res = NULL;
+    char service[16];
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(service, sizeof(service), "%d", port);
+    int gai = getaddrinfo(host, service, &hints, &res);
+    if (gai != 0) {
+        snprintf(out, outlen, "cannot resolve host: %s", gai_strerror(gai));
+        return out;
+    }
+    snprintf(out, outlen, "%s", amqp_error_string2(rc));
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        struct timeval tv = {2, 0};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (connect(fd, res->ai_addr, res->ai_addrlen) != 0)
+            snprintf(out, outlen, "%s", strerror(errno));
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return out;
+}
+
 static void client_properties(amqp_table_t *props, amqp_table_entry_t *entries,
                               amqp_table_entry_t *caps)
 {
@@ -163,12 +194,10 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
         goto fail;
     }
     struct timeval tv = {opts->connect_timeout_ms / 1000, (opts->connect_timeout_ms % 1000) * 1000};
-    errno = 0;
     int rc = amqp_socket_open_noblock(sock, info.host, info.port, &tv);
     if (rc != AMQP_STATUS_OK) {
-        int e = errno;
-        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot connect to RabbitMQ at %s: %s%s%s",
-                         p->target, amqp_error_string2(rc), e ? ": " : "", e ? strerror(e) : "");
+        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot connect to RabbitMQ at %s: %s", p->target,
+                         tcp_reason(info.host, info.port, rc, why, sizeof(why)));
         goto fail;
     }
     amqp_set_handshake_timeout(p->conn, &tv);

@@ -35,18 +35,19 @@ int64_t hms_pg_now(void)
 static const char *one_line(const char *msg, char *out, size_t outlen)
 {
     size_t o = 0;
-    bool space = false;
+    bool space = false, newline = false;
     for (const char *p = msg; *p && o + 1 < outlen; p++) {
         if (*p == '\n' || *p == '\t' || *p == '\r' || *p == ' ') {
             space = o > 0;
+            newline = newline || *p == '\n';
             continue;
         }
-        if (space && o + 2 < outlen) {
-            if (p[-1] == '\n' && out[o - 1] != ':' && out[o - 1] != '.')
+        if (space && o + 3 < outlen) {
+            if (newline && out[o - 1] != ':' && out[o - 1] != '.' && out[o - 1] != ';')
                 out[o++] = ';';
             out[o++] = ' ';
         }
-        space = false;
+        space = newline = false;
         out[o++] = *p;
     }
     out[o] = '\0';

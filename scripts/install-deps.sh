@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh -- install what hms-sync's build, tests and scratch
+# servers need on Debian 12.  Idempotent: when every package is already
+# installed it only runs dpkg-query and returns.
+#
+# Services are kept from starting during installation: Debian's
+# rabbitmq-server and postgresql-15 packages would otherwise start a default
+# node (5672/25672/epmd 4369) and a default cluster (5432).  The tests use
+# their own scratch servers (tests/servers.sh), never these.
+set -euo pipefail
+
+PKGS=(
+    build-essential cmake pkg-config
+    libpq-dev librabbitmq-dev libjson-c-dev check libinih-dev
+    libmicrohttpd-dev libsystemd-dev
+    postgresql-15 postgresql-client-15 rabbitmq-server
+    iproute2 amqp-tools json-schema-test-suite
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#PKGS[@]} packages present" >&2
+    exit 0
+fi
+
+SUDO=
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps: not root and no sudo" >&2; exit 1; }
+    SUDO=sudo
+fi
+
+# policy-rc.d exit code 101 tells invoke-rc.d (and deb-systemd-invoke) not to
+# start services; only install ours if none exists, and remove only ours.
+POLICY=/usr/sbin/policy-rc.d
+ours_policy=0
+if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+    $SUDO chmod 755 "$POLICY"
+    ours_policy=1
+fi
+cleanup() { if [ "$ours_policy" = 1 ]; then $SUDO rm -f "$POLICY"; fi; }
+trap cleanup EXIT
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
+
+# Should a default RabbitMQ node or epmd have started anyway, stop it: it is
+# not ours and a stray epmd would confuse rabbitmqctl.
+if command -v ss >/dev/null && ss -Hltn 'sport = :5672' 2>/dev/null | grep -q .; then
+    echo "install-deps: stopping the package's default RabbitMQ node" >&2
+    $SUDO rabbitmqctl -q stop >/dev/null 2>&1 || true
+fi
+echo "install-deps: done" >&2

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# scripts/test.sh -- the one command that builds hms-sync and runs all its
+# tests: unit and integration (against scratch PostgreSQL and RabbitMQ) in a
+# Debug build, then the unit tests again under ASan+UBSan.
+#
+#   scripts/test.sh [--quick] [--stop]
+#     --quick   skip the sanitizer pass
+#     --stop    stop the scratch servers afterwards
+#
+# Build directories: $HMS_BUILD_DIR (default build/) and build-asan/.
+# Exits non-zero when anything fails; the last line is a summary.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${HMS_BUILD_DIR:-$ROOT/build}
+ASAN_BUILD=${HMS_ASAN_BUILD_DIR:-$ROOT/build-asan}
+JOBS=${HMS_JOBS:-$(nproc)}
+QUICK=0
+STOP=0
+for arg in "$@"; do
+    case "$arg" in
+    --quick) QUICK=1 ;;
+    --stop) STOP=1 ;;
+    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { echo "test.sh: $*" >&2; }
+if [ "$STOP" = 1 ]; then trap '"$ROOT/tests/servers.sh" stop' EXIT; fi
+
+# ctest prints "NN% tests passed, F tests failed out of T"; keep "passed/total".
+counts() {
+    sed -n 's/.*tests passed, \([0-9]*\) tests\{0,1\} failed out of \([0-9]*\).*/\1 \2/p' "$1" | tail -n1 |
+        awk '{ printf "%d/%d passed", $2 - $1, $2 }'
+}
+
+bash "$ROOT/scripts/install-deps.sh" || { say "installing dependencies failed"; exit 1; }
+
+say "building (Debug) in $BUILD"
+if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug >/dev/null &&
+    cmake --build "$BUILD" -j"$JOBS"; }; then
+    say "FAILED: Debug build"
+    exit 1
+fi
+
+# RabbitMQ's await_startup can give up while the Erlang VM is still booting
+# (the node is not yet registered); a second `start` then finds it running.
+started=0
+for attempt in 1 2 3; do
+    if "$ROOT/tests/servers.sh" start; then
+        started=1
+        break
+    fi
+    say "scratch servers not up yet (attempt $attempt); retrying"
+    sleep 10
+done
+[ "$started" = 1 ] || { say "FAILED: scratch servers did not start"; exit 1; }
+# shellcheck disable=SC1090
+. "$("$ROOT/tests/servers.sh" env)"
+export HMS_TEST_REQUIRE_SERVERS=1
+
+say "running unit and integration tests"
+(cd "$BUILD" && ctest --output-on-failure) 2>&1 | tee "$BUILD/ctest.log"
+main_rc=${PIPESTATUS[0]}
+main_counts=$(counts "$BUILD/ctest.log")
+summary="debug unit+integration: ${main_counts:-no tests ran}"
+
+asan_rc=0
+if [ "$QUICK" = 0 ]; then
+    say "building with sanitizers in $ASAN_BUILD"
+    if cmake -S "$ROOT" -B "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Debug -DHMS_SANITIZE=ON >/dev/null &&
+        cmake --build "$ASAN_BUILD" -j"$JOBS"; then
+        (cd "$ASAN_BUILD" && ctest --output-on-failure -L unit) 2>&1 | tee "$ASAN_BUILD/ctest.log"
+        asan_rc=${PIPESTATUS[0]}
+        summary="$summary; asan+ubsan unit: $(counts "$ASAN_BUILD/ctest.log")"
+    else
+        asan_rc=1
+        summary="$summary; asan+ubsan: BUILD FAILED"
+    fi
+else
+    summary="$summary; asan+ubsan: skipped (--quick)"
+fi
+
+if [ "$main_rc" = 0 ] && [ "$asan_rc" = 0 ]; then
+    say "OK -- $summary"
+    exit 0
+fi
+say "FAILED -- $summary"
+exit 1

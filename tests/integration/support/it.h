@@ -1,0 +1,186 @@
+/* it.h -- the integration-test harness: a scratch database per test program,
+ * the hms-sync binary as a child process, an AMQP consumer, PostgreSQL and
+ * JSON helpers, and schema validation of received events.
+ *
+ * Servers come from the environment that tests/servers.sh writes:
+ * HMS_TEST_PG (superuser conninfo), HMS_TEST_AMQP (amqp:// URL) and
+ * HMS_TEST_RABBITMQCTL.  Without them a program exits 77 (skipped) unless
+ * HMS_TEST_REQUIRE_SERVERS=1, when it fails.
+ *
+ * Conventions: functions returning int give 0 on success and -1 on failure
+ * after printing one line on stderr naming what failed; functions returning
+ * a pointer give NULL on failure.  Strings returned as char * are owned by
+ * the caller (free()). */
+#ifndef HMS_IT_H
+#define HMS_IT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <amqp.h>
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#define IT_SKIP 77
+#define IT_CONNINFO_MAX 1024
+
+/* One test program's scratch database and server addresses. */
+typedef struct {
+    char name[64];                        /* test program name, e.g. "stream" */
+    char dbname[128];                     /* hms_it_<name>_<pid> */
+    char super_conninfo[IT_CONNINFO_MAX]; /* superuser, to dbname */
+    char conninfo[IT_CONNINFO_MAX];       /* role hms_sync, to dbname: what the connector uses */
+    char host[256];
+    char port[16];
+    const char *amqp_url;
+    const char *rabbitmqctl; /* may be NULL */
+    char logdir[512];        /* connector logs: <dir of HMS_BIN>/it-logs */
+    PGconn *pg;              /* superuser session on dbname */
+    unsigned seq;            /* for unique slot and exchange names */
+    bool role_saved;         /* role hms_sync's password verifier was saved: */
+    char *role_password;     /* it (NULL: none), restored by it_env_cleanup */
+} it_env_t;
+
+/* Reads the environment, creates the database, runs `hms-sync migrate`,
+ * gives role hms_sync its test password (the role is cluster-wide: the old
+ * one is saved and put back by it_env_cleanup) and opens env->pg.  Returns 0,
+ * IT_SKIP when the servers are not configured (and not required), or -1. */
+int it_env_init(it_env_t *env, const char *name);
+/* Drops every slot of the database and the database itself, gives role
+ * hms_sync back the password it had before, and closes env->pg. */
+void it_env_cleanup(it_env_t *env);
+/* Fresh names: slot hms_it_<pid>_<n>, exchange hms.it.<pid>.<n>. */
+void it_env_slot_name(it_env_t *env, char *out, size_t n);
+void it_env_exchange_name(it_env_t *env, char *out, size_t n);
+
+/* ---- child processes (the connector) ---- */
+
+typedef struct {
+    pid_t pid;       /* 0 once reaped */
+    int status;      /* exit code, or 128 + signal, once reaped */
+    char log[700];   /* the child's stdout+stderr */
+    double start_ms; /* it_now_ms() at spawn */
+} it_proc_t;
+
+/* Spawns HMS_BIN with argv (argv[0] is the first argument, NULL-terminated),
+ * its stdout and stderr appended to <logdir>/<tag>.log. */
+int it_proc_spawn(it_env_t *env, it_proc_t *p, const char *tag, const char *const argv[]);
+/* Spawns `hms-sync run` against env's database with the given slot and
+ * exchange, plus extra arguments (NULL-terminated, may be NULL). */
+int it_conn_start(it_env_t *env, it_proc_t *p, const char *tag, const char *slot,
+                  const char *exchange, const char *const extra[]);
+/* Waits up to timeout_ms for the child to end; returns its exit code (128 +
+ * signal when killed) or -1 on timeout (the child keeps running). */
+int it_proc_wait(it_proc_t *p, int timeout_ms);
+/* Sends sig if the child is still running. */
+void it_proc_signal(it_proc_t *p, int sig);
+/* SIGKILLs and reaps a child that is still running; safe to call twice. */
+void it_proc_kill(it_proc_t *p);
+/* The log's content (caller frees), "" when empty, NULL when unreadable. */
+char *it_proc_output(const it_proc_t *p);
+/* Number of lines in s (a trailing text without '\n' counts as one). */
+int it_count_lines(const char *s);
+
+double it_now_ms(void);
+void it_sleep_ms(int ms);
+
+/* ---- PostgreSQL ---- */
+
+/* Connects; NULL (and a message) on failure. */
+PGconn *it_pg_connect(const char *conninfo);
+/* Runs a command that returns no rows or whose rows are ignored. */
+int it_pg_exec(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The first column of the first row; NULL on error, no row, or SQL NULL. */
+char *it_pg_value(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Every row's first column, in order, as a json array of strings (NULL
+ * values become json null); NULL on error.  Caller puts the array. */
+json_object *it_pg_column(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* pg_current_wal_insert_lsn(). 0 on error. */
+uint64_t it_pg_insert_lsn(PGconn *c);
+/* The slot's confirmed_flush_lsn; 0 when it does not exist or is NULL. */
+uint64_t it_pg_confirmed(PGconn *c, const char *slot);
+/* Waits until the slot's confirmed_flush_lsn >= lsn; returns 0, or -1 on
+ * timeout after printing the position it reached. */
+int it_pg_wait_confirmed(PGconn *c, const char *slot, uint64_t lsn, int timeout_ms);
+/* Waits until the slot exists and a walsender holds it. */
+int it_pg_wait_slot_active(PGconn *c, const char *slot, int timeout_ms);
+/* Terminates the slot's walsender if any and drops the slot; 0 when gone. */
+int it_pg_drop_slot(PGconn *c, const char *slot);
+
+/* "X/X" -> LSN; false on anything else. */
+bool it_lsn_parse(const char *s, uint64_t *out);
+/* 16 hex digits (as in an event id) -> LSN. */
+bool it_lsn_parse_hex16(const char *s, uint64_t *out);
+/* Formats an LSN as "X/X" into a static buffer of 4 rotating slots. */
+const char *it_lsn_str(uint64_t lsn);
+
+/* ---- AMQP consumer ---- */
+
+typedef struct {
+    amqp_connection_state_t conn;
+    char queue[256];
+    bool consuming;
+} it_amqp_t;
+
+typedef struct {
+    char *body; /* NUL-terminated copy; caller frees with it_msg_free */
+    size_t len;
+    char routing_key[256];
+    char exchange[256];
+    char message_id[128];
+    char type[128];
+    char content_type[128];
+    int delivery_mode; /* 0 when absent */
+    uint64_t timestamp;
+    bool has_timestamp;
+    uint64_t delivery_tag;
+    bool redelivered;
+} it_msg_t;
+
+/* Opens a connection and channel 1 to url. */
+int it_amqp_open(it_amqp_t *a, const char *url);
+void it_amqp_close(it_amqp_t *a);
+/* Declares a durable topic exchange (as the connector does). */
+int it_amqp_declare_exchange(it_amqp_t *a, const char *exchange);
+int it_amqp_delete_exchange(it_amqp_t *a, const char *exchange);
+/* Declares an exclusive, auto-delete, server-named queue bound to exchange
+ * with '#'.  max_length > 0 adds x-max-length, and reject_publish adds
+ * x-overflow=reject-publish.  Does not consume (see it_amqp_consume). */
+int it_amqp_queue(it_amqp_t *a, const char *exchange, long max_length, bool reject_publish);
+/* Binds the queue to another exchange with '#'. */
+int it_amqp_bind(it_amqp_t *a, const char *exchange);
+/* Messages ready in the queue, or -1. */
+long it_amqp_ready(it_amqp_t *a);
+/* Starts basic.consume with manual ack and a prefetch of 1000. */
+int it_amqp_consume(it_amqp_t *a);
+/* Waits up to timeout_ms for one delivery; 1 = got one into m (free with
+ * it_msg_free after use), 0 = timeout, -1 = error.  Acks the message. */
+int it_amqp_get(it_amqp_t *a, int timeout_ms, it_msg_t *m);
+void it_msg_free(it_msg_t *m);
+
+/* ---- JSON and events ---- */
+
+/* Member of obj (NULL if obj is not an object or lacks it). */
+json_object *it_json_get(json_object *obj, const char *key);
+/* String member, or NULL. */
+const char *it_json_str(json_object *obj, const char *key);
+
+/* Checks an event body against the contract: valid JSON, the envelope and
+ * its data schema from schemas/, the id/lsn/subject/time formats, source
+ * (when want_source is not NULL), and the AMQP properties and routing key
+ * that must mirror it.  Returns the parsed event (caller puts it) or NULL
+ * with a one-line reason in why. */
+json_object *it_event_check(const it_msg_t *m, const char *want_source, char *why, size_t whylen);
+/* The event source this env's database should produce:
+ * /hms-ehr/<system identifier>/<dbname>/public.incidents; NULL on error. */
+char *it_env_source(it_env_t *env);
+
+/* Parses an event id "<16 hex>-<ordinal>"; false when malformed. */
+bool it_event_id_parse(const char *id, uint64_t *lsn, unsigned *ordinal);
+
+/* Replaces '.', '*' and '#' by '_' as the routing key's region word. */
+void it_region_word(const char *region, char *out, size_t n);
+
+#endif

@@ -78,9 +78,7 @@ hms_status_t hms_buf_printf(hms_buf_t *b, const char *fmt, ...)
     return HMS_OK;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when the
- * bytes there are not a valid, shortest-form sequence. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
+size_t hms_utf8_seq_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     size_t len;
@@ -143,7 +141,7 @@ hms_status_t hms_buf_append_json_str(hms_buf_t *b, const char *s, size_t n)
             i++;
             continue;
         }
-        size_t l = utf8_seq_len(u + i, n - i);
+        size_t l = hms_utf8_seq_len(u + i, n - i);
         if (l == 0) {
             *o++ = (char)0xEF, *o++ = (char)0xBF, *o++ = (char)0xBD;
             i++;

@@ -19,7 +19,10 @@ typedef struct {
     size_t cap;
 } hms_buf_t;
 
-#define HMS_BUF_INIT {NULL, 0, 0}
+#define HMS_BUF_INIT                                                                               \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void hms_buf_reset(hms_buf_t *b);
 void hms_buf_free(hms_buf_t *b);
@@ -34,5 +37,10 @@ hms_status_t hms_buf_printf(hms_buf_t *b, const char *fmt, ...)
  * RFC 8259 requires.  Invalid UTF-8 is replaced by U+FFFD so the output is
  * always valid JSON. */
 hms_status_t hms_buf_append_json_str(hms_buf_t *b, const char *s, size_t n);
+
+/* Length of the valid, shortest-form UTF-8 sequence at s (n > 0 bytes
+ * available), or 0 when the bytes there are not one (overlong forms,
+ * surrogates and code points above U+10FFFF are invalid). */
+size_t hms_utf8_seq_len(const unsigned char *s, size_t n);
 
 #endif

@@ -333,34 +333,6 @@ static bool is_json_integer(const char *s, size_t n)
     return n > 0 && json_number_len(s, n, &integral) == n && integral;
 }
 
-/* Length of the valid, shortest-form UTF-8 sequence at s, 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t cp, min;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0)
-        len = 2, cp = c & 0x1F, min = 0x80;
-    else if ((c & 0xF0) == 0xE0)
-        len = 3, cp = c & 0x0F, min = 0x800;
-    else if ((c & 0xF8) == 0xF0)
-        len = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 /* Skips a JSON string starting at s[*i] == '"'; false when it is not one. */
 static bool json_skip_string(const char *s, size_t n, size_t *i)
 {
@@ -391,7 +363,7 @@ static bool json_skip_string(const char *s, size_t n, size_t *i)
             }
             continue;
         }
-        size_t l = utf8_len((const unsigned char *)s + k, n - k);
+        size_t l = hms_utf8_seq_len((const unsigned char *)s + k, n - k);
         if (l == 0)
             return false;
         k += l;

@@ -25,9 +25,16 @@ typedef struct {
     const char *sql;  /* the file's text, NUL-terminated */
 } hms_sql_file_t;
 
-/* The publisher-side migrations, sorted by name (generated at build time). */
+/* Files compiled into the binary at build time (cmake/embed_files.cmake),
+ * sorted by name: the publisher-side migrations (sql/), the subscriber-side
+ * migrations (sql/subscriber/) and the event schemas (schemas/; for these
+ * `sql` holds the JSON text). */
 extern const hms_sql_file_t hms_sql_migrations[];
 extern const size_t hms_sql_migrations_count;
+extern const hms_sql_file_t hms_sql_subscriber_migrations[];
+extern const size_t hms_sql_subscriber_migrations_count;
+extern const hms_sql_file_t hms_schema_files[];
+extern const size_t hms_schema_files_count;
 
 /* The ledger of the publisher-side set: hms_sync.schema_migrations. */
 #define HMS_MIGRATE_LEDGER "schema_migrations"

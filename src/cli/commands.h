@@ -9,6 +9,7 @@ enum { HMS_EXIT_OK = 0, HMS_EXIT_FAILURE = 1, HMS_EXIT_USAGE = 2 };
 int hms_cli_migrate(const hms_config_t *cfg, const hms_cli_flags_t *flags);
 int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags);
 int hms_cli_status(const hms_config_t *cfg, const hms_cli_flags_t *flags);
+int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags);
 
 /* Prints "hms-sync: <msg>" and maps a status to an exit code:
  * HMS_ERR_CONFIG -> 2, anything else -> 1. */

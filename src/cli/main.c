@@ -25,6 +25,7 @@ static const command_t commands[] = {
      "install or upgrade the SQL migrations (idempotent)"},
     {"run", HMS_CMD_RUN, hms_cli_run, "stream committed changes to RabbitMQ until stopped"},
     {"status", HMS_CMD_STATUS, hms_cli_status, "slot position, lag and WAL retained"},
+    {"consume", HMS_CMD_CONSUME, hms_cli_consume, "a subscriber: validate, dedupe, apply, ack"},
 };
 
 static void usage(FILE *out)

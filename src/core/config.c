@@ -19,6 +19,8 @@ typedef enum {
     T_DURATION, /* stored as int64_t milliseconds */
     T_ENUM,     /* stored as int: index into choices */
     T_BOOL,     /* stored as bool; a bare --name on the command line is true */
+    T_KEYS,     /* AMQP binding keys, comma-separated; flags accumulate */
+    T_FUNC,     /* SQL function name, optionally schema-qualified and with "(jsonb)" */
 } cfg_type_t;
 
 enum {
@@ -50,6 +52,7 @@ typedef struct {
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"logfmt", "json", NULL};
 static const char *const sinks[] = {"amqp", "discard", NULL};
+static const char *const queue_types[] = {"quorum", "classic", NULL};
 
 /* The one table.  Order is the order of --help, --print-config, the example
  * file and the docs. */
@@ -114,6 +117,44 @@ static const cfg_setting_t settings[] = {
      "amqp publishes events to RabbitMQ.  WARNING: discard is for debugging and benchmarks ONLY: "
      "events are encoded, then dropped and counted as confirmed, so the slot advances past "
      "changes nobody received.  NEVER use discard in production: it loses every event."},
+    {"queue", T_EXCHANGE, OFF(queue), NULL, 1, 200, NULL, HMS_CMD_CONSUME, HMS_CMD_CONSUME, 0,
+     "scheduling", "the subscriber's queue (also its inbox name)",
+     "The durable queue consume declares, binds and reads.  The name also keys the "
+     "subscriber's rows in hms_sync.inbox, so several subscribers can share one database, and "
+     "names its dead-letter queue <queue>.dlq."},
+    {"apply", T_FUNC, OFF(apply), NULL, 1, 127, NULL, HMS_CMD_CONSUME, HMS_CMD_CONSUME, 0,
+     "hms_sync.apply_scheduling", "SQL function f(event jsonb) returns text to apply events",
+     "The function consume calls, through hms_sync.consume(), for every valid event, in the "
+     "same transaction as the inbox row: it returns applied, stale or duplicate.  The seed "
+     "subscribers are hms_sync.apply_scheduling, hms_sync.apply_casemgmt and "
+     "hms_sync.apply_warehouse."},
+    {"prefetch", T_INT, OFF(prefetch), "100", 1, 65535, NULL, HMS_CMD_CONSUME, 0, 0, NULL,
+     "most unacknowledged deliveries at once",
+     "The basic.qos prefetch count: how many messages the broker sends ahead of the "
+     "subscriber's acknowledgements."},
+    {"bind", T_KEYS, OFF(bind), "#", 1, 4096, NULL, HMS_CMD_CONSUME, 0, 0, NULL,
+     "routing key to bind the queue with (repeatable)",
+     "The binding keys of the queue on the exchange, e.g. incident.*.north.  On the command "
+     "line --bind may be given several times; in the file or the environment the keys are "
+     "a comma-separated list.  # receives every event."},
+    {"queue_type", T_ENUM, OFF(queue_type), "quorum", 0, 0, queue_types, HMS_CMD_CONSUME, 0, 0,
+     NULL, "queue type of the subscriber's queue",
+     "quorum (replicated, counts deliveries) or classic.  An existing queue must have been "
+     "declared with the same type and arguments."},
+    {"delivery_limit", T_INT, OFF(delivery_limit), "5", 1, 1000, NULL, HMS_CMD_CONSUME, 0, 0, NULL,
+     "deliveries before a failing event is dead-lettered",
+     "An event whose apply keeps failing (not a transient database failure) is tried this "
+     "many times, then published to the dead-letter queue with the error as its reason."},
+    {"origin", T_EXCHANGE, OFF(origin), NULL, 1, 63, NULL, HMS_CMD_CONSUME, 0, 0, "casemgmt",
+     "skip events with this origin (own writes echoed back)",
+     "For two-way sync: a subscriber that also writes to the EHR with this origin skips the "
+     "events of its own changes, acknowledging them and counting them as echo.  Unset: "
+     "nothing is skipped."},
+    {"dead_letter_exchange", T_EXCHANGE, OFF(dead_letter_exchange), "hms.incidents.dlx", 1, 255,
+     NULL, HMS_CMD_CONSUME, 0, 0, NULL, "direct exchange for dead-lettered events",
+     "Where events that fail validation or keep failing are published, with routing key "
+     "<queue> and a header x-hms-reason saying why; consume declares it and binds <queue>.dlq "
+     "to it."},
     {"config", T_PATH, OFF(config), NULL, 0, 0, NULL, HMS_CMD_ALL, 0, F_NO_FILE, NULL,
      "config file to read (INI: name = value lines)",
      "The config file, from --config or HMS_SYNC_CONFIG only.  Values in it are overridden "
@@ -149,7 +190,8 @@ static const cli_flag_t cli_flags[] = {
 
 static bool is_string_type(cfg_type_t t)
 {
-    return t == T_CONNINFO || t == T_URL || t == T_IDENT || t == T_EXCHANGE || t == T_PATH;
+    return t == T_CONNINFO || t == T_URL || t == T_IDENT || t == T_EXCHANGE || t == T_PATH ||
+           t == T_KEYS || t == T_FUNC;
 }
 
 static bool starts_with(const char *s, const char *prefix)
@@ -256,6 +298,14 @@ static void format_allowed(const cfg_setting_t *s, char *out, size_t n)
                  (long long)s->min, (long long)s->max);
         return;
     case T_PATH: snprintf(out, n, "a file path"); return;
+    case T_KEYS:
+        snprintf(out, n, "comma-separated binding keys of A-Z, a-z, 0-9, '.', '_', '-', '*', '#'");
+        return;
+    case T_FUNC:
+        snprintf(out, n,
+                 "a function name, [schema.]name of a-z, A-Z, 0-9, _, optionally with "
+                 "(jsonb)");
+        return;
     case T_INT: snprintf(out, n, "%lld..%lld", (long long)s->min, (long long)s->max); return;
     case T_DURATION:
         format_duration(s->min, lo, sizeof(lo));
@@ -279,6 +329,8 @@ static const char *type_metavar(const cfg_setting_t *s)
     case T_IDENT:
     case T_EXCHANGE: return "NAME";
     case T_PATH: return "FILE";
+    case T_KEYS: return "KEY";
+    case T_FUNC: return "SQLFUNC";
     case T_INT: return "N";
     case T_DURATION: return "DURATION";
     case T_BOOL: return "";
@@ -295,6 +347,8 @@ static const char *type_name(const cfg_setting_t *s)
     case T_IDENT: return "identifier";
     case T_EXCHANGE: return "exchange name";
     case T_PATH: return "path";
+    case T_KEYS: return "binding keys";
+    case T_FUNC: return "SQL function";
     case T_INT: return "integer";
     case T_DURATION: return "duration";
     case T_BOOL: return "boolean";
@@ -598,6 +652,57 @@ static bool parse_name(const char *s, const cfg_setting_t *st, bool upper_and_pu
     return true;
 }
 
+/* A comma-separated list of AMQP binding keys, each non-empty. */
+static bool parse_keys(const char *s, const cfg_setting_t *st)
+{
+    size_t n = strlen(s);
+    if ((int64_t)n < st->min || (int64_t)n > st->max)
+        return false;
+    size_t word = 0;
+    for (const char *c = s;; c++) {
+        if (*c == ',' || *c == '\0') {
+            if (word == 0 || word > 255)
+                return false;
+            if (*c == '\0')
+                return true;
+            word = 0;
+            continue;
+        }
+        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-' || *c == '*' ||
+                  *c == '#';
+        if (!ok)
+            return false;
+        word++;
+    }
+}
+
+/* [schema.]name, optionally followed by "(jsonb)": what consume casts to
+ * regprocedure, so no quoting or other argument list is needed. */
+static bool parse_func(const char *s, const cfg_setting_t *st)
+{
+    size_t n = strlen(s);
+    if ((int64_t)n < st->min || (int64_t)n > st->max)
+        return false;
+    const char *paren = strchr(s, '(');
+    size_t name_len = paren != NULL ? (size_t)(paren - s) : n;
+    if (paren != NULL && strcmp(paren, "(jsonb)") != 0)
+        return false;
+    int dots = 0;
+    for (size_t i = 0; i < name_len; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (++dots > 1 || i == 0 || i + 1 == name_len)
+                return false;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return false;
+    }
+    return name_len > 0;
+}
+
 /* Parses value for s into *slot (a scratch of the field's type).  On failure
  * writes a phrase like "is not an integer" into why. */
 static bool parse_value(const cfg_setting_t *s, const char *value, void *slot, char *why,
@@ -638,6 +743,18 @@ static bool parse_value(const cfg_setting_t *s, const char *value, void *slot, c
         }
         break;
     case T_PATH: break;
+    case T_KEYS:
+        if (!parse_keys(value, s)) {
+            snprintf(why, whyn, "is not a list of binding keys");
+            return false;
+        }
+        break;
+    case T_FUNC:
+        if (!parse_func(value, s)) {
+            snprintf(why, whyn, "is not a function name");
+            return false;
+        }
+        break;
     case T_INT:
         if (!parse_int64(value, &v)) {
             snprintf(why, whyn, "is not an integer");
@@ -708,7 +825,23 @@ hms_status_t hms_config_set(hms_config_t *cfg, const char *name, const char *val
                            s->name, value, strlen(value) > 100 ? "..." : "", src, why, allowed);
     }
     char *field = (char *)cfg + s->offset;
-    if (is_string_type(s->type)) {
+    if (s->type == T_KEYS && origin == HMS_CONFIG_FROM_FLAG &&
+        cfg->source[i].origin == HMS_CONFIG_FROM_FLAG && *(char **)field != NULL) {
+        /* A repeated --bind adds a key instead of replacing the list. */
+        const char *old = *(char **)field;
+        size_t total = strlen(old) + 1 + strlen(value);
+        if ((int64_t)total > s->max)
+            return hms_err_set(err, HMS_ERR_CONFIG,
+                               "config: %s: the keys from flag --%s are longer than %lld "
+                               "characters together",
+                               s->name, s->name, (long long)s->max);
+        char *joined = malloc(total + 1);
+        if (joined == NULL)
+            return hms_err_set(err, HMS_ERR_NOMEM, "config: %s: out of memory", s->name);
+        snprintf(joined, total + 1, "%s,%s", old, value);
+        free(*(char **)field);
+        *(char **)field = joined;
+    } else if (is_string_type(s->type)) {
         char *copy = strdup(value);
         if (copy == NULL)
             return hms_err_set(err, HMS_ERR_NOMEM, "config: %s: out of memory", s->name);

@@ -51,6 +51,11 @@ typedef enum {
 } hms_config_log_format_t;
 
 typedef enum {
+    HMS_CONFIG_QUEUE_QUORUM,
+    HMS_CONFIG_QUEUE_CLASSIC,
+} hms_config_queue_type_t;
+
+typedef enum {
     HMS_CONFIG_SINK_AMQP,
     HMS_CONFIG_SINK_DISCARD, /* encode, drop, count as confirmed: never in production */
 } hms_config_sink_t;
@@ -88,6 +93,15 @@ typedef struct {
     int log_format; /* hms_config_log_format_t */
     int sink;       /* hms_config_sink_t */
     char *config;   /* the config file's path; NULL when none */
+    /* consume */
+    char *queue;                /* the subscriber's queue; NULL when unset */
+    char *apply;                /* SQL function f(event jsonb) returns text; NULL when unset */
+    int prefetch;               /* basic.qos prefetch count */
+    char *bind;                 /* routing keys, comma-separated; repeated flags accumulate */
+    int queue_type;             /* hms_config_queue_type_t */
+    int delivery_limit;         /* deliveries before a failing event is dead-lettered */
+    char *origin;               /* skip events with this origin (echoes); NULL: none */
+    char *dead_letter_exchange; /* the DLX every subscriber's queue dead-letters to */
     /* Indexed like the table (hms_config_setting_index()). */
     hms_config_source_t source[HMS_CONFIG_MAX_SETTINGS];
 } hms_config_t;
@@ -118,7 +132,9 @@ int hms_config_setting_index(const char *name);
 
 /* Parses and validates one value for the setting `name` and stores a copy in
  * cfg.  src says where the value came from (for FILE, file is the path to
- * name in errors).  On error cfg is unchanged. */
+ * name in errors).  On error cfg is unchanged.  A list setting (bind) given
+ * as a flag is appended to a value that came from a flag too, so the option
+ * may repeat; from anywhere else a value replaces the list. */
 hms_status_t hms_config_set(hms_config_t *cfg, const char *name, const char *value,
                             hms_config_origin_t origin, const char *file, int line, hms_err_t *err);
 

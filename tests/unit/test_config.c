@@ -619,9 +619,10 @@ START_TEST(example_parses)
             n++;
         }
     }
-    ck_assert_int_eq(n, 16); /* every setting but config */
+    ck_assert_int_eq(n, 24); /* every setting but config */
     ck_assert_msg(apply_text(text.data, 0600) == HMS_OK, "%s", err.msg);
     ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+    ck_assert_msg(hms_config_check(&cfg, HMS_CMD_CONSUME, &err) == HMS_OK, "%s", err.msg);
     ck_assert_int_eq(apply_text(text.data, 0644), HMS_ERR_CONFIG); /* it holds passwords */
     hms_buf_free(&ex);
     hms_buf_free(&text);
@@ -678,6 +679,74 @@ START_TEST(markdown_drift)
 }
 END_TEST
 
+START_TEST(consume_settings)
+{
+    ck_assert_ptr_null(cfg.queue);
+    ck_assert_ptr_null(cfg.apply);
+    ck_assert_ptr_null(cfg.origin);
+    ck_assert_int_eq(cfg.prefetch, 100);
+    ck_assert_str_eq(cfg.bind, "#");
+    ck_assert_int_eq(cfg.queue_type, HMS_CONFIG_QUEUE_QUORUM);
+    ck_assert_int_eq(cfg.delivery_limit, 5);
+    ck_assert_str_eq(cfg.dead_letter_exchange, "hms.incidents.dlx");
+
+    ACCEPT("apply", "hms_sync.apply_warehouse");
+    ACCEPT("apply", "apply_x(jsonb)");
+    ACCEPT("apply", "S1.F_2(jsonb)");
+    REJECT("apply", "a.b.c");
+    REJECT("apply", ".a");
+    REJECT("apply", "a.");
+    REJECT("apply", "f(text)");
+    REJECT("apply", "f; drop table x");
+    REJECT("apply", "f(jsonb) x");
+    ACCEPT("prefetch", "1");
+    ACCEPT("prefetch", "65535");
+    REJECT("prefetch", "0");
+    REJECT("prefetch", "65536");
+    ACCEPT("delivery_limit", "1000");
+    REJECT("delivery_limit", "0");
+    REJECT("delivery_limit", "1001");
+    ACCEPT("queue_type", "classic");
+    ck_assert_int_eq(cfg.queue_type, HMS_CONFIG_QUEUE_CLASSIC);
+    REJECT("queue_type", "stream");
+    ACCEPT("queue", "sub.scheduling-1");
+    REJECT("queue", "a b");
+    ACCEPT("origin", "casemgmt");
+    REJECT("bind", "a,,b");
+    REJECT("bind", ",a");
+    REJECT("bind", "a b");
+    REJECT("bind", "");
+
+    /* Flags accumulate; a file or environment value is one whole list. */
+    hms_cli_flags_t f;
+    char *a1[] = {"--bind", "incident.created.*", "--bind=incident.#", "--queue", "q", NULL};
+    ck_assert_msg(argv_run(HMS_CMD_CONSUME, &f, a1) == HMS_OK, "%s", err.msg);
+    ck_assert_str_eq(cfg.bind, "incident.created.*,incident.#");
+    ck_assert_str_eq(cfg.queue, "q");
+    ck_assert_int_eq(hms_config_set(&cfg, "bind", "x.y,z", HMS_CONFIG_FROM_ENV, NULL, 0, &err),
+                     HMS_OK);
+    ck_assert_str_eq(cfg.bind, "x.y,z");
+    ACCEPT("bind", "a");
+    ACCEPT("bind", "b");
+    ck_assert_str_eq(cfg.bind, "a,b");
+    char *a2[] = {"--queue", "q", NULL};
+    ck_assert_int_eq(argv_run(HMS_CMD_RUN, &f, a2), HMS_ERR_CONFIG);
+
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_CONSUME, &err), HMS_ERR_CONFIG);
+    ACCEPT("pg", "host=h");
+    ACCEPT("amqp", "amqp://h");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_CONSUME, &err), HMS_OK);
+    hms_config_free(&cfg);
+    ck_assert_int_eq(hms_config_init(&cfg), HMS_OK);
+    ACCEPT("pg", "host=h");
+    ACCEPT("amqp", "amqp://h");
+    ACCEPT("apply", "f");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_CONSUME, &err), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: queue: not set; consume needs it (use --queue, "
+                              "HMS_SYNC_QUEUE or \"queue = ...\" in the config file)");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -699,6 +768,7 @@ static Suite *config_suite(void)
     tcase_add_test(pure, command_line);
     tcase_add_test(pure, find_file);
     tcase_add_test(pure, checks);
+    tcase_add_test(pure, consume_settings);
     tcase_add_test(pure, usage);
     tcase_add_test(pure, example_parses);
     tcase_add_test(pure, example_drift);

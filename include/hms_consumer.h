@@ -1,0 +1,75 @@
+/* hms_consumer.h -- the subscriber library behind `hms-sync consume`: read
+ * events from a RabbitMQ queue, validate them against the v1 contract,
+ * record and apply each one in one PostgreSQL transaction, and only then
+ * acknowledge it.
+ *
+ * Per message, in order (DESIGN.md, issue 3):
+ *   1. not JSON, an unknown type, or a schema violation: published
+ *      (confirmed) to the dead-letter exchange with routing key <queue> and a
+ *      header x-hms-reason saying why, then acked; counted dead_lettered.
+ *   2. origin equal to opts.origin: acked unapplied; counted echo.
+ *   3. otherwise SELECT hms_sync.consume(<queue>, <apply>, <event>): the
+ *      inbox row and the apply run in one transaction; the ack follows the
+ *      commit; counted by the outcome (applied, stale, duplicate).
+ *      A transient failure (connection lost, serialization failure,
+ *      deadlock, admin shutdown, out of resources) is retried with capped
+ *      exponential backoff, without an ack; counted retried.  Any other SQL
+ *      error is the event's fault: the message is rejected with requeue
+ *      (quorum queues count the deliveries) or retried locally (classic),
+ *      and once it has been tried delivery_limit times it is dead-lettered
+ *      with the SQL error as its reason.
+ *
+ * Ownership: the library borrows every string in hms_consumer_opts_t for the
+ * duration of hms_consumer_run() and keeps nothing afterwards.  Counters are
+ * written into the caller's struct. */
+#ifndef HMS_CONSUMER_H
+#define HMS_CONSUMER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef struct {
+    const char *amqp_url;             /* amqp:// or amqps:// */
+    const char *pg_conninfo;          /* the subscriber's database */
+    const char *exchange;             /* topic exchange the queue binds to (hms.incidents) */
+    const char *queue;                /* the queue; also the inbox's subscriber name */
+    const char *apply;                /* SQL function f(event jsonb) returns text */
+    const char *const *binds;         /* binding keys; nbinds of them (at least one) */
+    size_t nbinds;                    /* */
+    const char *origin;               /* skip events with this origin; NULL: none */
+    const char *dead_letter_exchange; /* direct exchange for dead letters (hms.incidents.dlx) */
+    bool classic;                     /* classic queue instead of quorum */
+    int prefetch;                     /* basic.qos prefetch count, 1..65535 */
+    int delivery_limit;               /* tries of an event whose apply fails, >= 1 */
+    int heartbeat_s;                  /* AMQP heartbeat; 0 disables */
+    int connect_timeout_ms;           /* per connection attempt */
+    int retry_min_ms;                 /* backoff of retries and reconnects */
+    int retry_max_ms;                 /* its cap */
+    int stats_interval_ms;            /* counters are logged this often when they change */
+} hms_consumer_opts_t;
+
+typedef struct {
+    uint64_t applied;       /* apply said applied */
+    uint64_t stale;         /* apply said stale: an older event than what the replica holds */
+    uint64_t duplicate;     /* already in the inbox, or apply said duplicate */
+    uint64_t echo;          /* skipped: its origin is opts.origin */
+    uint64_t dead_lettered; /* published to the dead-letter exchange */
+    uint64_t retried;       /* retries: transient failures and failed applies */
+} hms_consumer_counters_t;
+
+/* Declares the topology (the exchange, the dead-letter exchange, <queue> and
+ * <queue>.dlq with their bindings), then consumes until SIGTERM or SIGINT,
+ * which end the run after the message in hand is finished: HMS_OK.  The
+ * signal handlers are installed for the duration of the call and the old
+ * ones put back.  Failing to reach a server, to declare the topology or to
+ * resolve the apply function at start is an error (err says what and
+ * where); losing a server later is retried with capped exponential backoff.
+ * counters (may be NULL) receives the final counts in every case; they are
+ * also logged periodically and at exit. */
+hms_status_t hms_consumer_run(const hms_consumer_opts_t *opts, hms_consumer_counters_t *counters,
+                              hms_err_t *err);
+
+#endif

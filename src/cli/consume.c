@@ -1,0 +1,61 @@
+/* consume.c -- `hms-sync consume`: settings into hms_consumer_opts_t. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "daemon/publisher.h"
+#include "daemon/repl.h"
+#include "hms_consumer.h"
+
+#define MAX_BINDS 64
+
+int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
+{
+    hms_err_t err;
+    hms_status_t st;
+    if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)
+        return hms_cli_fail(st, &err);
+    if ((st = hms_pub_check_url(cfg->amqp, &err)) != HMS_OK)
+        return hms_cli_fail(st, &err);
+    /* The setting is one comma-separated list (config.c checked each key). */
+    char *keys = strdup(cfg->bind);
+    if (keys == NULL) {
+        hms_err_set(&err, HMS_ERR_NOMEM, "consume: out of memory");
+        return hms_cli_fail(HMS_ERR_NOMEM, &err);
+    }
+    const char *binds[MAX_BINDS];
+    size_t nbinds = 0;
+    for (char *save = NULL, *k = strtok_r(keys, ",", &save); k != NULL;
+         k = strtok_r(NULL, ",", &save)) {
+        if (nbinds == MAX_BINDS) {
+            free(keys);
+            hms_err_set(&err, HMS_ERR_CONFIG, "config: bind: more than %d keys", MAX_BINDS);
+            return hms_cli_fail(HMS_ERR_CONFIG, &err);
+        }
+        binds[nbinds++] = k;
+    }
+    hms_consumer_opts_t o = {
+        .amqp_url = cfg->amqp,
+        .pg_conninfo = cfg->pg,
+        .exchange = cfg->exchange,
+        .queue = cfg->queue,
+        .apply = cfg->apply,
+        .binds = binds,
+        .nbinds = nbinds,
+        .origin = cfg->origin,
+        .dead_letter_exchange = cfg->dead_letter_exchange,
+        .classic = cfg->queue_type == HMS_CONFIG_QUEUE_CLASSIC,
+        .prefetch = cfg->prefetch,
+        .delivery_limit = cfg->delivery_limit,
+        .heartbeat_s = (int)(cfg->heartbeat_ms / 1000),
+        .connect_timeout_ms = (int)cfg->connect_timeout_ms,
+        .retry_min_ms = (int)cfg->retry_min_ms,
+        .retry_max_ms = (int)cfg->retry_max_ms,
+        .stats_interval_ms = 10000,
+    };
+    st = hms_consumer_run(&o, NULL, &err);
+    free(keys);
+    if (st != HMS_OK)
+        return hms_cli_fail(st, &err);
+    return HMS_EXIT_OK;
+}

@@ -1,0 +1,511 @@
+/* broker.c -- the subscriber's AMQP connections: topology, consuming with
+ * manual acks, and confirmed dead-letter publishes. */
+#include "consumer/broker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+
+#define CHANNEL 1
+#define FRAME_MAX 131072
+
+struct hms_cbroker {
+    const hms_consumer_opts_t *opts;
+    amqp_connection_state_t conn; /* consuming */
+    amqp_connection_state_t dl;   /* dead-letter publishing (confirm mode); NULL until needed */
+    char target[300];             /* host:port, for messages */
+    amqp_envelope_t env;
+    bool have_env;
+};
+
+static void bytes_to_str(amqp_bytes_t b, char *out, size_t outlen)
+{
+    size_t n = b.len < outlen - 1 ? b.len : outlen - 1;
+    if (n > 0)
+        memcpy(out, b.bytes, n);
+    out[n] = '\0';
+}
+
+static void reply_text(amqp_rpc_reply_t r, char *out, size_t outlen)
+{
+    char text[200];
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL: snprintf(out, outlen, "ok"); return;
+    case AMQP_RESPONSE_NONE: snprintf(out, outlen, "no reply from the broker"); return;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(out, outlen, "%s", amqp_error_string2(r.library_error));
+        return;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *c = r.reply.decoded;
+            bytes_to_str(c->reply_text, text, sizeof(text));
+            snprintf(out, outlen, "broker closed the connection: %u %s", c->reply_code, text);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *c = r.reply.decoded;
+            bytes_to_str(c->reply_text, text, sizeof(text));
+            snprintf(out, outlen, "broker closed the channel: %u %s", c->reply_code, text);
+        } else {
+            snprintf(out, outlen, "unexpected broker method 0x%08x", r.reply.id);
+        }
+        return;
+    }
+    snprintf(out, outlen, "unknown reply");
+}
+
+static void destroy_conn(amqp_connection_state_t c)
+{
+    if (c == NULL)
+        return;
+    /* A polite close needs a live peer; never wait long for it. */
+    struct timeval tv = {1, 0};
+    amqp_set_rpc_timeout(c, &tv);
+    if (amqp_get_socket(c) != NULL && amqp_get_sockfd(c) >= 0)
+        amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(c);
+}
+
+/* Opens a connection and channel 1; `name` shows in the broker's UI. */
+static hms_status_t open_conn(hms_cbroker_t *b, int heartbeat_s, const char *name,
+                              amqp_connection_state_t *out, hms_err_t *err)
+{
+    const hms_consumer_opts_t *o = b->opts;
+    struct amqp_connection_info info;
+    char why[300];
+    hms_status_t st;
+    amqp_connection_state_t c = NULL;
+    char *url = strdup(o->amqp_url);
+    if (url == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
+    if (amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
+        st = hms_err_set(err, HMS_ERR_CONFIG,
+                         "amqp: malformed URL (expected amqp[s]://user:password@host:port/vhost)");
+        goto fail;
+    }
+    if (info.vhost[0] == '\0')
+        info.vhost = "/";
+    snprintf(b->target, sizeof(b->target), "%s:%d", info.host, info.port);
+    if ((c = amqp_new_connection()) == NULL) {
+        st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
+        goto fail;
+    }
+    amqp_socket_t *sock;
+    if (info.ssl) {
+        sock = amqp_ssl_socket_new(c);
+        if (sock != NULL) {
+            amqp_ssl_socket_set_verify_peer(sock, 1);
+            amqp_ssl_socket_set_verify_hostname(sock, 1);
+            amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2, AMQP_TLSvLATEST);
+        }
+    } else {
+        sock = amqp_tcp_socket_new(c);
+    }
+    if (sock == NULL) {
+        st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: cannot create a socket");
+        goto fail;
+    }
+    struct timeval tv = {o->connect_timeout_ms / 1000, (o->connect_timeout_ms % 1000) * 1000};
+    int rc = amqp_socket_open_noblock(sock, info.host, info.port, &tv);
+    if (rc != AMQP_STATUS_OK) {
+        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot connect to RabbitMQ at %s: %s", b->target,
+                         amqp_error_string2(rc));
+        goto fail;
+    }
+    amqp_set_handshake_timeout(c, &tv);
+    amqp_set_rpc_timeout(c, &tv);
+    amqp_table_entry_t entries[2];
+    entries[0].key = amqp_cstring_bytes("product");
+    entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[0].value.value.bytes = amqp_cstring_bytes("hms-sync");
+    entries[1].key = amqp_cstring_bytes("connection_name");
+    entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[1].value.value.bytes = amqp_cstring_bytes(name);
+    amqp_table_t props = {2, entries};
+    amqp_rpc_reply_t r =
+        amqp_login_with_properties(c, info.vhost, 0, FRAME_MAX, heartbeat_s, &props,
+                                   AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        reply_text(r, why, sizeof(why));
+        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: login to RabbitMQ at %s as user %s failed: %s",
+                         b->target, info.user, why);
+        goto fail;
+    }
+    amqp_channel_open(c, CHANNEL);
+    r = amqp_get_rpc_reply(c);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        reply_text(r, why, sizeof(why));
+        st =
+            hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot open a channel on %s: %s", b->target, why);
+        goto fail;
+    }
+    free(url);
+    *out = c;
+    return HMS_OK;
+fail:
+    free(url);
+    destroy_conn(c);
+    return st;
+}
+
+/* Checks the reply of the RPC just made; names `what` on failure. */
+static hms_status_t rpc_ok(hms_cbroker_t *b, amqp_connection_state_t c, const char *what,
+                           hms_err_t *err)
+{
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return HMS_OK;
+    char why[300];
+    reply_text(r, why, sizeof(why));
+    return hms_err_set(err, HMS_ERR_AMQP, "amqp: %s on %s: %s", what, b->target, why);
+}
+
+static amqp_table_entry_t str_entry(const char *key, const char *value)
+{
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes(value);
+    return e;
+}
+
+static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
+{
+    const hms_consumer_opts_t *o = b->opts;
+    amqp_connection_state_t c = b->conn;
+    char what[600], dlq[300];
+    hms_status_t st;
+    snprintf(dlq, sizeof(dlq), "%s.dlq", o->queue);
+
+    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(o->exchange), amqp_cstring_bytes("topic"),
+                          0, 1, 0, 0, amqp_empty_table);
+    snprintf(what, sizeof(what), "cannot declare exchange %s (topic, durable)", o->exchange);
+    if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+        return st;
+    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(o->dead_letter_exchange),
+                          amqp_cstring_bytes("direct"), 0, 1, 0, 0, amqp_empty_table);
+    snprintf(what, sizeof(what), "cannot declare dead-letter exchange %s (direct, durable)",
+             o->dead_letter_exchange);
+    if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+        return st;
+    amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(dlq), 0, 1, 0, 0, amqp_empty_table);
+    snprintf(what, sizeof(what), "cannot declare dead-letter queue %s (durable)", dlq);
+    if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+        return st;
+    amqp_queue_bind(c, CHANNEL, amqp_cstring_bytes(dlq),
+                    amqp_cstring_bytes(o->dead_letter_exchange), amqp_cstring_bytes(o->queue),
+                    amqp_empty_table);
+    snprintf(what, sizeof(what), "cannot bind %s to %s", dlq, o->dead_letter_exchange);
+    if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+        return st;
+
+    /* The broker's own dead-lettering (a quorum queue's x-delivery-limit)
+     * is a backstop: consume dead-letters a failing event itself one
+     * delivery earlier, with the reason. */
+    amqp_table_entry_t args[4];
+    int n = 0;
+    args[n++] = str_entry("x-queue-type", o->classic ? "classic" : "quorum");
+    args[n++] = str_entry("x-dead-letter-exchange", o->dead_letter_exchange);
+    args[n++] = str_entry("x-dead-letter-routing-key", o->queue);
+    if (!o->classic) {
+        args[n].key = amqp_cstring_bytes("x-delivery-limit");
+        args[n].value.kind = AMQP_FIELD_KIND_I64;
+        args[n].value.value.i64 = o->delivery_limit;
+        n++;
+    }
+    amqp_table_t table = {n, args};
+    amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(o->queue), 0, 1, 0, 0, table);
+    snprintf(what, sizeof(what),
+             "cannot declare queue %s (%s, durable; an existing queue declared with other "
+             "arguments conflicts)",
+             o->queue, o->classic ? "classic" : "quorum");
+    if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+        return st;
+    for (size_t i = 0; i < o->nbinds; i++) {
+        amqp_queue_bind(c, CHANNEL, amqp_cstring_bytes(o->queue), amqp_cstring_bytes(o->exchange),
+                        amqp_cstring_bytes(o->binds[i]), amqp_empty_table);
+        snprintf(what, sizeof(what), "cannot bind %s to %s with key %s", o->queue, o->exchange,
+                 o->binds[i]);
+        if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+            return st;
+    }
+    amqp_basic_qos(c, CHANNEL, 0, (uint16_t)o->prefetch, 0);
+    if ((st = rpc_ok(b, c, "cannot set the prefetch (basic.qos)", err)) != HMS_OK)
+        return st;
+    amqp_basic_consume(c, CHANNEL, amqp_cstring_bytes(o->queue), amqp_empty_bytes, 0, 0, 0,
+                       amqp_empty_table);
+    snprintf(what, sizeof(what), "cannot consume from %s", o->queue);
+    return rpc_ok(b, c, what, err);
+}
+
+hms_status_t hms_cbroker_connect(const hms_consumer_opts_t *opts, hms_cbroker_t **out,
+                                 hms_err_t *err)
+{
+    hms_status_t st;
+    hms_cbroker_t *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
+    b->opts = opts;
+    char name[300];
+    snprintf(name, sizeof(name), "hms-sync consume %s", opts->queue);
+    if ((st = open_conn(b, opts->heartbeat_s, name, &b->conn, err)) != HMS_OK)
+        goto fail;
+    if ((st = declare(b, err)) != HMS_OK)
+        goto fail;
+    *out = b;
+    return HMS_OK;
+fail:
+    hms_cbroker_close(b);
+    return st;
+}
+
+void hms_cbroker_close(hms_cbroker_t *b)
+{
+    if (b == NULL)
+        return;
+    if (b->have_env)
+        amqp_destroy_envelope(&b->env);
+    destroy_conn(b->conn);
+    destroy_conn(b->dl);
+    free(b);
+}
+
+/* x-delivery-count as a number, -1 when absent or not an integer. */
+static long delivery_count(const amqp_basic_properties_t *p)
+{
+    if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+        return -1;
+    for (int i = 0; i < p->headers.num_entries; i++) {
+        const amqp_table_entry_t *e = &p->headers.entries[i];
+        if (e->key.len != 16 || memcmp(e->key.bytes, "x-delivery-count", 16) != 0)
+            continue;
+        switch (e->value.kind) {
+        case AMQP_FIELD_KIND_I8: return e->value.value.i8;
+        case AMQP_FIELD_KIND_U8: return e->value.value.u8;
+        case AMQP_FIELD_KIND_I16: return e->value.value.i16;
+        case AMQP_FIELD_KIND_U16: return e->value.value.u16;
+        case AMQP_FIELD_KIND_I32: return e->value.value.i32;
+        case AMQP_FIELD_KIND_U32: return (long)e->value.value.u32;
+        case AMQP_FIELD_KIND_I64: return (long)e->value.value.i64;
+        case AMQP_FIELD_KIND_U64: return (long)e->value.value.u64;
+        default: return -1;
+        }
+    }
+    return -1;
+}
+
+/* A frame other than a delivery arrived: anything that closes or cancels
+ * ends the connection's usefulness. */
+static hms_status_t other_frame(hms_cbroker_t *b, hms_err_t *err)
+{
+    amqp_frame_t f;
+    struct timeval tv = {0, 0};
+    int rc = amqp_simple_wait_frame_noblock(b->conn, &f, &tv);
+    if (rc == AMQP_STATUS_TIMEOUT)
+        return HMS_ERR_RETRY;
+    if (rc != AMQP_STATUS_OK)
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: connection to %s lost: %s", b->target,
+                           amqp_error_string2(rc));
+    if (f.frame_type != AMQP_FRAME_METHOD)
+        return HMS_ERR_RETRY;
+    char text[200] = "";
+    switch (f.payload.method.id) {
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+        amqp_channel_close_t *c = f.payload.method.decoded;
+        bytes_to_str(c->reply_text, text, sizeof(text));
+        amqp_channel_close_ok_t ok = {0};
+        amqp_send_method(b->conn, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s closed the channel: %u %s",
+                           b->target, c->reply_code, text);
+    }
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+        amqp_connection_close_t *c = f.payload.method.decoded;
+        bytes_to_str(c->reply_text, text, sizeof(text));
+        amqp_connection_close_ok_t ok = {0};
+        amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s closed the connection: %u %s",
+                           b->target, c->reply_code, text);
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+        return hms_err_set(err, HMS_ERR_AMQP,
+                           "amqp: broker %s cancelled the consumer of %s (queue deleted?)",
+                           b->target, b->opts->queue);
+    default: return HMS_ERR_RETRY;
+    }
+}
+
+hms_status_t hms_cbroker_next(hms_cbroker_t *b, int timeout_ms, hms_cdelivery_t *d, hms_err_t *err)
+{
+    if (b->have_env) {
+        amqp_destroy_envelope(&b->env);
+        b->have_env = false;
+    }
+    amqp_maybe_release_buffers(b->conn);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    amqp_rpc_reply_t r = amqp_consume_message(b->conn, &b->env, &tv, 0);
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
+        if (r.library_error == AMQP_STATUS_TIMEOUT)
+            return HMS_ERR_RETRY;
+        if (r.library_error == AMQP_STATUS_UNEXPECTED_STATE)
+            return other_frame(b, err);
+    }
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        char why[300];
+        reply_text(r, why, sizeof(why));
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: connection to %s lost: %s", b->target, why);
+    }
+    b->have_env = true;
+    memset(d, 0, sizeof(*d));
+    d->body = b->env.message.body.bytes;
+    d->len = b->env.message.body.len;
+    d->tag = b->env.delivery_tag;
+    d->redelivered = b->env.redelivered != 0;
+    d->delivery_count = delivery_count(&b->env.message.properties);
+    bytes_to_str(b->env.routing_key, d->routing_key, sizeof(d->routing_key));
+    if (b->env.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        bytes_to_str(b->env.message.properties.message_id, d->message_id, sizeof(d->message_id));
+    return HMS_OK;
+}
+
+hms_status_t hms_cbroker_ack(hms_cbroker_t *b, uint64_t tag, hms_err_t *err)
+{
+    int rc = amqp_basic_ack(b->conn, CHANNEL, tag, 0);
+    if (rc != AMQP_STATUS_OK)
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: ack to %s failed: %s", b->target,
+                           amqp_error_string2(rc));
+    return HMS_OK;
+}
+
+hms_status_t hms_cbroker_requeue(hms_cbroker_t *b, uint64_t tag, hms_err_t *err)
+{
+    int rc = amqp_basic_reject(b->conn, CHANNEL, tag, 1);
+    if (rc != AMQP_STATUS_OK)
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: reject to %s failed: %s", b->target,
+                           amqp_error_string2(rc));
+    return HMS_OK;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static hms_status_t open_dl(hms_cbroker_t *b, hms_err_t *err)
+{
+    char name[300];
+    snprintf(name, sizeof(name), "hms-sync consume %s dead letters", b->opts->queue);
+    /* No heartbeat: the connection sits idle between dead letters and
+     * nobody reads it then; a dead one fails the next publish, which is
+     * retried on a fresh connection. */
+    hms_status_t st = open_conn(b, 0, name, &b->dl, err);
+    if (st != HMS_OK)
+        return st;
+    amqp_confirm_select(b->dl, CHANNEL);
+    if ((st = rpc_ok(b, b->dl, "cannot enable publisher confirms", err)) != HMS_OK) {
+        destroy_conn(b->dl);
+        b->dl = NULL;
+    }
+    return st;
+}
+
+/* Reads frames until the confirm of the one publish in flight. */
+static hms_status_t await_confirm(hms_cbroker_t *b, int timeout_ms, hms_err_t *err)
+{
+    bool returned = false;
+    char text[200] = "";
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return hms_err_set(err, HMS_ERR_AMQP,
+                               "amqp: no confirm from %s for a dead letter within %d ms", b->target,
+                               timeout_ms);
+        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+        amqp_frame_t f;
+        int rc = amqp_simple_wait_frame_noblock(b->dl, &f, &tv);
+        if (rc == AMQP_STATUS_TIMEOUT)
+            continue;
+        if (rc != AMQP_STATUS_OK)
+            return hms_err_set(err, HMS_ERR_AMQP, "amqp: dead-letter connection to %s lost: %s",
+                               b->target, amqp_error_string2(rc));
+        if (f.frame_type != AMQP_FRAME_METHOD)
+            continue; /* the header and body of a returned message */
+        switch (f.payload.method.id) {
+        case AMQP_BASIC_ACK_METHOD:
+            if (returned)
+                return hms_err_set(err, HMS_ERR_AMQP,
+                                   "amqp: dead letter returned by %s as unroutable: %s (is %s.dlq "
+                                   "bound to %s?)",
+                                   b->target, text, b->opts->queue, b->opts->dead_letter_exchange);
+            return HMS_OK;
+        case AMQP_BASIC_NACK_METHOD:
+            return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s refused (nacked) a dead letter",
+                               b->target);
+        case AMQP_BASIC_RETURN_METHOD: {
+            amqp_basic_return_t *ret = f.payload.method.decoded;
+            bytes_to_str(ret->reply_text, text, sizeof(text));
+            returned = true;
+            break;
+        }
+        case AMQP_CHANNEL_CLOSE_METHOD:
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            return hms_err_set(err, HMS_ERR_AMQP,
+                               "amqp: broker %s closed the dead-letter channel (does exchange %s "
+                               "exist?)",
+                               b->target, b->opts->dead_letter_exchange);
+        default: break;
+        }
+    }
+}
+
+hms_status_t hms_cbroker_dead_letter(hms_cbroker_t *b, const hms_cdelivery_t *d, const char *reason,
+                                     int timeout_ms, hms_err_t *err)
+{
+    hms_status_t st;
+    if (b->dl == NULL && (st = open_dl(b, err)) != HMS_OK)
+        return st;
+    const amqp_basic_properties_t *orig = &b->env.message.properties;
+    amqp_basic_properties_t props = *orig;
+    /* The original headers, minus ours from an earlier dead-lettering, plus
+     * the three that say why, who and from where. */
+    int norig = (orig->_flags & AMQP_BASIC_HEADERS_FLAG) ? orig->headers.num_entries : 0;
+    amqp_table_entry_t *h = calloc((size_t)norig + 3, sizeof(*h));
+    if (h == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
+    int n = 0;
+    for (int i = 0; i < norig; i++) {
+        const amqp_table_entry_t *e = &orig->headers.entries[i];
+        if (e->key.len >= 6 && memcmp(e->key.bytes, "x-hms-", 6) == 0)
+            continue;
+        h[n++] = *e;
+    }
+    h[n++] = str_entry("x-hms-reason", reason);
+    h[n++] = str_entry("x-hms-subscriber", b->opts->queue);
+    h[n++] = str_entry("x-hms-original-routing-key", d->routing_key);
+    props.headers.num_entries = n;
+    props.headers.entries = h;
+    props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.delivery_mode = 2;
+    amqp_bytes_t body = {d->len, (void *)d->body};
+    int rc = amqp_basic_publish(b->dl, CHANNEL, amqp_cstring_bytes(b->opts->dead_letter_exchange),
+                                amqp_cstring_bytes(b->opts->queue), 1, 0, &props, body);
+    free(h);
+    if (rc != AMQP_STATUS_OK)
+        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: dead-letter publish to %s failed: %s", b->target,
+                         amqp_error_string2(rc));
+    else
+        st = await_confirm(b, timeout_ms, err);
+    if (st != HMS_OK) {
+        destroy_conn(b->dl);
+        b->dl = NULL;
+    }
+    if (b->dl != NULL)
+        amqp_maybe_release_buffers(b->dl);
+    return st;
+}

@@ -20,12 +20,20 @@ int hms_cli_migrate(const hms_config_t *cfg, const hms_cli_flags_t *flags)
 {
     hms_err_t err;
     hms_status_t st;
-    if (flags->subscriber) {
-        hms_err_set(&err, HMS_ERR_CONFIG, "migrate: --subscriber is not available in this version");
-        return hms_cli_fail(HMS_ERR_CONFIG, &err);
-    }
     if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
+    if (flags->subscriber) {
+        /* The subscriber's database need not be the source's: its set has a
+         * ledger of its own and depends on nothing the publisher set made. */
+        PGconn *conn = NULL;
+        if ((st = hms_migrate_connect(cfg->pg, "migrate --subscriber", &conn, &err)) != HMS_OK)
+            return hms_cli_fail(st, &err);
+        st = hms_migrate_apply(conn, hms_sql_subscriber_migrations,
+                               hms_sql_subscriber_migrations_count, "subscriber_migrations", stdout,
+                               &err);
+        PQfinish(conn);
+        return st == HMS_OK ? HMS_EXIT_OK : hms_cli_fail(st, &err);
+    }
     if ((st = hms_migrate_run(cfg->pg, stdout, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
     return HMS_EXIT_OK;

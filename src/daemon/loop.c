@@ -227,6 +227,22 @@ static hms_status_t connect_pg(loop_t *L, bool first, hms_err_t *err)
         hms_repl_close(L->repl);
         L->repl = NULL;
         return fst;
+    } else if (hms_repl_start_lsn(L->repl) > start) {
+        /* The slot only ever confirms what we told it, so a slot ahead of
+         * us was dropped and recreated (or advanced) by someone else while
+         * we were away: streaming on would skip the changes in between. */
+        char was[HMS_LSN_STR_MAX], now[HMS_LSN_STR_MAX];
+        hms_lsn_format(start, was);
+        hms_lsn_format(hms_repl_start_lsn(L->repl), now);
+        hms_status_t fst = hms_err_set(
+            err, HMS_ERR_FATAL,
+            "pg: after reconnecting, replication slot \"%s\" on %s is at %s, past %s where "
+            "hms-sync left it: it was recreated or advanced by another process and changes in "
+            "between may be lost; re-sync subscribers, then start hms-sync again",
+            ro.slot, hms_repl_target(L->repl), now, was);
+        hms_repl_close(L->repl);
+        L->repl = NULL;
+        return fst;
     }
     char lsn[HMS_LSN_STR_MAX];
     hms_lsn_format(hms_repl_start_lsn(L->repl), lsn);

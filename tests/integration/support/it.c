@@ -2,14 +2,18 @@
  * connector as a child process, an AMQP consumer and event checks. */
 #include "it.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -237,6 +241,41 @@ char *it_env_source(it_env_t *env)
 
 /* ---- child processes ---- */
 
+/* Forks and execs path with args (args[0] included), output to p->log. */
+static int it_spawn_path(it_proc_t *p, const char *path, char *const args[])
+{
+    int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        it_fail("open %s: %s", p->log, strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        it_fail("fork: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        /* Start it as a service manager would: no inherited sockets of the
+         * test's, default signal dispositions (the test ignores SIGPIPE). */
+        closefrom(3);
+        signal(SIGPIPE, SIG_DFL);
+        execv(path, args);
+        fprintf(stderr, "it: exec %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    close(fd);
+    p->pid = pid;
+    p->start_ms = it_now_ms();
+    return 0;
+}
+
 int it_proc_spawn(it_env_t *env, it_proc_t *p, const char *tag, const char *const argv[])
 {
     memset(p, 0, sizeof *p);
@@ -250,40 +289,16 @@ int it_proc_spawn(it_env_t *env, it_proc_t *p, const char *tag, const char *cons
     args[0] = (char *)HMS_BIN;
     for (size_t i = 0; i < argc; i++)
         args[i + 1] = (char *)argv[i];
-
-    int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        it_fail("open %s: %s", p->log, strerror(errno));
-        free(args);
-        return -1;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        it_fail("fork: %s", strerror(errno));
-        close(fd);
-        free(args);
-        return -1;
-    }
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        /* Start it as a service manager would: no inherited sockets of the
-         * test's, default signal dispositions (the test ignores SIGPIPE). */
-        closefrom(3);
-        signal(SIGPIPE, SIG_DFL);
-        execv(HMS_BIN, args);
-        fprintf(stderr, "it: exec %s: %s\n", HMS_BIN, strerror(errno));
-        _exit(127);
-    }
-    close(fd);
+    int rc = it_spawn_path(p, HMS_BIN, args);
     free(args);
-    p->pid = pid;
-    p->start_ms = it_now_ms();
-    return 0;
+    return rc;
+}
+
+int it_cmd_spawn(it_env_t *env, it_proc_t *p, const char *tag, const char *const argv[])
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->log, sizeof p->log, "%s/%s-%ld.log", env->logdir, tag, (long)getpid());
+    return it_spawn_path(p, argv[0], (char *const *)argv);
 }
 
 int it_conn_start(it_env_t *env, it_proc_t *p, const char *tag, const char *slot,
@@ -1016,4 +1031,264 @@ json_object *it_event_check(const it_msg_t *m, const char *want_source, char *wh
 fail:
     json_object_put(ev);
     return NULL;
+}
+
+/* ---- other programs ---- */
+
+int it_cmd_run(it_env_t *env, const char *tag, int timeout_ms, const char *const argv[])
+{
+    it_proc_t p;
+    if (it_cmd_spawn(env, &p, tag, argv) != 0)
+        return -1;
+    int code = it_proc_wait(&p, timeout_ms);
+    if (code < 0) {
+        it_proc_kill(&p);
+        char *out = it_proc_output(&p);
+        it_fail("%s did not finish within %d ms: %s", argv[0], timeout_ms, out ? out : "");
+        free(out);
+        return -1;
+    }
+    return code;
+}
+
+int it_rabbitmqctl(it_env_t *env, int timeout_ms, ...)
+{
+    const char *argv[16];
+    size_t n = 0;
+    if (!env->rabbitmqctl || !*env->rabbitmqctl) {
+        it_fail("HMS_TEST_RABBITMQCTL is not set");
+        return -1;
+    }
+    argv[n++] = env->rabbitmqctl;
+    va_list ap;
+    va_start(ap, timeout_ms);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 15)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    return it_cmd_run(env, "rabbitmqctl", timeout_ms, argv);
+}
+
+int it_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+/* ---- throwaway PostgreSQL clusters ---- */
+
+/* Directories of clusters still running, for the atexit handler: copies,
+ * so a test's it_cluster_t may live anywhere. */
+#define IT_MAX_CLUSTERS 8
+static it_cluster_t it_live_clusters[IT_MAX_CLUSTERS];
+static bool it_clusters_hooked;
+
+static void it_clusters_atexit(void)
+{
+    for (int i = 0; i < IT_MAX_CLUSTERS; i++)
+        if (it_live_clusters[i].dir[0])
+            it_cluster_stop(&it_live_clusters[i]);
+}
+
+/* Runs a PostgreSQL server program as user postgres (initdb refuses root). */
+static int it_pg_tool(it_env_t *env, const char *tag, int timeout_ms, const char *const argv[])
+{
+    const char *full[32];
+    size_t n = 0;
+    if (geteuid() == 0) {
+        full[n++] = "/usr/sbin/runuser";
+        full[n++] = "-u";
+        full[n++] = "postgres";
+        full[n++] = "--";
+    }
+    for (size_t i = 0; argv[i] && n < 31; i++)
+        full[n++] = argv[i];
+    full[n] = NULL;
+    return it_cmd_run(env, tag, timeout_ms, full);
+}
+
+static void it_print_file(const char *path, const char *what)
+{
+    it_proc_t fake;
+    memset(&fake, 0, sizeof fake);
+    snprintf(fake.log, sizeof fake.log, "%s", path);
+    char *s = it_proc_output(&fake);
+    fprintf(stderr, "---- %s (%s) ----\n%s---- end ----\n", what, path, s ? s : "(unreadable)\n");
+    free(s);
+}
+
+/* Removes dir and everything in it. */
+static void it_rm_rf(const char *dir)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/rm", "rm", "-rf", "--", dir, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+}
+
+int it_cluster_start(it_env_t *env, it_cluster_t *c, const char *const initdb_extra[],
+                     const char *conf)
+{
+    memset(c, 0, sizeof *c);
+    char pgbin[256];
+    const char *b = getenv("HMS_TEST_PGBIN");
+    snprintf(pgbin, sizeof pgbin, "%s", b && *b ? b : "/usr/lib/postgresql/15/bin");
+    snprintf(c->dir, sizeof c->dir, "/var/tmp/hms-it-%s-XXXXXX", env->name);
+    if (!mkdtemp(c->dir)) {
+        it_fail("mkdtemp %s: %s", c->dir, strerror(errno));
+        c->dir[0] = '\0';
+        return -1;
+    }
+    /* Register at once: from here on the directory is removed at exit. */
+    int slot = -1;
+    for (int i = 0; i < IT_MAX_CLUSTERS && slot < 0; i++)
+        if (!it_live_clusters[i].dir[0])
+            slot = i;
+    if (slot < 0) {
+        it_fail("more than %d throwaway clusters at once", IT_MAX_CLUSTERS);
+        it_rm_rf(c->dir);
+        return -1;
+    }
+    if (!it_clusters_hooked) {
+        atexit(it_clusters_atexit);
+        it_clusters_hooked = true;
+    }
+    snprintf(c->datadir, sizeof c->datadir, "%s/data", c->dir);
+    it_live_clusters[slot] = *c;
+    if (geteuid() == 0) {
+        struct passwd *pw = getpwnam("postgres");
+        if (!pw || chown(c->dir, pw->pw_uid, pw->pw_gid) != 0) {
+            it_fail("chown %s to postgres: %s", c->dir, pw ? strerror(errno) : "no such user");
+            goto fail;
+        }
+    }
+    char initdb[300], pg_ctl[300], logfile[300];
+    snprintf(initdb, sizeof initdb, "%s/initdb", pgbin);
+    snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", pgbin);
+    snprintf(logfile, sizeof logfile, "%s/server.log", c->dir);
+    const char *argv[32] = {initdb, "-D",   c->datadir,         "-U", "postgres", "--auth=trust",
+                            "-E",   "UTF8", "--locale=C.UTF-8", "-N"};
+    size_t n = 10;
+    for (size_t i = 0; initdb_extra && initdb_extra[i] && n < 31; i++)
+        argv[n++] = initdb_extra[i];
+    argv[n] = NULL;
+    if (it_pg_tool(env, "initdb", 120000, argv) != 0) {
+        it_fail("initdb into %s failed", c->datadir);
+        goto fail;
+    }
+    c->port = it_free_port();
+    char path[400];
+    snprintf(path, sizeof path, "%s/postgresql.conf", c->datadir);
+    FILE *f = fopen(path, "a");
+    if (!f || c->port < 0) {
+        it_fail("cannot configure %s", path);
+        if (f)
+            fclose(f);
+        goto fail;
+    }
+    fprintf(f,
+            "\n# hms-sync integration test cluster\n"
+            "listen_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n"
+            "max_wal_senders = 5\nmax_replication_slots = 5\nfsync = off\n"
+            "synchronous_commit = off\nlog_min_messages = warning\n%s\n",
+            c->port, c->dir, conf ? conf : "");
+    fclose(f);
+    const char *start[] = {pg_ctl, "-D", c->datadir, "-l",    logfile,
+                           "-w",   "-t", "60",       "start", NULL};
+    if (it_pg_tool(env, "pg_ctl-start", 90000, start) != 0) {
+        it_fail("pg_ctl start of %s failed", c->datadir);
+        it_print_file(logfile, "server log");
+        goto fail;
+    }
+    c->running = true;
+    it_live_clusters[slot] = *c;
+    it_cluster_conninfo(c, "postgres", "postgres", c->super_conninfo, sizeof c->super_conninfo);
+    it_live_clusters[slot] = *c;
+    return 0;
+fail:
+    it_cluster_stop(c);
+    return -1;
+}
+
+void it_cluster_stop(it_cluster_t *c)
+{
+    if (!c->dir[0])
+        return;
+    char dir[sizeof c->dir];
+    snprintf(dir, sizeof dir, "%s", c->dir);
+    if (c->running) {
+        char pg_ctl[300];
+        const char *b = getenv("HMS_TEST_PGBIN");
+        snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", b && *b ? b : "/usr/lib/postgresql/15/bin");
+        pid_t pid = fork();
+        if (pid == 0) {
+            int devnull = open("/dev/null", O_WRONLY);
+            if (devnull >= 0) {
+                dup2(devnull, 1);
+                dup2(devnull, 2);
+            }
+            if (geteuid() == 0)
+                execl("/usr/sbin/runuser", "runuser", "-u", "postgres", "--", pg_ctl, "-D",
+                      c->datadir, "-m", "immediate", "-w", "stop", (char *)NULL);
+            else
+                execl(pg_ctl, "pg_ctl", "-D", c->datadir, "-m", "immediate", "-w", "stop",
+                      (char *)NULL);
+            _exit(127);
+        }
+        if (pid > 0)
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+            }
+        c->running = false;
+    }
+    it_rm_rf(dir);
+    for (int i = 0; i < IT_MAX_CLUSTERS; i++)
+        if (strcmp(it_live_clusters[i].dir, dir) == 0)
+            memset(&it_live_clusters[i], 0, sizeof it_live_clusters[i]);
+    c->dir[0] = '\0';
+}
+
+void it_cluster_conninfo(const it_cluster_t *c, const char *user, const char *dbname, char *out,
+                         size_t n)
+{
+    snprintf(out, n, "host=127.0.0.1 port=%d user=%s dbname=%s connect_timeout=10", c->port, user,
+             dbname);
+}
+
+/* ---- more AMQP ---- */
+
+int it_amqp_queue_durable(it_amqp_t *a, const char *name, const char *exchange)
+{
+    amqp_queue_declare(a->conn, 1, amqp_cstring_bytes(name), 0, 1, 0, 0, amqp_empty_table);
+    if (it_amqp_check(a->conn, amqp_get_rpc_reply(a->conn), "queue.declare durable") != 0)
+        return -1;
+    snprintf(a->queue, sizeof a->queue, "%s", name);
+    return it_amqp_bind(a, exchange);
+}
+
+int it_amqp_delete_queue(it_amqp_t *a, const char *name)
+{
+    amqp_queue_delete(a->conn, 1, amqp_cstring_bytes(name), 0, 0);
+    return it_amqp_check(a->conn, amqp_get_rpc_reply(a->conn), "queue.delete");
+}
+
+void it_amqp_abandon(it_amqp_t *a)
+{
+    if (a->conn)
+        amqp_destroy_connection(a->conn);
+    a->conn = NULL;
+    a->consuming = false;
 }

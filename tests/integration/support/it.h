@@ -183,4 +183,52 @@ bool it_event_id_parse(const char *id, uint64_t *lsn, unsigned *ordinal);
 /* Replaces '.', '*' and '#' by '_' as the routing key's region word. */
 void it_region_word(const char *region, char *out, size_t n);
 
+/* ---- other programs, the broker's control tool, throwaway clusters ---- */
+
+/* Spawns the program argv[0] (a path) with argv, output appended to
+ * <logdir>/<tag>-<pid>.log as it_proc_spawn does for hms-sync. */
+int it_cmd_spawn(it_env_t *env, it_proc_t *p, const char *tag, const char *const argv[]);
+/* Runs argv to completion within timeout_ms (then kills it); returns its
+ * exit code, or -1 on a spawn failure or timeout (its log is printed then). */
+int it_cmd_run(it_env_t *env, const char *tag, int timeout_ms, const char *const argv[]);
+/* Runs $HMS_TEST_RABBITMQCTL with the NULL-terminated arguments; returns its
+ * exit code, -1 when it timed out or is not configured. */
+int it_rabbitmqctl(it_env_t *env, int timeout_ms, ...) __attribute__((sentinel));
+/* A loopback TCP port the kernel reports free (bound to port 0, released);
+ * -1 on failure. */
+int it_free_port(void);
+
+/* A PostgreSQL cluster of the test's own: initdb (as user postgres when
+ * root) into a fresh directory under /var/tmp, trust auth, loopback on a
+ * free port, started with pg_ctl -w.  Stopped and removed by
+ * it_cluster_stop, and by an atexit handler if the program ends first. */
+typedef struct {
+    char dir[256];     /* the directory removed at the end */
+    char datadir[300]; /* <dir>/data */
+    int port;
+    char super_conninfo[IT_CONNINFO_MAX]; /* user postgres, dbname postgres */
+    bool running;
+} it_cluster_t;
+
+/* initdb_extra: extra initdb arguments (NULL-terminated, may be NULL);
+ * conf: lines appended to postgresql.conf (may be NULL).  Returns 0 or -1
+ * (having cleaned up). */
+int it_cluster_start(it_env_t *env, it_cluster_t *c, const char *const initdb_extra[],
+                     const char *conf);
+/* Stops the server (immediate) and removes its directory; safe to call twice. */
+void it_cluster_stop(it_cluster_t *c);
+/* A conninfo for the cluster as user to dbname, into out. */
+void it_cluster_conninfo(const it_cluster_t *c, const char *user, const char *dbname, char *out,
+                         size_t n);
+
+/* ---- more AMQP ---- */
+
+/* Declares the durable, non-exclusive, non-auto-delete queue `name` (it
+ * survives the consumer's connection and a broker restart) and binds it to
+ * exchange with '#'.  Sets a->queue. */
+int it_amqp_queue_durable(it_amqp_t *a, const char *name, const char *exchange);
+int it_amqp_delete_queue(it_amqp_t *a, const char *name);
+/* Frees a connection the broker already closed, without a close handshake. */
+void it_amqp_abandon(it_amqp_t *a);
+
 #endif

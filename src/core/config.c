@@ -813,7 +813,7 @@ hms_status_t hms_config_set(hms_config_t *cfg, const char *name, const char *val
         int i;
         int64_t ms;
         bool b;
-    } scratch;
+    } scratch = {0}; /* zeroed: gcc -O3 cannot see parse_value() always fills it */
     char why[200], src[300], allowed[160];
     if (!parse_value(s, value, &scratch, why, sizeof(why))) {
         format_source(s, origin, file, line, src, sizeof(src));

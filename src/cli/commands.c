@@ -80,6 +80,7 @@ int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
                 .connect_timeout_ms = (int)cfg->connect_timeout_ms},
         .window = cfg->window,
         .feedback_interval_ms = (int)cfg->feedback_interval_ms,
+        .replication_timeout_ms = (int)cfg->replication_timeout_ms,
         .shutdown_timeout_ms = (int)cfg->shutdown_timeout_ms,
         .retry_min_ms = (int)cfg->retry_min_ms,
         .retry_max_ms = (int)cfg->retry_max_ms,

@@ -86,6 +86,13 @@ static const cfg_setting_t settings[] = {
      HMS_CMD_RUN, 0, 0, NULL, "longest gap between standby status messages",
      "run tells PostgreSQL its confirmed position as soon as it advances, and at least this "
      "often otherwise, so an idle slot still moves and WAL is not retained."},
+    {"replication_timeout", T_DURATION, OFF(replication_timeout_ms), "30s", 0, MS_HOUR, NULL,
+     HMS_CMD_RUN, 0, 0, NULL,
+     "how long PostgreSQL may stay silent before run reconnects (0: never)",
+     "When nothing arrives on the replication connection for this long while run is ready "
+     "to read, the connection is taken for dead (a silent network stall) and re-established.  "
+     "run asks the server for a keepalive when the stream is quiet, so a healthy idle "
+     "connection never trips it.  Keep it above feedback_interval."},
     {"slot_wait", T_DURATION, OFF(slot_wait_ms), "30s", 0, MS_HOUR, NULL, HMS_CMD_RUN, 0, 0, NULL,
      "how long run waits for a slot held by another process",
      "After a crash the old walsender may hold the slot for a while; run retries for this "

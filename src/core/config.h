@@ -83,6 +83,7 @@ typedef struct {
     char *exchange;
     int window;
     int64_t feedback_interval_ms;
+    int64_t replication_timeout_ms; /* 0 disables */
     int64_t slot_wait_ms;
     int64_t shutdown_timeout_ms;
     int64_t heartbeat_ms; /* 0 disables AMQP heartbeats */

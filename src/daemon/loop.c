@@ -53,6 +53,9 @@ typedef struct {
 
     uint64_t sent_flush;
     int64_t last_status_ms;
+    /* Last time PostgreSQL was heard from, or we chose not to listen (a
+     * full queue): a silent, stalled link is noticed only while reading. */
+    int64_t last_recv_ms;
     bool reply_now;
 
     int64_t pg_retry_at, amqp_retry_at, republish_at;
@@ -249,6 +252,7 @@ static hms_status_t connect_pg(loop_t *L, bool first, hms_err_t *err)
     hms_log(HMS_LOG_INFO, "streaming from replication slot", "target", hms_repl_target(L->repl),
             "slot", ro.slot, "publication", ro.publication, "lsn", lsn, NULL);
     L->pg_backoff = 0;
+    L->last_recv_ms = now_ms();
     L->last_status_ms = 0; /* say where we are at once */
     L->sent_flush = 0;
     return HMS_OK;
@@ -353,6 +357,7 @@ static void read_pg(loop_t *L)
             pg_lost(L, &err);
             return;
         }
+        L->last_recv_ms = now_ms();
         hms_status_t st = on_copydata(L, buf, len, &err);
         if (st == HMS_ERR_FATAL) {
             set_fatal(L, &err);
@@ -427,7 +432,10 @@ static void send_feedback(loop_t *L, int64_t now)
         return;
     hms_err_t err;
     uint64_t write = L->received_lsn > flush ? L->received_lsn : flush;
-    hms_status_t st = hms_repl_send_status(L->repl, write, flush, false, &err);
+    /* On a quiet stream ask for a keepalive back, so silence means a dead
+     * link rather than an idle server. */
+    bool ask = now - L->last_recv_ms >= L->opts->feedback_interval_ms;
+    hms_status_t st = hms_repl_send_status(L->repl, write, flush, ask, &err);
     if (st == HMS_ERR_FULL)
         return;
     if (st != HMS_OK) {
@@ -499,9 +507,31 @@ static void reconnect(loop_t *L, int64_t now)
         } else if (st != HMS_OK) {
             L->pg_backoff = next_backoff(L->opts, L->pg_backoff);
             L->pg_retry_at = now_ms() + L->pg_backoff;
-            hms_log(HMS_LOG_WARN, "PostgreSQL still unreachable; retrying", "error", err.msg, NULL);
+            hms_log(HMS_LOG_WARN, "cannot resume streaming from PostgreSQL yet; retrying", "error",
+                    err.msg, NULL);
         }
     }
+}
+
+/* A network stall (a dropped route, a hung proxy) leaves the socket open
+ * and silent; TCP keepalives cannot see it behind a proxy.  Only the
+ * walsender's own messages prove the link is alive. */
+static void check_pg_silence(loop_t *L, int64_t now)
+{
+    if (L->repl == NULL || L->opts->replication_timeout_ms <= 0)
+        return;
+    if (L->stopping || hms_outq_full(L->q)) {
+        L->last_recv_ms = now; /* not listening: silence proves nothing */
+        return;
+    }
+    if (now - L->last_recv_ms < L->opts->replication_timeout_ms)
+        return;
+    hms_err_t err;
+    hms_err_set(&err, HMS_ERR_PG,
+                "pg: nothing received from %s for %d ms (replication_timeout); taking the "
+                "connection for dead",
+                hms_repl_target(L->repl), L->opts->replication_timeout_ms);
+    pg_lost(L, &err);
 }
 
 static void loop_once(loop_t *L)
@@ -554,6 +584,7 @@ static void loop_once(loop_t *L)
     publish(L);
     hms_outq_pop_confirmed(L->q);
     send_feedback(L, now);
+    check_pg_silence(L, now);
     reconnect(L, now);
     if (L->repl != NULL)
         hms_progress_tick(L->progress, hms_tracker_flush_lsn(L->trk),

@@ -22,6 +22,7 @@ typedef struct {
     hms_pub_opts_t pub;
     int window;               /* unconfirmed publishes in flight */
     int feedback_interval_ms; /* standby status at least this often */
+    int replication_timeout_ms; /* silence from PostgreSQL that counts as a dead link; 0: never */
     int shutdown_timeout_ms;  /* how long SIGTERM waits for confirms */
     int retry_min_ms;         /* reconnect / republish backoff */
     int retry_max_ms;

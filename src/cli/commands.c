@@ -85,6 +85,7 @@ int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         .retry_min_ms = (int)cfg->retry_min_ms,
         .retry_max_ms = (int)cfg->retry_max_ms,
         .discard = cfg->sink == HMS_CONFIG_SINK_DISCARD,
+        .metrics = cfg->metrics,
     };
     if ((st = hms_run(&o, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);

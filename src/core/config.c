@@ -5,6 +5,7 @@
 #include <ini.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ typedef enum {
     T_BOOL,     /* stored as bool; a bare --name on the command line is true */
     T_KEYS,     /* AMQP binding keys, comma-separated; flags accumulate */
     T_FUNC,     /* SQL function name, optionally schema-qualified and with "(jsonb)" */
+    T_LISTEN,   /* HOST:PORT to listen on (an IPv4 address or a name, port 1..65535) */
 } cfg_type_t;
 
 enum {
@@ -53,6 +55,7 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 static const char *const log_formats[] = {"logfmt", "json", NULL};
 static const char *const sinks[] = {"amqp", "discard", NULL};
 static const char *const queue_types[] = {"quorum", "classic", NULL};
+static const char *const amqp_auths[] = {"plain", "external", NULL};
 
 /* The one table.  Order is the order of --help, --print-config, the example
  * file and the docs. */
@@ -62,11 +65,40 @@ static const cfg_setting_t settings[] = {
      "PostgreSQL connection (libpq conninfo or postgresql:// URI)",
      "How to reach the EHR database: a libpq connection string (key=value pairs) or a "
      "postgresql:// URI.  run connects with replication=database; status, migrate and consume "
-     "open ordinary sessions.  When printed, only the password is replaced by ***."},
+     "open ordinary sessions.  When printed, only the password is replaced by ***.  libpq's "
+     "own keys apply: sslmode=verify-full with sslrootcert=CA-FILE verifies the server's "
+     "certificate and host name, sslcert and sslkey present a client certificate, and "
+     "passfile=FILE (a .pgpass-format file, chmod 600) keeps the password out of this "
+     "setting."},
     {"amqp", T_URL, OFF(amqp), NULL, 0, 0, NULL, CMD_NET, CMD_NET, F_SECRET,
      "amqps://hms_sync:CHANGE-ME@mq.example.org:5671/hms", "RabbitMQ URL (amqp:// or amqps://)",
      "How to reach RabbitMQ: amqp://USER:PASSWORD@HOST:PORT/VHOST, or amqps:// for TLS.  Not "
-     "needed by run when sink = discard.  When printed, only the password is replaced by ***."},
+     "needed by run when sink = discard.  When printed, only the password is replaced by ***.  "
+     "amqps:// always verifies the broker's certificate and host name and allows TLS 1.2 or "
+     "later only.  Keep the password out of the URL with amqp_password_file."},
+    {"amqp_cacert", T_PATH, OFF(amqp_cacert), NULL, 0, 0, NULL, CMD_NET, 0, 0,
+     "/etc/hms-sync/rabbitmq-ca.pem", "CA certificates (PEM) that amqps:// trusts",
+     "The CA bundle the broker's certificate must chain to.  Unset: OpenSSL's default "
+     "system CAs.  Only with an amqps:// URL."},
+    {"amqp_cert", T_PATH, OFF(amqp_cert), NULL, 0, 0, NULL, CMD_NET, 0, 0,
+     "/etc/hms-sync/client.pem", "TLS client certificate (PEM) for amqps://",
+     "A client certificate to present to the broker (needs amqp_key).  Required by "
+     "amqp_auth = external, where the broker takes the user name from it."},
+    {"amqp_key", T_PATH, OFF(amqp_key), NULL, 0, 0, NULL, CMD_NET, 0, 0,
+     "/etc/hms-sync/client.key", "private key (PEM) of amqp_cert",
+     "The private key of amqp_cert, unencrypted PEM.  Keep it readable only by the service "
+     "user."},
+    {"amqp_auth", T_ENUM, OFF(amqp_auth), "plain", 0, 0, amqp_auths, CMD_NET, 0, 0, NULL,
+     "RabbitMQ login: plain (user, password) or external (client certificate)",
+     "plain logs in with the URL's user and the password from the URL or amqp_password_file.  "
+     "external logs in with SASL EXTERNAL: the broker (plugin rabbitmq_auth_mechanism_ssl) "
+     "maps the TLS client certificate (amqp_cert) to a user, so no password exists at all."},
+    {"amqp_password_file", T_PATH, OFF(amqp_password_file), NULL, 0, 0, NULL, CMD_NET, 0, 0,
+     "/etc/hms-sync/amqp-password", "file holding the RabbitMQ password",
+     "Read the RabbitMQ password from the first line of this file instead of the URL (which "
+     "then has no password: amqps://hms_sync@host/vhost).  The file must be readable by its "
+     "owner only (chmod 600) or hms-sync refuses it; it is re-read on every reconnect, so a "
+     "rotated password takes effect without a restart."},
     {"slot", T_IDENT, OFF(slot), "hms_sync", 1, 63, NULL, HMS_CMD_RUN | HMS_CMD_STATUS, 0, 0, NULL,
      "logical replication slot name",
      "The logical replication slot run streams from (created by run when missing) and status "
@@ -93,6 +125,11 @@ static const cfg_setting_t settings[] = {
      "to read, the connection is taken for dead (a silent network stall) and re-established.  "
      "run asks the server for a keepalive when the stream is quiet, so a healthy idle "
      "connection never trips it.  Keep it above feedback_interval."},
+    {"metrics", T_LISTEN, OFF(metrics), NULL, 0, 0, NULL, HMS_CMD_RUN, 0, 0, "127.0.0.1:9187",
+     "serve Prometheus metrics, /healthz and /readyz on HOST:PORT",
+     "When set, run serves GET /metrics (Prometheus text format), /healthz (the process is "
+     "alive) and /readyz (both connections are up and the slot is streaming) over plain "
+     "HTTP on this address.  Bind it to loopback or a management network."},
     {"slot_wait", T_DURATION, OFF(slot_wait_ms), "30s", 0, MS_HOUR, NULL, HMS_CMD_RUN, 0, 0, NULL,
      "how long run waits for a slot held by another process",
      "After a crash the old walsender may hold the slot for a while; run retries for this "
@@ -195,10 +232,29 @@ static const cli_flag_t cli_flags[] = {
 
 /* ---- small helpers ---------------------------------------------------- */
 
+/* HOST:PORT with a non-empty host of letters, digits, '.', '-' and a port
+ * 1..65535. */
+static bool parse_listen(const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL || colon == v || colon[1] == '\0' || strlen(colon + 1) > 5)
+        return false;
+    for (const char *p = v; p < colon; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-')
+            return false;
+    long port = 0;
+    for (const char *p = colon + 1; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+            return false;
+        port = port * 10 + (*p - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
 static bool is_string_type(cfg_type_t t)
 {
     return t == T_CONNINFO || t == T_URL || t == T_IDENT || t == T_EXCHANGE || t == T_PATH ||
-           t == T_KEYS || t == T_FUNC;
+           t == T_KEYS || t == T_FUNC || t == T_LISTEN;
 }
 
 static bool starts_with(const char *s, const char *prefix)
@@ -305,6 +361,7 @@ static void format_allowed(const cfg_setting_t *s, char *out, size_t n)
                  (long long)s->min, (long long)s->max);
         return;
     case T_PATH: snprintf(out, n, "a file path"); return;
+    case T_LISTEN: snprintf(out, n, "HOST:PORT, e.g. 127.0.0.1:9187"); return;
     case T_KEYS:
         snprintf(out, n, "comma-separated binding keys of A-Z, a-z, 0-9, '.', '_', '-', '*', '#'");
         return;
@@ -336,6 +393,7 @@ static const char *type_metavar(const cfg_setting_t *s)
     case T_IDENT:
     case T_EXCHANGE: return "NAME";
     case T_PATH: return "FILE";
+    case T_LISTEN: return "HOST:PORT";
     case T_KEYS: return "KEY";
     case T_FUNC: return "SQLFUNC";
     case T_INT: return "N";
@@ -354,6 +412,7 @@ static const char *type_name(const cfg_setting_t *s)
     case T_IDENT: return "identifier";
     case T_EXCHANGE: return "exchange name";
     case T_PATH: return "path";
+    case T_LISTEN: return "listen address";
     case T_KEYS: return "binding keys";
     case T_FUNC: return "SQL function";
     case T_INT: return "integer";
@@ -750,6 +809,12 @@ static bool parse_value(const cfg_setting_t *s, const char *value, void *slot, c
         }
         break;
     case T_PATH: break;
+    case T_LISTEN:
+        if (!parse_listen(value)) {
+            snprintf(why, whyn, "is not HOST:PORT");
+            return false;
+        }
+        break;
     case T_KEYS:
         if (!parse_keys(value, s)) {
             snprintf(why, whyn, "is not a list of binding keys");
@@ -1160,6 +1225,45 @@ hms_status_t hms_config_apply_argv(hms_config_t *cfg, unsigned cmd, int argc, ch
     return walk_argv(cfg, cmd, argc, argv, flags, NULL, err);
 }
 
+/* The amqp_* settings that only make sense together: a TLS option over plain
+ * amqp:// would silently protect nothing, and two passwords leave the reader
+ * guessing which one is used. */
+static hms_status_t check_amqp_auth(const hms_config_t *cfg, unsigned cmd, hms_err_t *err)
+{
+    if (!(cmd & CMD_NET) || cfg->amqp == NULL)
+        return HMS_OK;
+    bool tls = starts_with(cfg->amqp, "amqps://");
+    const char *tls_only[] = {"amqp_cacert", "amqp_cert", "amqp_key"};
+    for (size_t k = 0; k < sizeof(tls_only) / sizeof(tls_only[0]) && !tls; k++) {
+        const cfg_setting_t *s = &settings[hms_config_setting_index(tls_only[k])];
+        if (*(char *const *)((const char *)cfg + s->offset) != NULL)
+            return hms_err_set(err, HMS_ERR_CONFIG,
+                               "config: %s: set, but the amqp URL is amqp:// (no TLS); use "
+                               "amqps://",
+                               s->name);
+    }
+    if ((cfg->amqp_cert == NULL) != (cfg->amqp_key == NULL))
+        return hms_err_set(err, HMS_ERR_CONFIG,
+                           "config: %s: set without %s; a client certificate needs both",
+                           cfg->amqp_cert != NULL ? "amqp_cert" : "amqp_key",
+                           cfg->amqp_cert != NULL ? "amqp_key" : "amqp_cert");
+    if (cfg->amqp_auth == HMS_CONFIG_AMQP_AUTH_EXTERNAL) {
+        if (!tls || cfg->amqp_cert == NULL)
+            return hms_err_set(err, HMS_ERR_CONFIG,
+                               "config: amqp_auth: external logs in with a TLS client "
+                               "certificate; it needs an amqps:// URL and amqp_cert/amqp_key");
+        if (cfg->amqp_password_file != NULL)
+            return hms_err_set(err, HMS_ERR_CONFIG,
+                               "config: amqp_password_file: set, but amqp_auth = external uses "
+                               "no password");
+    }
+    if (cfg->amqp_password_file != NULL && has_password(cfg->amqp))
+        return hms_err_set(err, HMS_ERR_CONFIG,
+                           "config: amqp_password_file: set, but the amqp URL has a password "
+                           "too; remove it from the URL (amqps://USER@HOST/VHOST)");
+    return HMS_OK;
+}
+
 hms_status_t hms_config_check(const hms_config_t *cfg, unsigned cmd, hms_err_t *err)
 {
     for (int i = 0; i < NSETTINGS; i++) {
@@ -1178,6 +1282,9 @@ hms_status_t hms_config_check(const hms_config_t *cfg, unsigned cmd, hms_err_t *
                            "the config file)",
                            s->name, hms_config_cmd_name(cmd), opt, env, s->name);
     }
+    hms_status_t st = check_amqp_auth(cfg, cmd, err);
+    if (st != HMS_OK)
+        return st;
     if (cfg->retry_min_ms > cfg->retry_max_ms) {
         int imin = hms_config_setting_index("retry_min");
         int imax = hms_config_setting_index("retry_max");

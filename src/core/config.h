@@ -55,6 +55,12 @@ typedef enum {
     HMS_CONFIG_QUEUE_CLASSIC,
 } hms_config_queue_type_t;
 
+/* How consume and run log in to RabbitMQ. */
+typedef enum {
+    HMS_CONFIG_AMQP_AUTH_PLAIN,    /* user and password (from the URL or amqp_password_file) */
+    HMS_CONFIG_AMQP_AUTH_EXTERNAL, /* SASL EXTERNAL: the TLS client certificate */
+} hms_config_amqp_auth_t;
+
 typedef enum {
     HMS_CONFIG_SINK_AMQP,
     HMS_CONFIG_SINK_DISCARD, /* encode, drop, count as confirmed: never in production */
@@ -73,17 +79,23 @@ typedef struct {
     int line; /* FILE only; the file is cfg->config */
 } hms_config_source_t;
 
-#define HMS_CONFIG_MAX_SETTINGS 32
+#define HMS_CONFIG_MAX_SETTINGS 48
 
 typedef struct {
     char *pg;   /* libpq conninfo or URI; NULL when unset; secret */
     char *amqp; /* amqp:// or amqps:// URL; NULL when unset; secret */
+    char *amqp_cacert;        /* PEM CA bundle for amqps://; NULL: OpenSSL's default CAs */
+    char *amqp_cert;          /* TLS client certificate (PEM); NULL: none */
+    char *amqp_key;           /* its private key (PEM); set together with amqp_cert */
+    int amqp_auth;            /* hms_config_amqp_auth_t */
+    char *amqp_password_file; /* first line is the AMQP password; NULL: the URL's */
     char *slot;
     char *publication;
     char *exchange;
     int window;
     int64_t feedback_interval_ms;
     int64_t replication_timeout_ms; /* 0 disables */
+    char *metrics;                  /* HOST:PORT of the metrics endpoint; NULL: off */
     int64_t slot_wait_ms;
     int64_t shutdown_timeout_ms;
     int64_t heartbeat_ms; /* 0 disables AMQP heartbeats */
@@ -169,7 +181,9 @@ hms_status_t hms_config_apply_argv(hms_config_t *cfg, unsigned cmd, int argc, ch
                                    hms_cli_flags_t *flags, hms_err_t *err);
 
 /* Checks what one setting alone cannot: required settings of cmd are set,
- * retry_min <= retry_max. */
+ * retry_min <= retry_max, the amqp_* TLS settings only with amqps://,
+ * amqp_cert and amqp_key together, amqp_auth = external only with a client
+ * certificate, and amqp_password_file only with a URL without a password. */
 hms_status_t hms_config_check(const hms_config_t *cfg, unsigned cmd, hms_err_t *err);
 
 /* Appends one line naming every HMS_SYNC_* variable in envp that is not a

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include "core/event.h"
@@ -15,7 +16,10 @@
 #include "core/pgoutput.h"
 #include "core/tracker.h"
 #include "core/walproto.h"
+#include "core/metrics.h"
+#include "daemon/http.h"
 #include "daemon/log.h"
+#include "daemon/notify.h"
 #include "daemon/progress.h"
 
 /* Feedback is sent at most this often when the flush position advances, so
@@ -68,6 +72,9 @@ typedef struct {
     hms_err_t fatal_err;
 
     uint64_t n_published, n_confirmed, n_nacked, n_returned;
+    hms_metrics_t m;
+    hms_http_t *http;
+    int64_t pending_since_ms;
     uint64_t refusals_in_round;
     int64_t last_stats_ms;
 } loop_t;
@@ -109,6 +116,7 @@ static void on_ack(void *ctx, uint64_t tag, bool multiple)
     for (size_t i = 0; i < n; i++)
         hms_tracker_confirm(L->trk, L->confirmed[i]);
     L->n_confirmed += n;
+    L->m.confirms += n;
     if (n > 0 && !hms_outq_refused(L->q))
         L->republish_backoff = 0;
 }
@@ -122,6 +130,7 @@ static void on_nack(void *ctx, uint64_t tag, bool multiple)
     char t[24];
     hms_outq_nack(L->q, tag, multiple);
     L->n_nacked++;
+    L->m.nacks++;
     if (L->refusals_in_round++ == 0)
         hms_log(HMS_LOG_WARN,
                 "RabbitMQ refused an event (basic.nack, e.g. a queue at its length limit); the "
@@ -137,6 +146,7 @@ static void on_return(void *ctx, const char *message_id, int code, const char *t
     snprintf(c, sizeof(c), "%d", code);
     hms_outq_returned(L->q, message_id);
     L->n_returned++;
+    L->m.returns++;
     if (L->refusals_in_round++ == 0)
         hms_log(HMS_LOG_WARN,
                 "RabbitMQ could not route an event (basic.return): no queue is bound for its "
@@ -165,6 +175,7 @@ static void amqp_lost(loop_t *L, const hms_err_t *err)
             "error", err->msg, "unconfirmed", u64s(hms_outq_outstanding(L->q), n, sizeof(n)), NULL);
     hms_pub_close(L->pub);
     L->pub = NULL;
+    hms_notify_status("RabbitMQ connection lost; reconnecting");
     hms_outq_rewind(L->q);
     L->amqp_backoff = next_backoff(L->opts, L->amqp_backoff);
     L->amqp_retry_at = now_ms() + L->amqp_backoff;
@@ -180,6 +191,7 @@ static void pg_lost(loop_t *L, const hms_err_t *err)
             "error", err->msg, "lsn", lsn, NULL);
     hms_repl_close(L->repl);
     L->repl = NULL;
+    hms_notify_status("PostgreSQL replication connection lost; reconnecting");
     /* PostgreSQL resends everything after the confirmed position, so what
      * is queued here would only become duplicates. */
     hms_outq_clear(L->q);
@@ -380,6 +392,7 @@ static void publish(loop_t *L)
         return;
     if (L->opts->discard) {
         while ((s = hms_outq_next(L->q)) != NULL) {
+            hms_metrics_count_published(&L->m, s->ev.type);
             hms_outq_sent(L->q, ++L->discard_tag);
             on_ack(L, L->discard_tag, false);
             L->n_published++;
@@ -398,6 +411,7 @@ static void publish(loop_t *L)
         }
         hms_outq_sent(L->q, tag);
         L->n_published++;
+        hms_metrics_count_published(&L->m, s->ev.type);
     }
 }
 
@@ -450,6 +464,9 @@ static void send_feedback(loop_t *L, int64_t now)
     L->sent_flush = flush;
     L->last_status_ms = now;
     L->reply_now = false;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    L->m.last_feedback_unix = (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
 static void log_stats(loop_t *L, int64_t now)
@@ -485,6 +502,9 @@ static int poll_timeout(loop_t *L, int64_t now)
         t = L->republish_at;
     if (L->stopping && L->stop_deadline < t)
         t = L->stop_deadline;
+    int64_t wd = hms_notify_watchdog_due(now);
+    if (wd >= 0 && now + wd < t)
+        t = now + wd;
     if (L->pub != NULL && hms_pub_pending_input(L->pub))
         t = now;
     return t <= now ? 0 : (int)(t - now);
@@ -494,7 +514,10 @@ static void reconnect(loop_t *L, int64_t now)
 {
     hms_err_t err;
     if (L->pub == NULL && !L->opts->discard && now >= L->amqp_retry_at && !L->stopping) {
-        if (connect_amqp(L, &err) != HMS_OK) {
+        if (connect_amqp(L, &err) == HMS_OK) {
+            L->m.reconnects_amqp++;
+            hms_notify_status("streaming");
+        } else {
             L->amqp_backoff = next_backoff(L->opts, L->amqp_backoff);
             L->amqp_retry_at = now_ms() + L->amqp_backoff;
             hms_log(HMS_LOG_WARN, "RabbitMQ still unreachable; retrying", "error", err.msg, NULL);
@@ -502,7 +525,10 @@ static void reconnect(loop_t *L, int64_t now)
     }
     if (L->repl == NULL && now >= L->pg_retry_at && !L->stopping) {
         hms_status_t st = connect_pg(L, false, &err);
-        if (st == HMS_ERR_FATAL) {
+        if (st == HMS_OK) {
+            L->m.reconnects_pg++;
+            hms_notify_status("streaming");
+        } else if (st == HMS_ERR_FATAL) {
             set_fatal(L, &err);
         } else if (st != HMS_OK) {
             L->pg_backoff = next_backoff(L->opts, L->pg_backoff);
@@ -532,6 +558,40 @@ static void check_pg_silence(loop_t *L, int64_t now)
                 "connection for dead",
                 hms_repl_target(L->repl), L->opts->replication_timeout_ms);
     pg_lost(L, &err);
+}
+
+/* Refreshes the gauges and hands a snapshot to the HTTP thread. */
+static void update_metrics(loop_t *L, int64_t now)
+{
+    hms_metrics_t *m = &L->m;
+    m->inflight = hms_outq_outstanding(L->q);
+    m->confirmed_flush_lsn = L->sent_flush;
+    m->lag_bytes = L->received_lsn > L->sent_flush ? L->received_lsn - L->sent_flush : 0;
+    bool pending = hms_outq_len(L->q) > 0 || L->in_tx;
+    if (!pending) {
+        L->pending_since_ms = 0;
+        m->lag_seconds = 0;
+    } else {
+        if (L->pending_since_ms == 0)
+            L->pending_since_ms = now;
+        int64_t commit = hms_tracker_flushed_commit_time(L->trk);
+        double since_pending = (double)(now - L->pending_since_ms) / 1000.0;
+        if (commit != 0) {
+            struct timeval tv;
+            gettimeofday(&tv, NULL);
+            int64_t unix_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+            double behind = (double)(unix_us - (commit + HMS_PG_EPOCH_OFFSET_USEC)) / 1e6;
+            m->lag_seconds = behind > since_pending ? behind : since_pending;
+        } else {
+            m->lag_seconds = since_pending;
+        }
+    }
+    m->pg_up = L->repl != NULL;
+    m->amqp_up = L->pub != NULL || L->opts->discard;
+    m->streaming = L->repl != NULL && !L->stopping;
+    if (L->http != NULL)
+        hms_http_publish(L->http, m);
+    hms_notify_watchdog(now);
 }
 
 static void loop_once(loop_t *L)
@@ -586,6 +646,7 @@ static void loop_once(loop_t *L)
     send_feedback(L, now);
     check_pg_silence(L, now);
     reconnect(L, now);
+    update_metrics(L, now);
     if (L->repl != NULL)
         hms_progress_tick(L->progress, hms_tracker_flush_lsn(L->trk),
                           hms_tracker_flushed_commit_time(L->trk), now);
@@ -631,6 +692,7 @@ static void loop_free(loop_t *L)
     hms_tracker_free(L->trk);
     hms_outq_free(L->q);
     hms_progress_free(L->progress);
+    hms_http_stop(L->http);
     free(L->confirmed);
 }
 
@@ -655,6 +717,9 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
     }
     stop_signal = 0;
     install_signals();
+    hms_notify_init();
+    if (opts->metrics != NULL && (st = hms_http_start(opts->metrics, &L.http, err)) != HMS_OK)
+        goto done;
     if (!opts->discard && (st = connect_amqp(&L, err)) != HMS_OK)
         goto done;
     if ((st = connect_pg(&L, true, err)) != HMS_OK)
@@ -665,10 +730,18 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
         goto done;
     }
     L.last_stats_ms = now_ms();
+    {
+        char status[200];
+        snprintf(status, sizeof(status), "streaming from slot %s to exchange %s", opts->repl.slot,
+                 opts->pub.exchange);
+        update_metrics(&L, now_ms());
+        hms_notify_ready(status);
+    }
     for (;;) {
         if (stop_signal != 0 && !L.stopping) {
             L.stopping = true;
             L.stop_deadline = now_ms() + opts->shutdown_timeout_ms;
+            hms_notify_stopping();
             hms_log(HMS_LOG_INFO, "stopping: waiting for outstanding confirms", "signal",
                     stop_signal == SIGTERM ? "TERM" : "INT", NULL);
         }

@@ -1,0 +1,108 @@
+/* metrics.c -- Prometheus text rendering of the connector's figures. */
+#include "core/metrics.h"
+
+#include <string.h>
+
+void hms_metrics_count_published(hms_metrics_t *m, const char *type)
+{
+    int i;
+    for (i = 0; i < HMS_METRICS_MAX_TYPES - 1; i++) {
+        if (m->type_name[i] == NULL) {
+            m->type_name[i] = type;
+            break;
+        }
+        if (m->type_name[i] == type || strcmp(m->type_name[i], type) == 0)
+            break;
+    }
+    if (m->type_name[i] == NULL)
+        m->type_name[i] = "other";
+    m->published[i]++;
+}
+
+static void family(hms_buf_t *b, const char *name, const char *type, const char *help)
+{
+    hms_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(hms_buf_t *b, const char *name, const char *help, uint64_t v)
+{
+    family(b, name, "counter", help);
+    hms_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void gauge(hms_buf_t *b, const char *name, const char *help, double v)
+{
+    family(b, name, "gauge", help);
+    hms_buf_printf(b, "%s %.17g\n", name, v);
+}
+
+/* A label value needs \, " and newline escaped; type names never hold them,
+ * but the rendering must not trust that. */
+static void label_value(hms_buf_t *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            hms_buf_append_char(b, '\\');
+        if (*v == '\n') {
+            hms_buf_append_str(b, "\\n");
+            continue;
+        }
+        hms_buf_append_char(b, *v);
+    }
+}
+
+hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms_buf_t *out)
+{
+    family(out, "hms_sync_events_published_total", "counter",
+           "Events published to RabbitMQ, by CloudEvents type (republished events count again).");
+    for (int i = 0; i < HMS_METRICS_MAX_TYPES && m->type_name[i] != NULL; i++) {
+        hms_buf_append_str(out, "hms_sync_events_published_total{type=\"");
+        label_value(out, m->type_name[i]);
+        hms_buf_printf(out, "\"} %llu\n", (unsigned long long)m->published[i]);
+    }
+    counter(out, "hms_sync_confirms_total",
+            "Events the broker confirmed (basic.ack, not returned).", m->confirms);
+    counter(out, "hms_sync_nacks_total", "Publishes the broker refused with basic.nack.", m->nacks);
+    counter(out, "hms_sync_returns_total",
+            "Publishes the broker could not route (basic.return): no queue bound.", m->returns);
+    family(out, "hms_sync_reconnects_total", "counter",
+           "Connections re-established after a loss, by target.");
+    hms_buf_printf(out, "hms_sync_reconnects_total{target=\"postgresql\"} %llu\n",
+                   (unsigned long long)m->reconnects_pg);
+    hms_buf_printf(out, "hms_sync_reconnects_total{target=\"rabbitmq\"} %llu\n",
+                   (unsigned long long)m->reconnects_amqp);
+    gauge(out, "hms_sync_inflight_events", "Events published and awaiting the broker's verdict.",
+          (double)m->inflight);
+    gauge(out, "hms_sync_replication_lag_bytes",
+          "WAL the server has sent past the position confirmed to the slot.", (double)m->lag_bytes);
+    gauge(out, "hms_sync_replication_lag_seconds",
+          "Now minus the commit time of the newest confirmed transaction, while changes are "
+          "pending; 0 when caught up.",
+          m->lag_seconds);
+    gauge(out, "hms_sync_confirmed_flush_lsn",
+          "The flush position last confirmed to the replication slot, as a number.",
+          (double)m->confirmed_flush_lsn);
+    gauge(out, "hms_sync_last_feedback_timestamp_seconds",
+          "When the last standby status was sent to PostgreSQL (Unix time).",
+          m->last_feedback_unix);
+    gauge(out, "hms_sync_up", "1 when both connections are up and the slot is streaming.",
+          hms_metrics_ready(m, NULL) ? 1 : 0);
+    family(out, "hms_sync_build_info", "gauge", "Build information; always 1.");
+    hms_buf_append_str(out, "hms_sync_build_info{version=\"");
+    label_value(out, version);
+    return hms_buf_append_str(out, "\"} 1\n");
+}
+
+bool hms_metrics_ready(const hms_metrics_t *m, const char **why)
+{
+    const char *w = NULL;
+    if (!m->pg_up)
+        w = "PostgreSQL replication connection down";
+    else if (!m->amqp_up)
+        w = "RabbitMQ connection down";
+    else if (!m->streaming)
+        w = "slot not streaming";
+    if (why != NULL)
+        *why = w;
+    return w == NULL;
+}

@@ -1,0 +1,48 @@
+/* metrics.h -- the connector's figures and their Prometheus text rendering.
+ *
+ * Pure: the event loop fills an hms_metrics_t as it goes; the HTTP side
+ * renders a copy.  hms_metrics_t holds no pointers except the type names,
+ * which point to strings that live as long as the process (the encoder's
+ * type names), so a struct copy is a consistent snapshot. */
+#ifndef HMS_CORE_METRICS_H
+#define HMS_CORE_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/status.h"
+
+#define HMS_METRICS_MAX_TYPES 8
+
+typedef struct {
+    /* Events published per CloudEvents type (first publishes and retries). */
+    const char *type_name[HMS_METRICS_MAX_TYPES];
+    uint64_t published[HMS_METRICS_MAX_TYPES];
+    uint64_t confirms;
+    uint64_t nacks;
+    uint64_t returns;
+    uint64_t reconnects_pg;
+    uint64_t reconnects_amqp;
+    uint64_t inflight;            /* published, awaiting the broker's verdict */
+    uint64_t lag_bytes;           /* server's WAL end - confirmed flush position */
+    double lag_seconds;           /* now - commit time of the newest confirmed tx, while pending */
+    uint64_t confirmed_flush_lsn; /* what the slot was last told */
+    double last_feedback_unix;    /* seconds since the epoch of the last standby status; 0: never */
+    bool pg_up;
+    bool amqp_up;
+    bool streaming;
+} hms_metrics_t;
+
+/* Counts one published event of type name (a string that outlives m).
+ * Types past HMS_METRICS_MAX_TYPES are counted under the last slot. */
+void hms_metrics_count_published(hms_metrics_t *m, const char *type);
+
+/* Appends the Prometheus text exposition (version 0.0.4) of m to out. */
+hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms_buf_t *out);
+
+/* True when both connections are up and the slot is streaming; otherwise
+ * false with a short reason in why. */
+bool hms_metrics_ready(const hms_metrics_t *m, const char **why);
+
+#endif

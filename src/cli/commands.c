@@ -86,6 +86,7 @@ int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         .retry_max_ms = (int)cfg->retry_max_ms,
         .discard = cfg->sink == HMS_CONFIG_SINK_DISCARD,
         .metrics = cfg->metrics,
+        .standby = cfg->standby,
     };
     if ((st = hms_run(&o, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);

@@ -71,7 +71,7 @@ static const cfg_setting_t settings[] = {
      "passfile=FILE (a .pgpass-format file, chmod 600) keeps the password out of this "
      "setting."},
     {"amqp", T_URL, OFF(amqp), NULL, 0, 0, NULL, CMD_NET, CMD_NET, F_SECRET,
-     "amqps://hms_sync:CHANGE-ME@mq.example.org:5671/hms", "RabbitMQ URL (amqp:// or amqps://)",
+     "amqps://hms_sync@mq.example.org:5671/hms", "RabbitMQ URL (amqp:// or amqps://)",
      "How to reach RabbitMQ: amqp://USER:PASSWORD@HOST:PORT/VHOST, or amqps:// for TLS.  Not "
      "needed by run when sink = discard.  When printed, only the password is replaced by ***.  "
      "amqps:// always verifies the broker's certificate and host name and allows TLS 1.2 or "
@@ -130,6 +130,12 @@ static const cfg_setting_t settings[] = {
      "When set, run serves GET /metrics (Prometheus text format), /healthz (the process is "
      "alive) and /readyz (both connections are up and the slot is streaming) over plain "
      "HTTP on this address.  Bind it to loopback or a management network."},
+    {"standby", T_BOOL, OFF(standby), "false", 0, 0, NULL, HMS_CMD_RUN, 0, 0, NULL,
+     "wait as a hot standby while another process holds the slot",
+     "For high availability run two connectors on the same slot: the one that gets the slot "
+     "streams; the other, with standby = true, keeps polling once a second (reporting not "
+     "ready) and takes over within seconds of the active one dying.  Without it, run fails "
+     "after slot_wait."},
     {"slot_wait", T_DURATION, OFF(slot_wait_ms), "30s", 0, MS_HOUR, NULL, HMS_CMD_RUN, 0, 0, NULL,
      "how long run waits for a slot held by another process",
      "After a crash the old walsender may hold the slot for a while; run retries for this "
@@ -208,6 +214,11 @@ static const cfg_setting_t settings[] = {
 #define NSETTINGS ((int)(sizeof(settings) / sizeof(settings[0])))
 _Static_assert(sizeof(settings) / sizeof(settings[0]) <= HMS_CONFIG_MAX_SETTINGS,
                "raise HMS_CONFIG_MAX_SETTINGS");
+
+int hms_config_setting_count(void)
+{
+    return (int)(sizeof(settings) / sizeof(settings[0]));
+}
 
 /* Options that are not settings: command line only, booleans. */
 typedef struct {

@@ -96,6 +96,7 @@ typedef struct {
     int64_t feedback_interval_ms;
     int64_t replication_timeout_ms; /* 0 disables */
     char *metrics;                  /* HOST:PORT of the metrics endpoint; NULL: off */
+    bool standby;                   /* run waits as a hot standby for a busy slot */
     int64_t slot_wait_ms;
     int64_t shutdown_timeout_ms;
     int64_t heartbeat_ms; /* 0 disables AMQP heartbeats */
@@ -139,6 +140,9 @@ void hms_config_free(hms_config_t *cfg);
 
 /* The name of one subcommand bit ("run", ...), or "hms-sync" for others. */
 const char *hms_config_cmd_name(unsigned cmd);
+
+/* How many settings the table has. */
+int hms_config_setting_count(void);
 
 /* Index of a setting in the table, or -1 for an unknown name. */
 int hms_config_setting_index(const char *name);

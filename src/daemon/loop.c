@@ -71,6 +71,10 @@ typedef struct {
     bool fatal;
     hms_err_t fatal_err;
 
+    /* No replication session yet: the next connect is the first (creates
+     * the encoder, may create the slot).  A standby stays here until the
+     * active connector lets go of the slot. */
+    bool pg_first_pending;
     uint64_t n_published, n_confirmed, n_nacked, n_returned;
     hms_metrics_t m;
     hms_http_t *http;
@@ -217,12 +221,13 @@ static hms_status_t connect_pg(loop_t *L, bool first, hms_err_t *err)
 {
     hms_repl_opts_t ro = L->opts->repl;
     ro.cancel = &stop_signal;
-    if (!first) {
+    if (!first || L->opts->standby) {
         /* Never block the loop (and the broker's heartbeats) waiting for a
          * busy slot: retry on the backoff timer instead. */
         ro.slot_wait_ms = 0;
-        ro.create_slot = false;
     }
+    if (!first)
+        ro.create_slot = false;
     uint64_t start = first ? 0 : hms_tracker_flush_lsn(L->trk);
     hms_status_t st = hms_repl_open(&ro, start, &L->repl, err);
     if (st != HMS_OK)
@@ -231,6 +236,13 @@ static hms_status_t connect_pg(loop_t *L, bool first, hms_err_t *err)
         snprintf(L->sysid, sizeof(L->sysid), "%s", hms_repl_sysid(L->repl));
         snprintf(L->dbname, sizeof(L->dbname), "%s", hms_repl_dbname(L->repl));
         hms_tracker_reset(L->trk, hms_repl_start_lsn(L->repl));
+        L->enc = hms_encoder_new(L->sysid, L->dbname, &hms_capture_incidents, 1);
+        if (L->enc == NULL) {
+            hms_repl_close(L->repl);
+            L->repl = NULL;
+            return hms_err_set(err, HMS_ERR_FATAL, "out of memory");
+        }
+        L->pg_first_pending = false;
     } else if (strcmp(L->sysid, hms_repl_sysid(L->repl)) != 0 ||
                strcmp(L->dbname, hms_repl_dbname(L->repl)) != 0) {
         hms_status_t fst = hms_err_set(
@@ -524,13 +536,21 @@ static void reconnect(loop_t *L, int64_t now)
         }
     }
     if (L->repl == NULL && now >= L->pg_retry_at && !L->stopping) {
-        hms_status_t st = connect_pg(L, false, &err);
+        bool first = L->pg_first_pending;
+        hms_status_t st = connect_pg(L, first, &err);
         if (st == HMS_OK) {
-            L->m.reconnects_pg++;
+            if (first)
+                hms_log(HMS_LOG_INFO, "standby took over the replication slot", "slot",
+                        L->opts->repl.slot, NULL);
+            else
+                L->m.reconnects_pg++;
             hms_notify_status("streaming");
         } else if (st == HMS_ERR_FATAL) {
             set_fatal(L, &err);
-        } else if (st != HMS_OK) {
+        } else if (first && L->opts->standby) {
+            /* Poll the busy slot once a second: takeover within seconds. */
+            L->pg_retry_at = now_ms() + 1000;
+        } else {
             L->pg_backoff = next_backoff(L->opts, L->pg_backoff);
             L->pg_retry_at = now_ms() + L->pg_backoff;
             hms_log(HMS_LOG_WARN, "cannot resume streaming from PostgreSQL yet; retrying", "error",
@@ -722,15 +742,20 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
         goto done;
     if (!opts->discard && (st = connect_amqp(&L, err)) != HMS_OK)
         goto done;
-    if ((st = connect_pg(&L, true, err)) != HMS_OK)
-        goto done;
-    L.enc = hms_encoder_new(L.sysid, L.dbname, &hms_capture_incidents, 1);
-    if (L.enc == NULL) {
-        st = hms_err_set(err, HMS_ERR_NOMEM, "out of memory");
-        goto done;
+    L.pg_first_pending = true;
+    if ((st = connect_pg(&L, true, err)) != HMS_OK) {
+        if (!opts->standby || st == HMS_ERR_FATAL)
+            goto done;
+        /* A hot standby: another connector holds the slot (or PostgreSQL
+         * is away); keep trying from the loop, not ready meanwhile. */
+        hms_log(HMS_LOG_INFO, "standby: waiting to take over the replication slot", "slot",
+                opts->repl.slot, "reason", err->msg, NULL);
+        hms_notify_ready("standby: waiting for the replication slot");
+        L.pg_retry_at = now_ms() + 1000;
+        st = HMS_OK;
     }
     L.last_stats_ms = now_ms();
-    {
+    if (L.repl != NULL) {
         char status[200];
         snprintf(status, sizeof(status), "streaming from slot %s to exchange %s", opts->repl.slot,
                  opts->pub.exchange);

@@ -28,6 +28,7 @@ typedef struct {
     int retry_max_ms;
     bool discard; /* debugging: drop events instead of publishing */
     const char *metrics; /* HOST:PORT for /metrics, /healthz, /readyz; NULL: off */
+    bool standby;        /* wait (not ready) while another process holds the slot */
 } hms_run_opts_t;
 
 /* Runs until SIGTERM/SIGINT (HMS_OK after a clean stop) or a fatal error

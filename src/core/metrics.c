@@ -96,7 +96,9 @@ hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms
 bool hms_metrics_ready(const hms_metrics_t *m, const char **why)
 {
     const char *w = NULL;
-    if (!m->pg_up)
+    if (m->standby)
+        w = "standby: another process holds the replication slot";
+    else if (!m->pg_up)
         w = "PostgreSQL replication connection down";
     else if (!m->amqp_up)
         w = "RabbitMQ connection down";

@@ -32,6 +32,7 @@ typedef struct {
     bool pg_up;
     bool amqp_up;
     bool streaming;
+    bool standby; /* waiting for another process to let go of the slot */
 } hms_metrics_t;
 
 /* Counts one published event of type name (a string that outlives m).

@@ -609,6 +609,7 @@ static void update_metrics(loop_t *L, int64_t now)
     m->pg_up = L->repl != NULL;
     m->amqp_up = L->pub != NULL || L->opts->discard;
     m->streaming = L->repl != NULL && !L->stopping;
+    m->standby = L->repl == NULL && L->pg_first_pending && L->opts->standby;
     if (L->http != NULL)
         hms_http_publish(L->http, m);
     hms_notify_watchdog(now);

@@ -241,8 +241,9 @@ char *it_env_source(it_env_t *env)
 
 /* ---- child processes ---- */
 
-/* Forks and execs path with args (args[0] included), output to p->log. */
-static int it_spawn_path(it_proc_t *p, const char *path, char *const args[])
+/* Forks and execs path with args (args[0] included), output to p->log, in
+ * the environment envp (NULL: the test's own). */
+static int it_spawn_path(it_proc_t *p, const char *path, char *const args[], char *const envp[])
 {
     int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -266,7 +267,10 @@ static int it_spawn_path(it_proc_t *p, const char *path, char *const args[])
          * test's, default signal dispositions (the test ignores SIGPIPE). */
         closefrom(3);
         signal(SIGPIPE, SIG_DFL);
-        execv(path, args);
+        if (envp)
+            execve(path, args, envp);
+        else
+            execv(path, args);
         fprintf(stderr, "it: exec %s: %s\n", path, strerror(errno));
         _exit(127);
     }
@@ -289,8 +293,60 @@ int it_proc_spawn(it_env_t *env, it_proc_t *p, const char *tag, const char *cons
     args[0] = (char *)HMS_BIN;
     for (size_t i = 0; i < argc; i++)
         args[i + 1] = (char *)argv[i];
-    int rc = it_spawn_path(p, HMS_BIN, args);
+    int rc = it_spawn_path(p, HMS_BIN, args, NULL);
     free(args);
+    return rc;
+}
+
+/* True when environment entry e ("NAME=VALUE") is for the variable that
+ * change c ("NAME=VALUE" or "NAME") names. */
+static bool it_env_same_name(const char *e, const char *c)
+{
+    size_t n = strcspn(c, "=");
+    return strncmp(e, c, n) == 0 && e[n] == '=';
+}
+
+int it_proc_spawn_env(it_env_t *env, it_proc_t *p, const char *tag, const char *const argv[],
+                      const char *const envset[])
+{
+    /* Built before fork: the child of a threaded test may only exec. */
+    size_t ne = 0, nc = 0;
+    while (environ[ne])
+        ne++;
+    while (envset && envset[nc])
+        nc++;
+    char **envp = calloc(ne + nc + 1, sizeof *envp);
+    if (!envp)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < ne; i++) {
+        bool changed = false;
+        for (size_t j = 0; j < nc && !changed; j++)
+            changed = it_env_same_name(environ[i], envset[j]);
+        if (!changed)
+            envp[k++] = environ[i];
+    }
+    for (size_t j = 0; j < nc; j++)
+        if (strchr(envset[j], '='))
+            envp[k++] = (char *)envset[j];
+    envp[k] = NULL;
+
+    memset(p, 0, sizeof *p);
+    snprintf(p->log, sizeof p->log, "%s/%s-%ld.log", env->logdir, tag, (long)getpid());
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    char **args = calloc(argc + 2, sizeof *args);
+    if (!args) {
+        free(envp);
+        return -1;
+    }
+    args[0] = (char *)HMS_BIN;
+    for (size_t i = 0; i < argc; i++)
+        args[i + 1] = (char *)argv[i];
+    int rc = it_spawn_path(p, HMS_BIN, args, envp);
+    free(args);
+    free(envp);
     return rc;
 }
 
@@ -298,7 +354,7 @@ int it_cmd_spawn(it_env_t *env, it_proc_t *p, const char *tag, const char *const
 {
     memset(p, 0, sizeof *p);
     snprintf(p->log, sizeof p->log, "%s/%s-%ld.log", env->logdir, tag, (long)getpid());
-    return it_spawn_path(p, argv[0], (char *const *)argv);
+    return it_spawn_path(p, argv[0], (char *const *)argv, NULL);
 }
 
 int it_conn_start(it_env_t *env, it_proc_t *p, const char *tag, const char *slot,

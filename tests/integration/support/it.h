@@ -67,6 +67,12 @@ typedef struct {
 /* Spawns HMS_BIN with argv (argv[0] is the first argument, NULL-terminated),
  * its stdout and stderr appended to <logdir>/<tag>.log. */
 int it_proc_spawn(it_env_t *env, it_proc_t *p, const char *tag, const char *const argv[]);
+/* it_proc_spawn with the child's environment changed: each entry of envset
+ * (NULL-terminated, may be NULL) is "NAME=VALUE", set or replacing the
+ * test's own, or "NAME", removed.  The strings are copied into the child by
+ * exec; the caller keeps them. */
+int it_proc_spawn_env(it_env_t *env, it_proc_t *p, const char *tag, const char *const argv[],
+                      const char *const envset[]);
 /* Spawns `hms-sync run` against env's database with the given slot and
  * exchange, plus extra arguments (NULL-terminated, may be NULL). */
 int it_conn_start(it_env_t *env, it_proc_t *p, const char *tag, const char *slot,

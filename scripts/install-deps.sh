@@ -11,10 +11,10 @@ set -euo pipefail
 
 PKGS=(
     build-essential cmake pkg-config
-    libpq-dev librabbitmq-dev libjson-c-dev check libinih-dev
+    libpq-dev librabbitmq-dev libjson-c-dev check libinih-dev libssl-dev
     libmicrohttpd-dev libsystemd-dev
     postgresql-15 postgresql-client-15 rabbitmq-server
-    iproute2 amqp-tools json-schema-test-suite
+    iproute2 amqp-tools json-schema-test-suite groff-base man-db python3-yaml
 )
 
 missing=()

@@ -87,6 +87,9 @@ hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms
           m->last_feedback_unix);
     gauge(out, "hms_sync_up", "1 when both connections are up and the slot is streaming.",
           hms_metrics_ready(m, NULL) ? 1 : 0);
+    gauge(out, "hms_sync_standby",
+          "1 while this connector is a hot standby waiting for another to let go of the slot.",
+          m->standby ? 1 : 0);
     family(out, "hms_sync_build_info", "gauge", "Build information; always 1.");
     hms_buf_append_str(out, "hms_sync_build_info{version=\"");
     label_value(out, version);

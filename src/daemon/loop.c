@@ -254,6 +254,18 @@ static hms_status_t connect_pg(loop_t *L, bool first, hms_err_t *err)
         hms_repl_close(L->repl);
         L->repl = NULL;
         return fst;
+    } else if (hms_repl_start_lsn(L->repl) > start && hms_repl_progress_lsn(L->repl) > start) {
+        /* Another hms-sync (a standby that took over while we were cut
+         * off) streamed and confirmed past us: what we held is published.
+         * Carry on from the slot. */
+        char lsn[HMS_LSN_STR_MAX];
+        hms_lsn_format(hms_repl_start_lsn(L->repl), lsn);
+        hms_log(HMS_LOG_WARN,
+                "another hms-sync advanced the slot while we were away (standby takeover); "
+                "continuing from the slot's position",
+                "slot", ro.slot, "lsn", lsn, NULL);
+        hms_outq_clear(L->q);
+        hms_tracker_reset(L->trk, hms_repl_start_lsn(L->repl));
     } else if (hms_repl_start_lsn(L->repl) > start) {
         /* The slot only ever confirms what we told it, so a slot ahead of
          * us was dropped and recreated (or advanced) by someone else while

@@ -21,6 +21,7 @@ struct hms_repl {
     char dbname[128];
     char target[300];
     uint64_t start_lsn;
+    uint64_t progress_lsn; /* hms_sync.slot_progress.confirmed_lsn, 0 if none */
 };
 
 int64_t hms_pg_now(void)
@@ -292,6 +293,8 @@ static hms_status_t check_slot(hms_repl_t *r, const hms_repl_opts_t *opts, slot_
     *state = strcmp(PQgetvalue(res, 0, 3), "t") == 0 ? SLOT_BUSY : SLOT_READY;
     *holder = PQgetisnull(res, 0, 4) ? 0 : atoi(PQgetvalue(res, 0, 4));
     hms_lsn_parse(PQgetvalue(res, 0, 6), confirmed);
+    if (slot_remembered(r, lit, remembered, sizeof(remembered)))
+        hms_lsn_parse(remembered, &r->progress_lsn);
 done:
     PQclear(res);
     PQfreemem(lit);
@@ -439,6 +442,11 @@ const char *hms_repl_target(const hms_repl_t *r)
 uint64_t hms_repl_start_lsn(const hms_repl_t *r)
 {
     return r->start_lsn;
+}
+
+uint64_t hms_repl_progress_lsn(const hms_repl_t *r)
+{
+    return r->progress_lsn;
 }
 
 int hms_repl_fd(const hms_repl_t *r)

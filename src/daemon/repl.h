@@ -49,6 +49,9 @@ const char *hms_repl_dbname(const hms_repl_t *r);
 const char *hms_repl_target(const hms_repl_t *r);
 /* Where streaming began. */
 uint64_t hms_repl_start_lsn(const hms_repl_t *r);
+/* The position hms_sync.slot_progress records for the slot (written by
+ * whichever hms-sync last streamed from it), or 0 when unknown. */
+uint64_t hms_repl_progress_lsn(const hms_repl_t *r);
 int hms_repl_fd(const hms_repl_t *r);
 
 /* Reads one CopyData message without blocking.  Returns 1 and sets *buf and *len

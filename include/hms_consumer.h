@@ -33,6 +33,11 @@
 
 typedef struct {
     const char *amqp_url;             /* amqp:// or amqps:// */
+    const char *amqp_cacert;          /* amqps://: trusted CAs (PEM); NULL: the system's */
+    const char *amqp_cert;            /* amqps://: client certificate (PEM); NULL: none */
+    const char *amqp_key;             /* its private key (PEM) */
+    bool amqp_external;               /* log in with SASL EXTERNAL (the client certificate) */
+    const char *amqp_password_file;   /* the password's file; NULL: the URL's password */
     const char *pg_conninfo;          /* the subscriber's database */
     const char *exchange;             /* topic exchange the queue binds to (hms.incidents) */
     const char *queue;                /* the queue; also the inbox's subscriber name */

@@ -36,6 +36,11 @@ int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
     }
     hms_consumer_opts_t o = {
         .amqp_url = cfg->amqp,
+        .amqp_cacert = cfg->amqp_cacert,
+        .amqp_cert = cfg->amqp_cert,
+        .amqp_key = cfg->amqp_key,
+        .amqp_external = cfg->amqp_auth == HMS_CONFIG_AMQP_AUTH_EXTERNAL,
+        .amqp_password_file = cfg->amqp_password_file,
         .pg_conninfo = cfg->pg,
         .exchange = cfg->exchange,
         .queue = cfg->queue,

@@ -9,8 +9,8 @@
 #include <time.h>
 
 #include <amqp.h>
-#include <amqp_ssl_socket.h>
-#include <amqp_tcp_socket.h>
+
+#include "daemon/amqp_tls.h"
 
 #define CHANNEL 1
 #define FRAME_MAX 131072
@@ -75,49 +75,9 @@ static hms_status_t open_conn(hms_cbroker_t *b, int heartbeat_s, const char *nam
                               amqp_connection_state_t *out, hms_err_t *err)
 {
     const hms_consumer_opts_t *o = b->opts;
-    struct amqp_connection_info info;
     char why[300];
     hms_status_t st;
     amqp_connection_state_t c = NULL;
-    char *url = strdup(o->amqp_url);
-    if (url == NULL)
-        return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
-    if (amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
-        st = hms_err_set(err, HMS_ERR_CONFIG,
-                         "amqp: malformed URL (expected amqp[s]://user:password@host:port/vhost)");
-        goto fail;
-    }
-    if (info.vhost[0] == '\0')
-        info.vhost = "/";
-    snprintf(b->target, sizeof(b->target), "%s:%d", info.host, info.port);
-    if ((c = amqp_new_connection()) == NULL) {
-        st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
-        goto fail;
-    }
-    amqp_socket_t *sock;
-    if (info.ssl) {
-        sock = amqp_ssl_socket_new(c);
-        if (sock != NULL) {
-            amqp_ssl_socket_set_verify_peer(sock, 1);
-            amqp_ssl_socket_set_verify_hostname(sock, 1);
-            amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2, AMQP_TLSvLATEST);
-        }
-    } else {
-        sock = amqp_tcp_socket_new(c);
-    }
-    if (sock == NULL) {
-        st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: cannot create a socket");
-        goto fail;
-    }
-    struct timeval tv = {o->connect_timeout_ms / 1000, (o->connect_timeout_ms % 1000) * 1000};
-    int rc = amqp_socket_open_noblock(sock, info.host, info.port, &tv);
-    if (rc != AMQP_STATUS_OK) {
-        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot connect to RabbitMQ at %s: %s", b->target,
-                         amqp_error_string2(rc));
-        goto fail;
-    }
-    amqp_set_handshake_timeout(c, &tv);
-    amqp_set_rpc_timeout(c, &tv);
     amqp_table_entry_t entries[2];
     entries[0].key = amqp_cstring_bytes("product");
     entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
@@ -126,15 +86,20 @@ static hms_status_t open_conn(hms_cbroker_t *b, int heartbeat_s, const char *nam
     entries[1].value.kind = AMQP_FIELD_KIND_UTF8;
     entries[1].value.value.bytes = amqp_cstring_bytes(name);
     amqp_table_t props = {2, entries};
-    amqp_rpc_reply_t r =
-        amqp_login_with_properties(c, info.vhost, 0, FRAME_MAX, heartbeat_s, &props,
-                                   AMQP_SASL_METHOD_PLAIN, info.user, info.password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        reply_text(r, why, sizeof(why));
-        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: login to RabbitMQ at %s as user %s failed: %s",
-                         b->target, info.user, why);
-        goto fail;
-    }
+    hms_amqp_tls_opts_t co = {.url = o->amqp_url,
+                              .tls = {.cacert = o->amqp_cacert,
+                                      .cert = o->amqp_cert,
+                                      .key = o->amqp_key,
+                                      .external = o->amqp_external,
+                                      .password_file = o->amqp_password_file},
+                              .heartbeat_s = heartbeat_s,
+                              .frame_max = FRAME_MAX,
+                              .connect_timeout_ms = o->connect_timeout_ms,
+                              .client_properties = &props};
+    st = hms_amqp_tls_connect(&co, &c, b->target, sizeof(b->target), err);
+    if (st != HMS_OK)
+        return st;
+    amqp_rpc_reply_t r;
     amqp_channel_open(c, CHANNEL);
     r = amqp_get_rpc_reply(c);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
@@ -143,11 +108,9 @@ static hms_status_t open_conn(hms_cbroker_t *b, int heartbeat_s, const char *nam
             hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot open a channel on %s: %s", b->target, why);
         goto fail;
     }
-    free(url);
     *out = c;
     return HMS_OK;
 fail:
-    free(url);
     destroy_conn(c);
     return st;
 }

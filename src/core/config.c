@@ -84,8 +84,8 @@ static const cfg_setting_t settings[] = {
      "/etc/hms-sync/client.pem", "TLS client certificate (PEM) for amqps://",
      "A client certificate to present to the broker (needs amqp_key).  Required by "
      "amqp_auth = external, where the broker takes the user name from it."},
-    {"amqp_key", T_PATH, OFF(amqp_key), NULL, 0, 0, NULL, CMD_NET, 0, 0,
-     "/etc/hms-sync/client.key", "private key (PEM) of amqp_cert",
+    {"amqp_key", T_PATH, OFF(amqp_key), NULL, 0, 0, NULL, CMD_NET, 0, 0, "/etc/hms-sync/client.key",
+     "private key (PEM) of amqp_cert",
      "The private key of amqp_cert, unencrypted PEM.  Keep it readable only by the service "
      "user."},
     {"amqp_auth", T_ENUM, OFF(amqp_auth), "plain", 0, 0, amqp_auths, CMD_NET, 0, 0, NULL,
@@ -709,6 +709,8 @@ static bool parse_duration(const char *s, int64_t *ms)
     else if (strcmp(c, "h") == 0)
         unit = MS_HOUR;
     else
+        return false;
+    if (v > INT64_MAX / unit) /* 9999999999999h: the digit cap alone lets this overflow */
         return false;
     *ms = v * unit;
     return true;

@@ -82,8 +82,8 @@ typedef struct {
 #define HMS_CONFIG_MAX_SETTINGS 48
 
 typedef struct {
-    char *pg;   /* libpq conninfo or URI; NULL when unset; secret */
-    char *amqp; /* amqp:// or amqps:// URL; NULL when unset; secret */
+    char *pg;                 /* libpq conninfo or URI; NULL when unset; secret */
+    char *amqp;               /* amqp:// or amqps:// URL; NULL when unset; secret */
     char *amqp_cacert;        /* PEM CA bundle for amqps://; NULL: OpenSSL's default CAs */
     char *amqp_cert;          /* TLS client certificate (PEM); NULL: none */
     char *amqp_key;           /* its private key (PEM); set together with amqp_cert */

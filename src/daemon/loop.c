@@ -306,11 +306,15 @@ static hms_status_t on_change(loop_t *L, const hms_pgo_msg_t *m, hms_err_t *err)
     if (slot == NULL) /* the loop reads only while there is room */
         return hms_err_set(err, HMS_ERR_STATE, "internal: outbound queue full");
     hms_status_t st = hms_encoder_encode(L->enc, &tx, m, &slot->ev, err);
-    if (st != HMS_OK)
+    if (st != HMS_OK) {
+        /* err->msg cannot be both the format's argument and its output. */
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
         return hms_err_set(err, HMS_ERR_FATAL,
                            "%s; the slot stays before this change, so nothing is lost: fix the "
                            "row or the table and restart",
-                           err->msg);
+                           why);
+    }
     uint64_t seq;
     st = hms_tracker_add_event(L->trk, &seq);
     if (st != HMS_OK)
@@ -323,9 +327,11 @@ static hms_status_t on_pgoutput(loop_t *L, const uint8_t *buf, size_t len, hms_e
 {
     hms_pgo_msg_t m;
     hms_status_t st = hms_pgo_decode(L->dec, buf, len, &m, err);
-    if (st != HMS_OK)
-        return hms_err_set(err, HMS_ERR_FATAL, "pg: cannot decode the replication stream: %s",
-                           err->msg);
+    if (st != HMS_OK) {
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        return hms_err_set(err, HMS_ERR_FATAL, "pg: cannot decode the replication stream: %s", why);
+    }
     switch (m.kind) {
     case HMS_PGO_BEGIN:
         if (hms_tracker_begin(L->trk) != HMS_OK)
@@ -362,8 +368,11 @@ static hms_status_t on_copydata(loop_t *L, const uint8_t *buf, size_t len, hms_e
 {
     hms_walmsg_t w;
     hms_status_t st = hms_walmsg_parse(buf, len, &w, err);
-    if (st != HMS_OK)
-        return hms_err_set(err, HMS_ERR_FATAL, "pg: bad replication message: %s", err->msg);
+    if (st != HMS_OK) {
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        return hms_err_set(err, HMS_ERR_FATAL, "pg: bad replication message: %s", why);
+    }
     if (w.wal_end > L->received_lsn)
         L->received_lsn = w.wal_end;
     if (w.kind == 'k') {

@@ -2,8 +2,6 @@
 #include "daemon/publisher.h"
 
 #include <amqp.h>
-#include <amqp_ssl_socket.h>
-#include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <linux/sockios.h>
 #include <stdio.h>
@@ -12,7 +10,6 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <netdb.h>
 #include <unistd.h>
 
 #include "daemon/log.h"
@@ -95,35 +92,6 @@ hms_status_t hms_pub_check_url(const char *url, hms_err_t *err)
     return HMS_OK;
 }
 
-/* rabbitmq-c reports a failed connect only as "a socket error occurred";
- * one plain connect attempt recovers the reason an operator needs
- * ("Connection refused", "No route to host", a name that does not
- * resolve). */
-static const char *tcp_reason(const char *host, int port, int rc, char *out, size_t outlen)
-{
-    struct addrinfo hints, *res = NULL;
-    char service[16];
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(service, sizeof(service), "%d", port);
-    int gai = getaddrinfo(host, service, &hints, &res);
-    if (gai != 0) {
-        snprintf(out, outlen, "cannot resolve host: %s", gai_strerror(gai));
-        return out;
-    }
-    snprintf(out, outlen, "%s", amqp_error_string2(rc));
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        struct timeval tv = {2, 0};
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (connect(fd, res->ai_addr, res->ai_addrlen) != 0)
-            snprintf(out, outlen, "%s", strerror(errno));
-        close(fd);
-    }
-    freeaddrinfo(res);
-    return out;
-}
-
 static void client_properties(amqp_table_t *props, amqp_table_entry_t *entries,
                               amqp_table_entry_t *caps)
 {
@@ -155,65 +123,33 @@ static void client_properties(amqp_table_t *props, amqp_table_entry_t *entries,
 
 hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_err_t *err)
 {
-    struct amqp_connection_info info;
     char why[300];
     hms_status_t st = hms_pub_check_url(opts->url, err);
     if (st != HMS_OK)
         return st;
-    char *url = strdup(opts->url);
     hms_pub_t *p = calloc(1, sizeof(*p));
-    if (url == NULL || p == NULL) {
+    if (p == NULL) {
         st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
         goto fail;
     }
-    amqp_parse_url(url, &info);
-    /* "amqp://host/" parses to the empty vhost, which never exists; users
-     * writing it mean the default one. */
-    if (info.vhost[0] == '\0')
-        info.vhost = "/";
-    snprintf(p->target, sizeof(p->target), "%s:%d", info.host, info.port);
     p->exchange = strdup(opts->exchange);
-    p->conn = amqp_new_connection();
-    if (p->exchange == NULL || p->conn == NULL) {
+    if (p->exchange == NULL) {
         st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
         goto fail;
     }
-    amqp_socket_t *sock;
-    if (info.ssl) {
-        sock = amqp_ssl_socket_new(p->conn);
-        if (sock != NULL) {
-            amqp_ssl_socket_set_verify_peer(sock, 1);
-            amqp_ssl_socket_set_verify_hostname(sock, 1);
-            amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2, AMQP_TLSvLATEST);
-        }
-    } else {
-        sock = amqp_tcp_socket_new(p->conn);
-    }
-    if (sock == NULL) {
-        st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: cannot create a socket");
-        goto fail;
-    }
-    struct timeval tv = {opts->connect_timeout_ms / 1000, (opts->connect_timeout_ms % 1000) * 1000};
-    int rc = amqp_socket_open_noblock(sock, info.host, info.port, &tv);
-    if (rc != AMQP_STATUS_OK) {
-        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot connect to RabbitMQ at %s: %s", p->target,
-                         tcp_reason(info.host, info.port, rc, why, sizeof(why)));
-        goto fail;
-    }
-    amqp_set_handshake_timeout(p->conn, &tv);
-    amqp_set_rpc_timeout(p->conn, &tv);
     amqp_table_t props;
     amqp_table_entry_t entries[4], caps[3];
     client_properties(&props, entries, caps);
-    amqp_rpc_reply_t r =
-        amqp_login_with_properties(p->conn, info.vhost, 0, HMS_PUB_FRAME_MAX, opts->heartbeat_s,
-                                   &props, AMQP_SASL_METHOD_PLAIN, info.user, info.password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        reply_text(r, why, sizeof(why));
-        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: login to RabbitMQ at %s as user %s failed: %s",
-                         p->target, info.user, why);
+    hms_amqp_tls_opts_t co = {.url = opts->url,
+                              .tls = opts->tls,
+                              .heartbeat_s = opts->heartbeat_s,
+                              .frame_max = HMS_PUB_FRAME_MAX,
+                              .connect_timeout_ms = opts->connect_timeout_ms,
+                              .client_properties = &props};
+    st = hms_amqp_tls_connect(&co, &p->conn, p->target, sizeof(p->target), err);
+    if (st != HMS_OK)
         goto fail;
-    }
+    amqp_rpc_reply_t r;
     amqp_channel_open(p->conn, HMS_PUB_CHANNEL);
     r = amqp_get_rpc_reply(p->conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
@@ -243,11 +179,9 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
     if (getsockopt(p->fd, SOL_SOCKET, SO_SNDBUF, &p->sndbuf, &sl) != 0)
         p->sndbuf = 65536;
     p->next_tag = 1;
-    free(url);
     *out = p;
     return HMS_OK;
 fail:
-    free(url);
     hms_pub_close(p);
     return st;
 }

@@ -16,9 +16,11 @@
 
 #include "core/event.h"
 #include "core/status.h"
+#include "daemon/amqp_tls.h"
 
 typedef struct {
     const char *url;      /* amqp:// or amqps:// */
+    hms_amqp_tls_t tls;   /* CA, client certificate, login method, password file */
     const char *exchange; /* declared topic, durable */
     int heartbeat_s;      /* 0 disables */
     int connect_timeout_ms;

@@ -109,6 +109,10 @@ START_TEST(durations)
     REJECT("feedback_interval", "10d");
     REJECT("feedback_interval", "-5s");
     REJECT("feedback_interval", "99999999999999999999h");
+    /* Found by tests/fuzz/fuzz_config.c: 13 digits pass the digit cap and the
+     * hours multiply overflowed int64. */
+    REJECT("feedback_interval", "9999999999999h");
+    REJECT("shutdown_timeout", "9223372036855m");
     ACCEPT("slot_wait", "0");
     ck_assert_int_eq(cfg.slot_wait_ms, 0);
     ACCEPT("heartbeat", "0s");
@@ -606,6 +610,51 @@ START_TEST(usage)
 }
 END_TEST
 
+/* The amqp_* TLS and login settings: only with amqps://, a certificate
+ * needs its key, external needs a certificate, one password source. */
+START_TEST(amqp_tls_settings)
+{
+    ck_assert_int_eq(set_flag("amqp", "amqp://u:p@h/"), HMS_OK);
+    ck_assert_int_eq(set_flag("queue", "q"), HMS_OK);
+    ck_assert_int_eq(set_flag("apply", "f"), HMS_OK);
+    ck_assert_int_eq(set_flag("pg", "dbname=x"), HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+    ck_assert_int_eq(set_flag("amqp_cacert", "/ca.pem"), HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ck_assert_str_eq(
+        err.msg, "config: amqp_cacert: set, but the amqp URL is amqp:// (no TLS); use amqps://");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_STATUS, &err), HMS_OK); /* not used there */
+    ck_assert_int_eq(set_flag("amqp", "amqps://u:p@h/"), HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_CONSUME, &err), HMS_OK);
+    ck_assert_int_eq(set_flag("amqp_cert", "/c.pem"), HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg,
+                     "config: amqp_cert: set without amqp_key; a client certificate needs both");
+    ck_assert_int_eq(set_flag("amqp_key", "/c.key"), HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+    ck_assert_int_eq(set_flag("amqp_auth", "external"), HMS_OK);
+    ck_assert_int_eq(cfg.amqp_auth, HMS_CONFIG_AMQP_AUTH_EXTERNAL);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+    ck_assert_int_eq(set_flag("amqp_auth", "kerberos"), HMS_ERR_CONFIG);
+    ck_assert_int_eq(set_flag("amqp_password_file", "/pw"), HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "amqp_auth = external uses no password"));
+    ck_assert_int_eq(set_flag("amqp_auth", "plain"), HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "the amqp URL has a password too"));
+    ck_assert_ptr_null(strstr(err.msg, "u:p")); /* never the URL */
+    ck_assert_int_eq(set_flag("amqp", "amqps://u@h/"), HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+    hms_config_free(&cfg);
+    ck_assert_int_eq(hms_config_init(&cfg), HMS_OK);
+    ck_assert_int_eq(set_flag("pg", "dbname=x"), HMS_OK);
+    ck_assert_int_eq(set_flag("amqp", "amqps://h/"), HMS_OK);
+    ck_assert_int_eq(set_flag("amqp_auth", "external"), HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "config: amqp_auth: external logs in with a TLS client"));
+}
+END_TEST
+
 /* Every "#name = value" line of the example, uncommented, is a valid file. */
 START_TEST(example_parses)
 {
@@ -769,6 +818,7 @@ static Suite *config_suite(void)
     tcase_add_test(pure, find_file);
     tcase_add_test(pure, checks);
     tcase_add_test(pure, consume_settings);
+    tcase_add_test(pure, amqp_tls_settings);
     tcase_add_test(pure, usage);
     tcase_add_test(pure, example_parses);
     tcase_add_test(pure, example_drift);

@@ -115,6 +115,13 @@ fail:
     return st;
 }
 
+static hms_status_t rpc_fail(hms_cbroker_t *b, amqp_rpc_reply_t r, const char *what, hms_err_t *err)
+{
+    char why[300];
+    reply_text(r, why, sizeof(why));
+    return hms_err_set(err, HMS_ERR_AMQP, "amqp: %s on %s: %s", what, b->target, why);
+}
+
 /* Checks the reply of the RPC just made; names `what` on failure. */
 static hms_status_t rpc_ok(hms_cbroker_t *b, amqp_connection_state_t c, const char *what,
                            hms_err_t *err)
@@ -122,9 +129,7 @@ static hms_status_t rpc_ok(hms_cbroker_t *b, amqp_connection_state_t c, const ch
     amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return HMS_OK;
-    char why[300];
-    reply_text(r, why, sizeof(why));
-    return hms_err_set(err, HMS_ERR_AMQP, "amqp: %s on %s: %s", what, b->target, why);
+    return rpc_fail(b, r, what, err);
 }
 
 static amqp_table_entry_t str_entry(const char *key, const char *value)
@@ -136,6 +141,37 @@ static amqp_table_entry_t str_entry(const char *key, const char *value)
     return e;
 }
 
+/* Makes sure an exchange exists without needing configure permission on it
+ * when it does: a passive declare first (run, or the broker's definitions,
+ * normally created it), and only if the broker says 404 an active one (the
+ * 404 closed the channel, so it is reopened). */
+static hms_status_t ensure_exchange(hms_cbroker_t *b, const char *name, const char *type,
+                                    hms_err_t *err)
+{
+    amqp_connection_state_t c = b->conn;
+    char what[400];
+    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 1, 0, 0,
+                          0, amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return HMS_OK;
+    if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || r.reply.id != AMQP_CHANNEL_CLOSE_METHOD ||
+        ((amqp_channel_close_t *)r.reply.decoded)->reply_code != AMQP_NOT_FOUND) {
+        snprintf(what, sizeof(what), "cannot check exchange %s", name);
+        return rpc_fail(b, r, what, err);
+    }
+    amqp_channel_close_ok_t ok = {0};
+    amqp_send_method(c, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    amqp_channel_open(c, CHANNEL);
+    hms_status_t st = rpc_ok(b, c, "cannot reopen the channel", err);
+    if (st != HMS_OK)
+        return st;
+    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0, 1, 0,
+                          0, amqp_empty_table);
+    snprintf(what, sizeof(what), "cannot declare exchange %s (%s, durable)", name, type);
+    return rpc_ok(b, c, what, err);
+}
+
 static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
 {
     const hms_consumer_opts_t *o = b->opts;
@@ -144,16 +180,9 @@ static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
     hms_status_t st;
     snprintf(dlq, sizeof(dlq), "%s.dlq", o->queue);
 
-    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(o->exchange), amqp_cstring_bytes("topic"),
-                          0, 1, 0, 0, amqp_empty_table);
-    snprintf(what, sizeof(what), "cannot declare exchange %s (topic, durable)", o->exchange);
-    if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+    if ((st = ensure_exchange(b, o->exchange, "topic", err)) != HMS_OK)
         return st;
-    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(o->dead_letter_exchange),
-                          amqp_cstring_bytes("direct"), 0, 1, 0, 0, amqp_empty_table);
-    snprintf(what, sizeof(what), "cannot declare dead-letter exchange %s (direct, durable)",
-             o->dead_letter_exchange);
-    if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+    if ((st = ensure_exchange(b, o->dead_letter_exchange, "direct", err)) != HMS_OK)
         return st;
     amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(dlq), 0, 1, 0, 0, amqp_empty_table);
     snprintf(what, sizeof(what), "cannot declare dead-letter queue %s (durable)", dlq);

@@ -671,7 +671,12 @@ static void loop_once(loop_t *L)
     hms_err_t err;
     /* Broker first: acks free room in the queue and may move the slot. */
     if (L->pub != NULL) {
-        if (hms_pub_poll(L->pub, &handlers, L, &err) != HMS_OK)
+        hms_status_t pst = hms_pub_poll(L->pub, &handlers, L, &err);
+        if (pst == HMS_ERR_FATAL) {
+            set_fatal(L, &err);
+            return;
+        }
+        if (pst != HMS_OK)
             amqp_lost(L, &err);
     }
     if (L->repl != NULL && pg_i >= 0 && rc > 0 &&

@@ -305,6 +305,15 @@ static hms_status_t handle_method(hms_pub_t *p, amqp_frame_t *f, const hms_pub_h
         bytes_to_str(c->reply_text, text, sizeof(text));
         amqp_channel_close_ok_t ok = {0};
         amqp_send_method(p->conn, HMS_PUB_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        /* An event over the broker's max_message_size is refused the same
+         * way on every retry: republishing it forever would hide the cause
+         * and hold back every later event.  Stop and say what to change. */
+        if (c->reply_code == AMQP_PRECONDITION_FAILED && strstr(text, "max size") != NULL)
+            return hms_err_set(err, HMS_ERR_FATAL,
+                               "amqp: broker %s refused an event as too large (%s); the slot "
+                               "stays before it, so nothing is lost: raise max_message_size in "
+                               "rabbitmq.conf, or shrink the row, and restart hms-sync",
+                               p->target, text);
         return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s closed the channel: %u %s",
                            p->target, c->reply_code, text);
     }

@@ -15,6 +15,8 @@ PKGS=(
     libmicrohttpd-dev libsystemd-dev
     postgresql-15 postgresql-client-15 rabbitmq-server
     iproute2 amqp-tools json-schema-test-suite groff-base man-db python3-yaml
+    clang libclang-rt-14-dev llvm valgrind
+    gnuplot-nox jq # bench/run.sh: the latency chart, its JSON
 )
 
 missing=()

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # scripts/test.sh -- the one command that builds hms-sync and runs all its
 # tests: unit and integration (against scratch PostgreSQL and RabbitMQ) in a
-# Debug build, then the unit tests again under ASan+UBSan.
+# Debug build; then unit and integration again under ASan+UBSan (the
+# integration tests spawn that build's hms-sync, so the connector itself runs
+# sanitized), the unit tests under valgrind (scripts/valgrind-unit.sh) and
+# every fuzz harness for 20 s (scripts/fuzz.sh, clang).
 #
 #   scripts/test.sh [--quick] [--stop]
-#     --quick   skip the sanitizer pass
+#     --quick   skip the sanitizer, valgrind and fuzz passes
 #     --stop    stop the scratch servers afterwards
 #
-# Build directories: $HMS_BUILD_DIR (default build/) and build-asan/.
+# Build directories: $HMS_BUILD_DIR (default build/), build-asan/, build-fuzz/.
 # Exits non-zero when anything fails; the last line is a summary.
 set -uo pipefail
 
@@ -21,7 +24,7 @@ for arg in "$@"; do
     case "$arg" in
     --quick) QUICK=1 ;;
     --stop) STOP=1 ;;
-    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -71,9 +74,10 @@ if [ "$QUICK" = 0 ]; then
     say "building with sanitizers in $ASAN_BUILD"
     if cmake -S "$ROOT" -B "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Debug -DHMS_SANITIZE=ON >/dev/null &&
         cmake --build "$ASAN_BUILD" -j"$JOBS"; then
-        (cd "$ASAN_BUILD" && ctest --output-on-failure -L unit) 2>&1 | tee "$ASAN_BUILD/ctest.log"
+        (cd "$ASAN_BUILD" && ctest --output-on-failure -L 'unit|integration') 2>&1 |
+            tee "$ASAN_BUILD/ctest.log"
         asan_rc=${PIPESTATUS[0]}
-        summary="$summary; asan+ubsan unit: $(counts "$ASAN_BUILD/ctest.log")"
+        summary="$summary; asan+ubsan unit+integration: $(counts "$ASAN_BUILD/ctest.log")"
     else
         asan_rc=1
         summary="$summary; asan+ubsan: BUILD FAILED"
@@ -82,7 +86,35 @@ else
     summary="$summary; asan+ubsan: skipped (--quick)"
 fi
 
-if [ "$main_rc" = 0 ] && [ "$asan_rc" = 0 ]; then
+# valgrind on the plain Debug build's unit tests, then bounded fuzzing.
+valgrind_rc=0
+fuzz_rc=0
+if [ "$QUICK" = 0 ]; then
+    say "running the unit tests under valgrind"
+    bash "$ROOT/scripts/valgrind-unit.sh" "$BUILD"
+    valgrind_rc=$?
+    summary="$summary; valgrind unit: $([ "$valgrind_rc" = 0 ] && echo clean || echo FAILED)"
+    say "fuzzing each harness for 20 s"
+    bash "$ROOT/scripts/fuzz.sh" 20
+    fuzz_rc=$?
+    summary="$summary; fuzz: $([ "$fuzz_rc" = 0 ] && echo no crashes || echo FAILED)"
+else
+    summary="$summary; valgrind, fuzz: skipped (--quick)"
+fi
+
+# ---- bench smoke (bench/run.sh --smoke; owner: bench) ---------------------------------------
+# Only proves the benchmark still runs end to end (about 2 minutes); it judges no timing.
+bench_rc=0
+if [ "${HMS_BENCH_SMOKE:-0}" = 1 ]; then
+    say "running the benchmark's smoke mode"
+    HMS_BENCH_BUILD="$BUILD-bench" bash "$ROOT/bench/run.sh" --smoke
+    bench_rc=$?
+    summary="$summary; bench smoke: $([ "$bench_rc" = 0 ] && echo ran || echo FAILED)"
+fi
+# ---- end bench smoke ------------------------------------------------------------------------
+
+if [ "$main_rc" = 0 ] && [ "$asan_rc" = 0 ] && [ "$valgrind_rc" = 0 ] && [ "$fuzz_rc" = 0 ] &&
+    [ "$bench_rc" = 0 ]; then
     say "OK -- $summary"
     exit 0
 fi

@@ -42,13 +42,28 @@ typedef struct {
 
 /* ---- regular expressions ---- */
 
-/* Rewrites the ECMA-262 shorthand classes POSIX lacks (see the header). */
+/* Rewrites the ECMA-262 shorthand classes POSIX lacks (see the header).
+ * A quantifier right after another is HMS_ERR_MALFORMED: ECMA-262 rejects
+ * "a**", "a+?" is a lazy quantifier POSIX would silently read as "(a+)?",
+ * and glibc's regcomp takes time exponential in a run of them ("a++++..."). */
 static hms_status_t translate_regex(const char *src, hms_buf_t *out)
 {
-    bool in_class = false;
+    bool in_class = false, after_quantifier = false;
     hms_status_t st = HMS_OK;
     for (size_t i = 0; src[i] != '\0' && st == HMS_OK; i++) {
         char c = src[i];
+        if (!in_class && (c == '*' || c == '+' || c == '?' ||
+                          (c == '{' && src[i + 1] >= '0' && src[i + 1] <= '9'))) {
+            if (after_quantifier)
+                return HMS_ERR_MALFORMED;
+            after_quantifier = true;
+            const char *close = c == '{' ? strchr(src + i, '}') : NULL;
+            size_t len = close != NULL ? (size_t)(close - (src + i)) + 1 : 1;
+            st = hms_buf_append(out, src + i, len);
+            i += len - 1;
+            continue;
+        }
+        after_quantifier = false;
         if (c == '\\' && src[i + 1] != '\0') {
             char e = src[++i];
             const char *rep = NULL;
@@ -104,12 +119,33 @@ static hms_status_t translate_regex(const char *src, hms_buf_t *out)
     return st;
 }
 
+/* Errors echo schema text and instance keys, which may hold control
+ * characters; messages stay one line however hostile the input. */
+static void one_line(hms_err_t *err)
+{
+    for (char *c = err->msg; *c != '\0'; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+}
+
 static hms_status_t compile_regex(regex_t *re, const char *pattern, hms_err_t *err)
 {
     hms_buf_t tmp = HMS_BUF_INIT;
     hms_status_t st = translate_regex(pattern, &tmp);
-    if (st == HMS_OK && hms_buf_reserve(&tmp, 0) != HMS_OK)
+    /* An empty append still writes the NUL: "" translates to no bytes at all,
+     * and reserving alone left regcomp reading uninitialized memory. */
+    if (st == HMS_OK && hms_buf_append(&tmp, "", 0) != HMS_OK)
         st = HMS_ERR_NOMEM;
+    if (st == HMS_ERR_MALFORMED) {
+        hms_buf_free(&tmp);
+        hms_err_set(err, st,
+                    "schema: pattern \"%.200s\" has a quantifier after a quantifier (lazy and "
+                    "possessive forms are not supported)",
+                    pattern);
+        if (err != NULL)
+            one_line(err);
+        return st;
+    }
     if (st != HMS_OK) {
         hms_buf_free(&tmp);
         return hms_err_set(err, st, "schema: out of memory compiling pattern");
@@ -119,9 +155,11 @@ static hms_status_t compile_regex(regex_t *re, const char *pattern, hms_err_t *e
     if (rc != 0) {
         char why[128];
         regerror(rc, re, why, sizeof why);
-        return hms_err_set(err, HMS_ERR_MALFORMED,
-                           "schema: pattern \"%.200s\" is not a POSIX extended regex: %s", pattern,
-                           why);
+        hms_err_set(err, HMS_ERR_MALFORMED,
+                    "schema: pattern \"%.200s\" is not a POSIX extended regex: %s", pattern, why);
+        if (err != NULL)
+            one_line(err);
+        return HMS_ERR_MALFORMED;
     }
     return HMS_OK;
 }
@@ -490,6 +528,7 @@ static hms_status_t reject(const vctx_t *v, const char *fmt, ...)
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
         hms_err_set(v->err, HMS_ERR_MALFORMED, "%s: %s", v->plen > 0 ? v->path : "(root)", msg);
+        one_line(v->err);
     }
     return HMS_ERR_MALFORMED;
 }
@@ -523,19 +562,29 @@ static size_t path_push(vctx_t *v, const char *key)
     if (v->err == NULL)
         return saved;
     char *p = v->path;
+    /* cap leaves room for "..." and the NUL.  A path cut short ends past
+     * cap, and tokens below it add nothing more. */
     size_t n = v->plen, cap = sizeof v->path - 4;
-    if (n < cap)
+    if (n > cap)
+        return saved;
+    bool cut = n + 1 > cap;
+    if (!cut)
         p[n++] = '/';
-    for (const char *k = key; *k != '\0' && n < cap; k++) {
-        if (*k == '~' || *k == '/') {
+    for (const char *k = key; !cut && *k != '\0'; k++) {
+        bool escape = *k == '~' || *k == '/';
+        if (n + (escape ? 2 : 1) > cap) {
+            cut = true;
+        } else if (escape) {
             p[n++] = '~';
             p[n++] = *k == '~' ? '0' : '1';
         } else {
             p[n++] = *k;
         }
     }
-    if (n >= cap)
-        memcpy(p + n, "...", 3), n += 3;
+    if (cut) {
+        memcpy(p + n, "...", 3);
+        n += 3;
+    }
     p[n] = '\0';
     v->plen = n;
     return saved;

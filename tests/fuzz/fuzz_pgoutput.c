@@ -1,10 +1,7 @@
 /* fuzz_pgoutput.c -- libFuzzer harness for the pgoutput decoder.
  *
- * Not built by CMake.  Build and run (clang 14 here):
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
- *       -fno-sanitize-recover=undefined -Isrc src/core/pgoutput.c src/core/status.c \
- *       tests/fuzz/fuzz_pgoutput.c -o /tmp/fuzz_pgoutput
- *   /tmp/fuzz_pgoutput -max_total_time=60 -max_len=8192 /tmp/corpus tests/fuzz/corpus/pgoutput
+ * Built by tests/fuzz/CMakeLists.txt (-DHMS_FUZZ=ON, CC=clang) and run by
+ * scripts/fuzz.sh [SECONDS], which copies the seeds to a scratch corpus.
  *
  * Input: a sequence of frames, each a 2-byte big-endian length and that many
  * bytes of one pgoutput message; a last frame shorter than its length is

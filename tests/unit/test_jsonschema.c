@@ -313,6 +313,71 @@ START_TEST(deep_nesting_never_crashes)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_jsonschema.c: a path longer than the error
+ * buffer wrote past it into the validator's depth counter, so a valid deep
+ * instance was rejected as "nested deeper than 128". */
+START_TEST(long_paths_stay_in_bounds)
+{
+    char key[61];
+    memset(key, 'a', 60);
+    key[60] = '\0';
+    json_object *root = json_object_new_int(1);
+    for (int i = 0; i < 12; i++) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, i % 2 ? key : "~/~/~/~/~/~/~/~/~/~/~/~/~/~/~/~/~/~/", root);
+        root = o;
+    }
+    hms_schema_t *s = schema("{\"additionalProperties\":{\"$ref\":\"#\"}}");
+    hms_err_t err = {{0}};
+    ck_assert_msg(hms_schema_validate(s, root, &err) == HMS_OK, "%s", err.msg);
+    hms_schema_free(s);
+    /* Failing at the bottom: the path is cut short with "..." and fits. */
+    s = schema("{\"additionalProperties\":{\"$ref\":\"#\"},\"type\":\"object\"}");
+    ck_assert_int_eq(hms_schema_validate(s, root, &err), HMS_ERR_MALFORMED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "...: integer is not of type object"));
+    ck_assert_uint_lt(strlen(err.msg), sizeof err.msg);
+    hms_schema_free(s);
+    json_object_put(root);
+}
+END_TEST
+
+/* Found by tests/fuzz/fuzz_jsonschema.c: instance keys and schema strings
+ * with control characters made multi-line error messages. */
+START_TEST(errors_are_one_line)
+{
+    NO("{\"type\":\"strin\\n\"}", "\"x\"");
+    ck_assert_str_eq(last.msg, "(root): string is not of type strin?");
+    NO("{\"properties\":{\"a\\nb\":{\"type\":\"string\"}}}", "{\"a\\nb\":1}");
+    ck_assert_str_eq(last.msg, "/a?b: integer is not of type string");
+    hms_err_t err;
+    ck_assert_ptr_null(hms_schema_from_json(parse("{\"pattern\":\"(\\r\"}"), &err));
+    ck_assert_ptr_null(strchr(err.msg, '\r'));
+}
+END_TEST
+
+/* Found by tests/fuzz/fuzz_jsonschema.c: "a+++...+" kept glibc's regcomp
+ * busy for minutes, and "a+?" loaded as POSIX "(a+)?" though lazy
+ * quantifiers are documented as unsupported. */
+START_TEST(stacked_quantifiers_refused)
+{
+    static const char *const bad[] = {
+        "a+?", "a**", "a{2}{3}", "a?+", "x{1,}?", "a+++++++++++++++++++++++++++++++++++++++++"};
+    hms_err_t err;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_object *doc = json_object_new_object();
+        json_object_object_add(doc, "pattern", json_object_new_string(bad[i]));
+        ck_assert_msg(hms_schema_from_json(doc, &err) == NULL, "%s loaded", bad[i]);
+        ck_assert_ptr_nonnull(strstr(err.msg, "quantifier after a quantifier"));
+    }
+    /* Also found by the fuzzer: the empty pattern reached regcomp unterminated. */
+    YES("{\"pattern\":\"\"}", "\"anything\"");
+    YES("{\"patternProperties\":{\"\":{\"type\":\"string\"}}}", "{\"a\":\"b\"}");
+    NO("{\"patternProperties\":{\"\":{\"type\":\"string\"}}}", "{\"a\":1}");
+    YES("{\"pattern\":\"^a{2}b+c?[+*?]\\\\d*(x)+$\"}", "\"aabbb*7x\"");
+    NO("{\"pattern\":\"^a{2}b+c?[+*?]\\\\d*(x)+$\"}", "\"abbb*7x\"");
+}
+END_TEST
+
 START_TEST(schema_sets)
 {
     hms_schema_set_t *set = hms_schema_set_new();
@@ -629,6 +694,9 @@ static Suite *jsonschema_suite(void)
     tcase_add_test(tc, refs);
     tcase_add_test(tc, paths_escaped);
     tcase_add_test(tc, deep_nesting_never_crashes);
+    tcase_add_test(tc, long_paths_stay_in_bounds);
+    tcase_add_test(tc, errors_are_one_line);
+    tcase_add_test(tc, stacked_quantifiers_refused);
     tcase_add_test(tc, schema_sets);
     tcase_add_test(tc, event_schemas);
     tcase_add_test(tc, official_suite);

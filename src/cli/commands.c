@@ -2,10 +2,12 @@
 #include "cli/commands.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "daemon/config_load.h"
 #include "daemon/loop.h"
 #include "daemon/migrations.h"
+#include "daemon/scrape.h"
 #include "daemon/slotstatus.h"
 
 extern char **environ;
@@ -45,8 +47,46 @@ int hms_cli_status(const hms_config_t *cfg, const hms_cli_flags_t *flags)
     hms_status_t st;
     if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
-    if ((st = hms_slot_status(cfg->pg, cfg->slot, flags->json, stdout, &err)) != HMS_OK)
+    if (cfg->metrics == NULL) {
+        if ((st = hms_slot_status(cfg->pg, cfg->slot, flags->json, stdout, &err)) != HMS_OK)
+            return hms_cli_fail(st, &err);
+        return HMS_EXIT_OK;
+    }
+    /* With --metrics, the running connector's own figures join the slot's:
+     * for JSON as a "connector" member of the same object. */
+    json_object *m = hms_scrape_metrics(cfg->metrics, &err);
+    if (m == NULL)
+        return hms_cli_fail(HMS_ERR_IO, &err);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    st = mem ? hms_slot_status(cfg->pg, cfg->slot, flags->json, mem, &err) : HMS_ERR_NOMEM;
+    if (mem != NULL)
+        fclose(mem);
+    if (st != HMS_OK) {
+        free(text);
+        json_object_put(m);
         return hms_cli_fail(st, &err);
+    }
+    if (flags->json) {
+        json_object *o = json_tokener_parse(text);
+        if (o != NULL) {
+            json_object_object_add(o, "connector", m);
+            printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+            json_object_put(o);
+        } else {
+            fputs(text, stdout);
+            json_object_put(m);
+        }
+    } else {
+        fputs(text, stdout);
+        json_object_object_foreach(m, key, val)
+        {
+            printf("%-*s %.17g\n", 27, key, json_object_get_double(val));
+        }
+        json_object_put(m);
+    }
+    free(text);
     return HMS_EXIT_OK;
 }
 

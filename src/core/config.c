@@ -125,8 +125,9 @@ static const cfg_setting_t settings[] = {
      "to read, the connection is taken for dead (a silent network stall) and re-established.  "
      "run asks the server for a keepalive when the stream is quiet, so a healthy idle "
      "connection never trips it.  Keep it above feedback_interval."},
-    {"metrics", T_LISTEN, OFF(metrics), NULL, 0, 0, NULL, HMS_CMD_RUN, 0, 0, "127.0.0.1:9187",
-     "serve Prometheus metrics, /healthz and /readyz on HOST:PORT",
+    {"metrics", T_LISTEN, OFF(metrics), NULL, 0, 0, NULL, HMS_CMD_RUN | HMS_CMD_STATUS, 0, 0,
+     "127.0.0.1:9187", "serve Prometheus metrics, /healthz and /readyz on HOST:PORT",
+     "status with this setting also reads the running connector's figures from it.  "
      "When set, run serves GET /metrics (Prometheus text format), /healthz (the process is "
      "alive) and /readyz (both connections are up and the slot is streaming) over plain "
      "HTTP on this address.  Bind it to loopback or a management network."},

@@ -385,19 +385,33 @@ static hms_status_t on_copydata(loop_t *L, const uint8_t *buf, size_t len, hms_e
 }
 
 /* Reads what PostgreSQL has sent while the queue has room. */
-static void read_pg(loop_t *L)
+/* Reads what PostgreSQL has sent while the queue has room.
+ *
+ * Why libpq's buffer is drained before the socket is read: PQconsumeInput
+ * pulls everything the kernel holds into libpq's buffer, which grows
+ * without bound (and is memmoved on every read) when the broker is slower
+ * than PostgreSQL.  Reading the socket only when no complete message is
+ * buffered keeps the backlog in the kernel and in PostgreSQL, where TCP
+ * flow control makes the walsender wait: memory stays flat in the size of
+ * the backlog. */
+static void read_pg(loop_t *L, bool readable)
 {
     hms_err_t err;
-    if (hms_repl_consume(L->repl, &err) != HMS_OK) {
-        pg_lost(L, &err);
-        return;
-    }
+    bool consumed = false;
     while (L->repl != NULL && !L->stopping && !hms_outq_full(L->q)) {
         const uint8_t *buf;
         size_t len;
         int rc = hms_repl_read(L->repl, &buf, &len, &err);
-        if (rc == 0)
-            return;
+        if (rc == 0) {
+            if (!readable || consumed)
+                return;
+            if (hms_repl_consume(L->repl, &err) != HMS_OK) {
+                pg_lost(L, &err);
+                return;
+            }
+            consumed = true;
+            continue;
+        }
         if (rc < 0) {
             pg_lost(L, &err);
             return;
@@ -413,6 +427,10 @@ static void read_pg(loop_t *L)
             return;
         }
     }
+    /* A closed or failed socket must be noticed even while the queue is
+     * full and nothing is being read. */
+    if (readable && !consumed && L->repl != NULL && hms_repl_consume(L->repl, &err) != HMS_OK)
+        pg_lost(L, &err);
 }
 
 /* ---- publishing and feedback --------------------------------------------- */
@@ -679,11 +697,12 @@ static void loop_once(loop_t *L)
         if (pst != HMS_OK)
             amqp_lost(L, &err);
     }
-    if (L->repl != NULL && pg_i >= 0 && rc > 0 &&
-        (fds[pg_i].revents & (POLLIN | POLLERR | POLLHUP)))
-        read_pg(L);
-    else if (L->repl != NULL && !L->stopping && !hms_outq_full(L->q))
-        read_pg(L); /* libpq may hold buffered messages the socket won't signal */
+    if (L->repl != NULL) {
+        /* Buffered messages are read even when the socket is quiet. */
+        bool readable =
+            pg_i >= 0 && rc > 0 && (fds[pg_i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
+        read_pg(L, readable);
+    }
     (void)amqp_i;
     if (L->fatal)
         return;

@@ -374,7 +374,9 @@ hms_status_t hms_pub_poll(hms_pub_t *p, const hms_pub_handlers_t *h, void *ctx, 
             break;
         default: break; /* heartbeats: rabbitmq-c already noted them */
         }
-        amqp_maybe_release_buffers(p->conn);
+        /* Per channel: the connection-wide release waits for an idle
+         * reader, which a busy stream never is, and the pools grow. */
+        amqp_maybe_release_buffers_on_channel(p->conn, f.channel);
         if (st != HMS_OK)
             return st;
     }

@@ -312,8 +312,13 @@ START_TEST(test_amqps)
     ck_assert_msg(code == 0, "the RabbitMQ node did not start");
 
     /* Happy path: run publishes over amqps:// (name and IP SAN both work). */
+    /* A freshly booted node was seen closing its listeners again for a
+     * few seconds after reporting them up: retry the first connection. */
     it_amqp_t a;
-    ck_assert_int_eq(it_amqp_open(&a, g_plain_url), 0);
+    int open_rc = -1;
+    for (int i = 0; i < 60 && (open_rc = it_amqp_open(&a, g_plain_url)) != 0; i++)
+        it_sleep_ms(500);
+    ck_assert_int_eq(open_rc, 0);
     ck_assert_int_eq(it_amqp_declare_exchange(&a, exchange), 0);
     ck_assert_int_eq(it_amqp_queue(&a, exchange, 0, false), 0);
     ck_assert_int_eq(it_amqp_consume(&a), 0);

@@ -24,40 +24,6 @@ struct hms_cbroker {
     bool have_env;
 };
 
-static void bytes_to_str(amqp_bytes_t b, char *out, size_t outlen)
-{
-    size_t n = b.len < outlen - 1 ? b.len : outlen - 1;
-    if (n > 0)
-        memcpy(out, b.bytes, n);
-    out[n] = '\0';
-}
-
-static void reply_text(amqp_rpc_reply_t r, char *out, size_t outlen)
-{
-    char text[200];
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL: snprintf(out, outlen, "ok"); return;
-    case AMQP_RESPONSE_NONE: snprintf(out, outlen, "no reply from the broker"); return;
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        snprintf(out, outlen, "%s", amqp_error_string2(r.library_error));
-        return;
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *c = r.reply.decoded;
-            bytes_to_str(c->reply_text, text, sizeof(text));
-            snprintf(out, outlen, "broker closed the connection: %u %s", c->reply_code, text);
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *c = r.reply.decoded;
-            bytes_to_str(c->reply_text, text, sizeof(text));
-            snprintf(out, outlen, "broker closed the channel: %u %s", c->reply_code, text);
-        } else {
-            snprintf(out, outlen, "unexpected broker method 0x%08x", r.reply.id);
-        }
-        return;
-    }
-    snprintf(out, outlen, "unknown reply");
-}
-
 static void destroy_conn(amqp_connection_state_t c)
 {
     if (c == NULL)
@@ -103,7 +69,7 @@ static hms_status_t open_conn(hms_cbroker_t *b, int heartbeat_s, const char *nam
     amqp_channel_open(c, CHANNEL);
     r = amqp_get_rpc_reply(c);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        reply_text(r, why, sizeof(why));
+        hms_amqp_reply_text(r, why, sizeof(why));
         st =
             hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot open a channel on %s: %s", b->target, why);
         goto fail;
@@ -118,7 +84,7 @@ fail:
 static hms_status_t rpc_fail(hms_cbroker_t *b, amqp_rpc_reply_t r, const char *what, hms_err_t *err)
 {
     char why[300];
-    reply_text(r, why, sizeof(why));
+    hms_amqp_reply_text(r, why, sizeof(why));
     return hms_err_set(err, HMS_ERR_AMQP, "amqp: %s on %s: %s", what, b->target, why);
 }
 
@@ -308,7 +274,7 @@ static hms_status_t other_frame(hms_cbroker_t *b, hms_err_t *err)
     switch (f.payload.method.id) {
     case AMQP_CHANNEL_CLOSE_METHOD: {
         amqp_channel_close_t *c = f.payload.method.decoded;
-        bytes_to_str(c->reply_text, text, sizeof(text));
+        hms_amqp_bytes_str(c->reply_text, text, sizeof(text));
         amqp_channel_close_ok_t ok = {0};
         amqp_send_method(b->conn, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
         return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s closed the channel: %u %s",
@@ -316,7 +282,7 @@ static hms_status_t other_frame(hms_cbroker_t *b, hms_err_t *err)
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
         amqp_connection_close_t *c = f.payload.method.decoded;
-        bytes_to_str(c->reply_text, text, sizeof(text));
+        hms_amqp_bytes_str(c->reply_text, text, sizeof(text));
         amqp_connection_close_ok_t ok = {0};
         amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
         return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s closed the connection: %u %s",
@@ -347,7 +313,7 @@ hms_status_t hms_cbroker_next(hms_cbroker_t *b, int timeout_ms, hms_cdelivery_t 
     }
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         char why[300];
-        reply_text(r, why, sizeof(why));
+        hms_amqp_reply_text(r, why, sizeof(why));
         return hms_err_set(err, HMS_ERR_AMQP, "amqp: connection to %s lost: %s", b->target, why);
     }
     b->have_env = true;
@@ -357,9 +323,10 @@ hms_status_t hms_cbroker_next(hms_cbroker_t *b, int timeout_ms, hms_cdelivery_t 
     d->tag = b->env.delivery_tag;
     d->redelivered = b->env.redelivered != 0;
     d->delivery_count = delivery_count(&b->env.message.properties);
-    bytes_to_str(b->env.routing_key, d->routing_key, sizeof(d->routing_key));
+    hms_amqp_bytes_str(b->env.routing_key, d->routing_key, sizeof(d->routing_key));
     if (b->env.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-        bytes_to_str(b->env.message.properties.message_id, d->message_id, sizeof(d->message_id));
+        hms_amqp_bytes_str(b->env.message.properties.message_id, d->message_id,
+                           sizeof(d->message_id));
     return HMS_OK;
 }
 
@@ -441,7 +408,7 @@ static hms_status_t await_confirm(hms_cbroker_t *b, int timeout_ms, hms_err_t *e
                                b->target);
         case AMQP_BASIC_RETURN_METHOD: {
             amqp_basic_return_t *ret = f.payload.method.decoded;
-            bytes_to_str(ret->reply_text, text, sizeof(text));
+            hms_amqp_bytes_str(ret->reply_text, text, sizeof(text));
             returned = true;
             break;
         }

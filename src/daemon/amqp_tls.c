@@ -28,7 +28,7 @@ typedef struct {
     char why[200];
 } verdict_t;
 
-static void bytes_to_str(amqp_bytes_t b, char *out, size_t outlen)
+void hms_amqp_bytes_str(amqp_bytes_t b, char *out, size_t outlen)
 {
     size_t n = b.len < outlen - 1 ? b.len : outlen - 1;
     if (n > 0)
@@ -36,7 +36,7 @@ static void bytes_to_str(amqp_bytes_t b, char *out, size_t outlen)
     out[n] = '\0';
 }
 
-static void reply_text(amqp_rpc_reply_t r, char *out, size_t outlen)
+void hms_amqp_reply_text(amqp_rpc_reply_t r, char *out, size_t outlen)
 {
     char text[200];
     switch (r.reply_type) {
@@ -48,7 +48,7 @@ static void reply_text(amqp_rpc_reply_t r, char *out, size_t outlen)
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
             amqp_connection_close_t *c = r.reply.decoded;
-            bytes_to_str(c->reply_text, text, sizeof(text));
+            hms_amqp_bytes_str(c->reply_text, text, sizeof(text));
             snprintf(out, outlen, "broker closed the connection: %u %s", c->reply_code, text);
         } else {
             snprintf(out, outlen, "unexpected broker method 0x%08x", r.reply.id);
@@ -350,7 +350,7 @@ hms_status_t hms_amqp_tls_connect(const hms_amqp_tls_opts_t *o, amqp_connection_
         r = amqp_login_with_properties(conn, info.vhost, 0, o->frame_max, o->heartbeat_s, props,
                                        AMQP_SASL_METHOD_PLAIN, info.user, info.password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        reply_text(r, why, sizeof(why));
+        hms_amqp_reply_text(r, why, sizeof(why));
         if (o->tls.external)
             st = hms_err_set(err, HMS_ERR_AMQP,
                              "amqp: login to RabbitMQ at %s with the client certificate %s "

@@ -50,4 +50,10 @@ hms_status_t hms_amqp_tls_connect(const hms_amqp_tls_opts_t *o, amqp_connection_
  * outlen. */
 hms_status_t hms_amqp_tls_read_password(const char *path, char *out, size_t outlen, hms_err_t *err);
 
+/* Copies an AMQP byte string into out as a C string, cut to outlen - 1. */
+void hms_amqp_bytes_str(amqp_bytes_t b, char *out, size_t outlen);
+/* One line describing a failed RPC reply (library error, or the broker's
+ * connection.close / channel.close code and text). */
+void hms_amqp_reply_text(amqp_rpc_reply_t r, char *out, size_t outlen);
+
 #endif

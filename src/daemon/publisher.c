@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "daemon/amqp_tls.h"
 #include "daemon/log.h"
 
 #define HMS_PUB_CHANNEL 1
@@ -36,41 +37,6 @@ struct hms_pub {
     char ret_text[160];
     char ret_msgid[64];
 };
-
-static void bytes_to_str(amqp_bytes_t b, char *out, size_t outlen)
-{
-    size_t n = b.len < outlen - 1 ? b.len : outlen - 1;
-    if (n > 0)
-        memcpy(out, b.bytes, n);
-    out[n] = '\0';
-}
-
-/* One line describing a failed RPC reply. */
-static void reply_text(amqp_rpc_reply_t r, char *out, size_t outlen)
-{
-    char text[200];
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL: snprintf(out, outlen, "ok"); return;
-    case AMQP_RESPONSE_NONE: snprintf(out, outlen, "no reply from the broker"); return;
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        snprintf(out, outlen, "%s", amqp_error_string2(r.library_error));
-        return;
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *c = r.reply.decoded;
-            bytes_to_str(c->reply_text, text, sizeof(text));
-            snprintf(out, outlen, "broker closed the connection: %u %s", c->reply_code, text);
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *c = r.reply.decoded;
-            bytes_to_str(c->reply_text, text, sizeof(text));
-            snprintf(out, outlen, "broker closed the channel: %u %s", c->reply_code, text);
-        } else {
-            snprintf(out, outlen, "unexpected broker method 0x%08x", r.reply.id);
-        }
-        return;
-    }
-    snprintf(out, outlen, "unknown reply");
-}
 
 hms_status_t hms_pub_check_url(const char *url, hms_err_t *err)
 {
@@ -157,7 +123,7 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
         r = amqp_get_rpc_reply(p->conn);
     }
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        reply_text(r, why, sizeof(why));
+        hms_amqp_reply_text(r, why, sizeof(why));
         st = hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot open a confirm channel on %s: %s",
                          p->target, why);
         goto fail;
@@ -166,7 +132,7 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
                           amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
     r = amqp_get_rpc_reply(p->conn);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        reply_text(r, why, sizeof(why));
+        hms_amqp_reply_text(r, why, sizeof(why));
         st = hms_err_set(err, HMS_ERR_AMQP,
                          "amqp: cannot declare exchange %s (topic, durable) on %s: %s "
                          "(an existing exchange of another type or durability conflicts; "
@@ -286,12 +252,12 @@ static hms_status_t handle_method(hms_pub_t *p, amqp_frame_t *f, const hms_pub_h
         amqp_basic_return_t *r = f->payload.method.decoded;
         p->ret = RET_HEADER;
         p->ret_code = r->reply_code;
-        bytes_to_str(r->reply_text, p->ret_text, sizeof(p->ret_text));
+        hms_amqp_bytes_str(r->reply_text, p->ret_text, sizeof(p->ret_text));
         return HMS_OK;
     }
     case AMQP_CONNECTION_BLOCKED_METHOD: {
         amqp_connection_blocked_t *b = f->payload.method.decoded;
-        bytes_to_str(b->reason, text, sizeof(text));
+        hms_amqp_bytes_str(b->reason, text, sizeof(text));
         p->blocked = true;
         h->on_blocked(ctx, true, text);
         return HMS_OK;
@@ -302,7 +268,7 @@ static hms_status_t handle_method(hms_pub_t *p, amqp_frame_t *f, const hms_pub_h
         return HMS_OK;
     case AMQP_CHANNEL_CLOSE_METHOD: {
         amqp_channel_close_t *c = f->payload.method.decoded;
-        bytes_to_str(c->reply_text, text, sizeof(text));
+        hms_amqp_bytes_str(c->reply_text, text, sizeof(text));
         amqp_channel_close_ok_t ok = {0};
         amqp_send_method(p->conn, HMS_PUB_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
         /* An event over the broker's max_message_size is refused the same
@@ -319,7 +285,7 @@ static hms_status_t handle_method(hms_pub_t *p, amqp_frame_t *f, const hms_pub_h
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
         amqp_connection_close_t *c = f->payload.method.decoded;
-        bytes_to_str(c->reply_text, text, sizeof(text));
+        hms_amqp_bytes_str(c->reply_text, text, sizeof(text));
         amqp_connection_close_ok_t ok = {0};
         amqp_send_method(p->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
         return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s closed the connection: %u %s",
@@ -357,7 +323,7 @@ hms_status_t hms_pub_poll(hms_pub_t *p, const hms_pub_handlers_t *h, void *ctx, 
                 amqp_basic_properties_t *props = f.payload.properties.decoded;
                 p->ret_msgid[0] = '\0';
                 if (props != NULL && (props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG))
-                    bytes_to_str(props->message_id, p->ret_msgid, sizeof(p->ret_msgid));
+                    hms_amqp_bytes_str(props->message_id, p->ret_msgid, sizeof(p->ret_msgid));
                 p->ret_body_left = f.payload.properties.body_size;
                 p->ret = RET_BODY;
                 if (p->ret_body_left == 0)

@@ -34,10 +34,10 @@ extern const hms_capture_t hms_capture_incidents;
 
 /* Transaction context of one change. */
 typedef struct {
-    uint64_t commit_lsn;  /* Begin's final_lsn */
+    uint64_t commit_lsn; /* Begin's final_lsn */
     uint32_t xid;
-    int64_t commit_time;  /* microseconds since 2000-01-01 UTC */
-    uint32_t ordinal;     /* 0-based index of the change in its transaction */
+    int64_t commit_time; /* microseconds since 2000-01-01 UTC */
+    uint32_t ordinal;    /* 0-based index of the change in its transaction */
 } hms_txctx_t;
 
 /* One encoded event.  Owns its buffers; reuse it for the next event (the
@@ -57,8 +57,8 @@ typedef struct hms_encoder hms_encoder_t;
 /* Creates an encoder for the database identified by its system identifier
  * (decimal text) and name; both are copied.  captures is borrowed and must
  * outlive the encoder.  NULL on out of memory. */
-hms_encoder_t *hms_encoder_new(const char *sysid, const char *dbname,
-                               const hms_capture_t *captures, size_t ncaptures);
+hms_encoder_t *hms_encoder_new(const char *sysid, const char *dbname, const hms_capture_t *captures,
+                               size_t ncaptures);
 void hms_encoder_free(hms_encoder_t *e);
 
 /* The capture entry for a relation, or NULL when the relation is not

@@ -52,17 +52,17 @@ typedef struct {
 } hms_pgo_tuple_t;
 
 typedef struct {
-    char *name;        /* owned by the cache */
+    char *name; /* owned by the cache */
     uint32_t type_oid;
     int32_t typmod;
-    uint8_t flags;     /* bit 0: part of the replica identity key */
+    uint8_t flags; /* bit 0: part of the replica identity key */
 } hms_pgo_column_t;
 
 typedef struct {
     uint32_t relid;
-    char *nspname;     /* owned by the cache; "" means pg_catalog */
+    char *nspname; /* owned by the cache; "" means pg_catalog */
     char *relname;
-    char replident;    /* 'd', 'n', 'f' or 'i' */
+    char replident; /* 'd', 'n', 'f' or 'i' */
     uint16_t ncols;
     hms_pgo_column_t *cols;
 } hms_pgo_relation_t;

@@ -14,10 +14,10 @@
 #include "core/status.h"
 
 typedef struct {
-    char kind; /* 'w' (XLogData) or 'k' (keepalive) */
-    uint64_t wal_start; /* 'w' only */
-    uint64_t wal_end;   /* both: the server's current end of WAL */
-    int64_t send_time;  /* microseconds since 2000-01-01 */
+    char kind;            /* 'w' (XLogData) or 'k' (keepalive) */
+    uint64_t wal_start;   /* 'w' only */
+    uint64_t wal_end;     /* both: the server's current end of WAL */
+    int64_t send_time;    /* microseconds since 2000-01-01 */
     bool reply_requested; /* 'k' only */
     const uint8_t *data;  /* 'w' only: the pgoutput message, borrowed */
     size_t len;

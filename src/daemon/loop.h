@@ -20,13 +20,13 @@
 typedef struct {
     hms_repl_opts_t repl;
     hms_pub_opts_t pub;
-    int window;               /* unconfirmed publishes in flight */
-    int feedback_interval_ms; /* standby status at least this often */
+    int window;                 /* unconfirmed publishes in flight */
+    int feedback_interval_ms;   /* standby status at least this often */
     int replication_timeout_ms; /* silence from PostgreSQL that counts as a dead link; 0: never */
-    int shutdown_timeout_ms;  /* how long SIGTERM waits for confirms */
-    int retry_min_ms;         /* reconnect / republish backoff */
+    int shutdown_timeout_ms;    /* how long SIGTERM waits for confirms */
+    int retry_min_ms;           /* reconnect / republish backoff */
     int retry_max_ms;
-    bool discard; /* debugging: drop events instead of publishing */
+    bool discard;        /* debugging: drop events instead of publishing */
     const char *metrics; /* HOST:PORT for /metrics, /healthz, /readyz; NULL: off */
     bool standby;        /* wait (not ready) while another process holds the slot */
 } hms_run_opts_t;

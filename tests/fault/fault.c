@@ -894,8 +894,9 @@ static void scenario_poison(void)
          * the event, so nothing is lost), and deliver it once the limit
          * is raised. */
         if (!exited || !says_size)
-            note(&S, "FAIL: the oversize event did not stop the connector with a line naming "
-                     "the size limit (%d reconnects)",
+            note(&S,
+                 "FAIL: the oversize event did not stop the connector with a line naming "
+                 "the size limit (%d reconnects)",
                  losses);
         restore_broker();
         it_proc_kill(&S.conn);

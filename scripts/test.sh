@@ -119,4 +119,5 @@ if [ "$main_rc" = 0 ] && [ "$asan_rc" = 0 ] && [ "$valgrind_rc" = 0 ] && [ "$fuz
     exit 0
 fi
 say "FAILED -- $summary"
+echo "test.sh: FAILED -- $summary" >"$BUILD/test-summary.txt"
 exit 1

@@ -384,17 +384,18 @@ static hms_status_t on_copydata(loop_t *L, const uint8_t *buf, size_t len, hms_e
     return on_pgoutput(L, w.data, w.len, err);
 }
 
-/* Reads what PostgreSQL has sent while the queue has room. */
 /* Reads what PostgreSQL has sent while the queue has room.
  *
  * Why libpq's buffer is drained before the socket is read: PQconsumeInput
- * pulls everything the kernel holds into libpq's buffer, which grows
- * without bound (and is memmoved on every read) when the broker is slower
- * than PostgreSQL.  Reading the socket only when no complete message is
- * buffered keeps the backlog in the kernel and in PostgreSQL, where TCP
- * flow control makes the walsender wait: memory stays flat in the size of
- * the backlog. */
-static void read_pg(loop_t *L, bool readable)
+ * pulls everything the kernel holds into libpq's buffer, which doubles
+ * whenever it is called with unread messages still in it (and is memmoved
+ * on every read).  When the broker is slower than PostgreSQL that buffer
+ * would end up holding the backlog.  Reading the socket only when no
+ * complete message is buffered and the queue has room keeps the backlog in
+ * the kernel and in PostgreSQL, where TCP flow control makes the walsender
+ * wait: memory stays flat in the size of the backlog.  hangup is poll()'s
+ * POLLERR/POLLHUP, reported even when POLLIN was not asked for. */
+static void read_pg(loop_t *L, bool readable, bool hangup)
 {
     hms_err_t err;
     bool consumed = false;
@@ -428,8 +429,9 @@ static void read_pg(loop_t *L, bool readable)
         }
     }
     /* A closed or failed socket must be noticed even while the queue is
-     * full and nothing is being read. */
-    if (readable && !consumed && L->repl != NULL && hms_repl_consume(L->repl, &err) != HMS_OK)
+     * full and nothing is being read; a merely readable one waits, or
+     * libpq's buffer would take in the backlog. */
+    if (hangup && !consumed && L->repl != NULL && hms_repl_consume(L->repl, &err) != HMS_OK)
         pg_lost(L, &err);
 }
 
@@ -486,13 +488,26 @@ static void maybe_republish(loop_t *L, int64_t now)
     }
 }
 
+/* How often a standby status goes out when nothing else prompts one.
+ * While the queue is full nothing is read, so the walsender's
+ * reply-requested keepalives go unseen: the timer must be short enough for
+ * its wal_sender_timeout as well as for feedback_interval. */
+static int64_t status_interval(const loop_t *L)
+{
+    int64_t interval = L->opts->feedback_interval_ms;
+    int sender_timeout = hms_repl_sender_timeout_ms(L->repl);
+    if (sender_timeout > 0 && sender_timeout / 3 < interval)
+        interval = sender_timeout / 3;
+    return interval;
+}
+
 static void send_feedback(loop_t *L, int64_t now)
 {
     if (L->repl == NULL)
         return;
     uint64_t flush = hms_tracker_flush_lsn(L->trk);
     bool advanced = flush > L->sent_flush;
-    bool due = now - L->last_status_ms >= L->opts->feedback_interval_ms;
+    bool due = now - L->last_status_ms >= status_interval(L);
     if (!(L->reply_now || due || (advanced && now - L->last_status_ms >= FEEDBACK_COALESCE_MS)))
         return;
     hms_err_t err;
@@ -539,7 +554,7 @@ static int poll_timeout(loop_t *L, int64_t now)
 {
     int64_t t = now + MAX_POLL_MS;
     if (L->repl != NULL) {
-        int64_t due = L->last_status_ms + L->opts->feedback_interval_ms;
+        int64_t due = L->last_status_ms + status_interval(L);
         if (hms_tracker_flush_lsn(L->trk) > L->sent_flush || L->reply_now)
             due = L->last_status_ms + FEEDBACK_COALESCE_MS;
         if (due < t)
@@ -699,9 +714,8 @@ static void loop_once(loop_t *L)
     }
     if (L->repl != NULL) {
         /* Buffered messages are read even when the socket is quiet. */
-        bool readable =
-            pg_i >= 0 && rc > 0 && (fds[pg_i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
-        read_pg(L, readable);
+        short rev = pg_i >= 0 && rc > 0 ? fds[pg_i].revents : 0;
+        read_pg(L, (rev & (POLLIN | POLLERR | POLLHUP)) != 0, (rev & (POLLERR | POLLHUP)) != 0);
     }
     (void)amqp_i;
     if (L->fatal)

@@ -22,6 +22,7 @@ struct hms_repl {
     char target[300];
     uint64_t start_lsn;
     uint64_t progress_lsn; /* hms_sync.slot_progress.confirmed_lsn, 0 if none */
+    int sender_timeout_ms; /* this walsender's wal_sender_timeout; 0 = none */
 };
 
 int64_t hms_pg_now(void)
@@ -165,6 +166,15 @@ static hms_status_t identify(hms_repl_t *r, hms_err_t *err)
         PQclear(res);
         return HMS_ERR_FATAL;
     }
+    PQclear(res);
+
+    /* The walsender drops a client that sends no status for this long; the
+     * loop must report at least that often even while it reads nothing.
+     * Asked through SQL so a per-connection setting (options=-c...) counts. */
+    res = PQexec(r->conn,
+                 "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'wal_sender_timeout'");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        r->sender_timeout_ms = atoi(PQgetvalue(res, 0, 0));
     PQclear(res);
     return HMS_OK;
 }
@@ -427,6 +437,11 @@ void hms_repl_close(hms_repl_t *r)
 const char *hms_repl_sysid(const hms_repl_t *r)
 {
     return r->sysid;
+}
+
+int hms_repl_sender_timeout_ms(const hms_repl_t *r)
+{
+    return r->sender_timeout_ms;
 }
 
 const char *hms_repl_dbname(const hms_repl_t *r)

@@ -53,6 +53,8 @@ uint64_t hms_repl_start_lsn(const hms_repl_t *r);
  * whichever hms-sync last streamed from it), or 0 when unknown. */
 uint64_t hms_repl_progress_lsn(const hms_repl_t *r);
 int hms_repl_fd(const hms_repl_t *r);
+/* The walsender's wal_sender_timeout in milliseconds (0: disabled or unknown). */
+int hms_repl_sender_timeout_ms(const hms_repl_t *r);
 
 /* Reads one CopyData message without blocking.  Returns 1 and sets *buf and *len
  * (valid until the next call), 0 when nothing is available (wait for the

@@ -633,11 +633,12 @@ START_TEST(test_amqp_memory_alarm)
     wl_init(&w, "alarm");
     /* A small window fills the connector's queue during the alarm, so it
      * stops reading the stream: only its own status updates keep the
-     * walsender from timing out.  A 2 s heartbeat, far shorter than the
+     * walsender from timing out.  feedback_interval keeps its 10 s default,
+     * twice the walsender's timeout: the connector must pace its reports by
+     * wal_sender_timeout itself.  A 2 s heartbeat, far shorter than the
      * alarm, must keep being serviced too. */
-    const char *const extra[] = {
-        "--retry_min",         "100ms", "--retry_max", "1s", "--window", "50",
-        "--feedback_interval", "1s",    "--heartbeat", "2s", NULL};
+    const char *const extra[] = {"--retry_min", "100ms",       "--retry_max", "1s", "--window",
+                                 "50",          "--heartbeat", "2s",          NULL};
     start_connector(conninfo, "reconnect-alarm", extra);
     for (int t = 0; t < 10; t++)
         wl_step(&w);

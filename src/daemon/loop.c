@@ -466,6 +466,8 @@ static void publish(loop_t *L)
         L->n_published++;
         hms_metrics_count_published(&L->m, s->ev.type);
     }
+    if (hms_pub_flush(L->pub, &err) != HMS_OK)
+        amqp_lost(L, &err);
 }
 
 static void maybe_republish(loop_t *L, int64_t now)

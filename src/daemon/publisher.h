@@ -53,13 +53,20 @@ int hms_pub_fd(const hms_pub_t *p);
  * must call hms_pub_poll() without waiting for the socket. */
 bool hms_pub_pending_input(const hms_pub_t *p);
 /* True when the broker has not blocked us and the socket's send queue has
- * room for a message of about len bytes, so a publish will not block. */
-bool hms_pub_writable(const hms_pub_t *p, size_t len);
+ * room for a message of about len bytes, so a publish will not block.  The
+ * queue is read from the kernel once per batch (after each flush). */
+bool hms_pub_writable(hms_pub_t *p, size_t len);
 bool hms_pub_blocked(const hms_pub_t *p);
 
 /* Publishes ev (persistent, mandatory) and returns its delivery tag in *tag.
- * Any failure means the connection is lost: close it and reconnect. */
+ * On plain TCP the frames wait in a batch until hms_pub_flush(); call it
+ * after the last publish of a turn.  Any failure means the connection is
+ * lost: close it and reconnect. */
 hms_status_t hms_pub_publish(hms_pub_t *p, const hms_event_t *ev, uint64_t *tag, hms_err_t *err);
+/* Writes the batched frames: one send() when the kernel has room, as it
+ * does when publishes kept to hms_pub_writable().  Waits for the socket
+ * otherwise, up to the heartbeat interval (30 s without heartbeats). */
+hms_status_t hms_pub_flush(hms_pub_t *p, hms_err_t *err);
 
 /* Reads every frame available without blocking and dispatches it; also
  * sends a heartbeat when due and detects a silent broker.  Any failure

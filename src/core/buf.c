@@ -106,6 +106,20 @@ size_t hms_utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* 1 for the bytes a JSON string holds as they are: printable ASCII but '"'
+ * and '\\'. */
+#define ONES4 1, 1, 1, 1
+#define ONES8 ONES4, ONES4
+#define ONES32 ONES8, ONES8, ONES8, ONES8
+static const unsigned char json_plain[256] = {
+    [0x20] = 1,      1,                      /* ' ' '!' */
+    [0x23] = ONES32, ONES8, ONES8, ONES8, 1, /* '#' .. '[' (57) */
+    [0x5D] = ONES32, 1,     1,     1,        /* ']' .. DEL (35) */
+};
+#undef ONES32
+#undef ONES8
+#undef ONES4
+
 hms_status_t hms_buf_append_json_str(hms_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -120,12 +134,19 @@ hms_status_t hms_buf_append_json_str(hms_buf_t *b, const char *s, size_t n)
     *o++ = '"';
     size_t i = 0;
     while (i < n) {
-        unsigned char c = u[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            *o++ = (char)c;
-            i++;
-            continue;
+        /* Runs of printable ASCII other than '"' and '\\' (nearly all of
+         * a typical value) are copied whole. */
+        size_t run = i;
+        while (run < n && json_plain[u[run]])
+            run++;
+        if (run > i) {
+            memcpy(o, u + i, run - i);
+            o += run - i;
+            i = run;
+            if (i == n)
+                break;
         }
+        unsigned char c = u[i];
         if (c < 0x80) {
             *o++ = '\\';
             switch (c) {

@@ -37,19 +37,16 @@ typedef struct {
 } capnames_t;
 
 /* Per-relation lookups, cached by relid and checked against the relation on
- * every use: the decoder may replace a relation in place (same pointer, new
- * columns) when a Relation message describes it again, so only the column
- * names themselves prove the cache is still right. */
+ * every use: a Relation message describing the table again (after a DDL
+ * change, or on a new session) gives it a new generation. */
 typedef struct {
     uint32_t relid;
     const hms_pgo_relation_t *rel;
-    const hms_pgo_column_t *cols;
-    uint16_t ncols;
+    uint64_t generation;
     size_t cap;                                /* index into the captures */
     int key, region, version, updated, origin; /* column index, -1 when absent */
-    hms_buf_t names;                           /* raw column names, NUL-separated */
     hms_buf_t keys;                            /* `"name":` for every column */
-    size_t *name_off, *key_off;                /* ncols + 1 offsets each */
+    size_t *key_off;                           /* ncols + 1 offsets */
 } relinfo_t;
 
 struct hms_encoder {
@@ -115,9 +112,7 @@ static size_t lsn_text(uint64_t lsn, char *out)
 
 static void relinfo_clear(relinfo_t *ri)
 {
-    hms_buf_free(&ri->names);
     hms_buf_free(&ri->keys);
-    free(ri->name_off);
     free(ri->key_off);
     memset(ri, 0, sizeof *ri);
 }
@@ -157,16 +152,9 @@ static int find_col(const hms_pgo_relation_t *rel, const char *name)
     return -1;
 }
 
-static bool relinfo_current(const hms_encoder_t *e, const relinfo_t *ri,
-                            const hms_pgo_relation_t *rel)
+static bool relinfo_current(const relinfo_t *ri, const hms_pgo_relation_t *rel)
 {
-    if (ri->rel != rel || ri->cols != rel->cols || ri->ncols != rel->ncols ||
-        !capture_matches(&e->captures[ri->cap], rel))
-        return false;
-    for (size_t i = 0; i < rel->ncols; i++)
-        if (strcmp(col_name(rel, i), ri->names.data + ri->name_off[i]) != 0)
-            return false;
-    return true;
+    return ri->rel == rel && ri->generation == rel->generation;
 }
 
 static hms_status_t relinfo_build(relinfo_t *ri, const hms_pgo_relation_t *rel, size_t cap,
@@ -176,32 +164,24 @@ static hms_status_t relinfo_build(relinfo_t *ri, const hms_pgo_relation_t *rel, 
     relinfo_clear(ri);
     ri->relid = rel->relid;
     ri->rel = rel;
-    ri->cols = rel->cols;
-    ri->ncols = rel->ncols;
+    ri->generation = rel->generation;
     ri->cap = cap;
     ri->key = find_col(rel, c->key_column);
     ri->region = find_col(rel, c->region_column);
     ri->version = find_col(rel, c->version_column);
     ri->updated = find_col(rel, c->updated_column);
     ri->origin = find_col(rel, c->origin_column);
-    ri->name_off = malloc(((size_t)rel->ncols + 1) * sizeof(size_t));
     ri->key_off = malloc(((size_t)rel->ncols + 1) * sizeof(size_t));
-    if (ri->name_off == NULL || ri->key_off == NULL)
+    if (ri->key_off == NULL)
         goto fail;
     for (size_t i = 0; i < rel->ncols; i++) {
         const char *name = col_name(rel, i);
-        ri->name_off[i] = ri->names.len;
         ri->key_off[i] = ri->keys.len;
-        if ((st = hms_buf_append(&ri->names, name, strlen(name) + 1)) != HMS_OK ||
-            (st = hms_buf_append_json_str(&ri->keys, name, strlen(name))) != HMS_OK ||
+        if ((st = hms_buf_append_json_str(&ri->keys, name, strlen(name))) != HMS_OK ||
             (st = hms_buf_append_char(&ri->keys, ':')) != HMS_OK)
             goto fail;
     }
-    ri->name_off[rel->ncols] = ri->names.len;
     ri->key_off[rel->ncols] = ri->keys.len;
-    /* An empty relation still needs a readable names buffer. */
-    if ((st = hms_buf_reserve(&ri->names, 0)) != HMS_OK)
-        goto fail;
     return HMS_OK;
 fail:
     relinfo_clear(ri);
@@ -220,7 +200,7 @@ static hms_status_t relinfo_get(hms_encoder_t *e, const hms_pgo_relation_t *rel,
             break;
         }
     }
-    if (ri != NULL && relinfo_current(e, ri, rel)) {
+    if (ri != NULL && relinfo_current(ri, rel)) {
         *out = ri;
         return HMS_OK;
     }
@@ -473,7 +453,7 @@ static hms_status_t put_data(const encctx_t *c, hms_buf_t *b)
     const relinfo_t *ri = c->ri;
     hms_status_t st = hms_buf_append_str(b, ",\"data\":{");
     bool first = true;
-    for (int i = 0; st == HMS_OK && i < ri->ncols; i++) {
+    for (int i = 0; st == HMS_OK && i < c->rel->ncols; i++) {
         const hms_pgo_value_t *v;
         if ((st = column_value(c, i, &v)) != HMS_OK)
             return st;

@@ -258,6 +258,9 @@ static bool valid_replident(uint8_t c)
 /* The smallest column description: flags, empty name, type oid, typmod. */
 #define MIN_COLUMN_BYTES 10
 
+/* Process-wide, so that two decoders' relations never share a generation. */
+static uint64_t last_generation;
+
 static hms_status_t decode_relation(hms_pgo_decoder_t *d, hms_pgo_reader_t *r, hms_pgo_msg_t *out,
                                     hms_err_t *err)
 {
@@ -305,6 +308,7 @@ static hms_status_t decode_relation(hms_pgo_decoder_t *d, hms_pgo_reader_t *r, h
     rel->relname = copy_str(&area, name, namelen);
     rel->replident = (char)replident;
     rel->ncols = ncols;
+    rel->generation = ++last_generation;
 
     for (uint16_t i = 0; i < ncols; i++) {
         hms_pgo_column_t *c = &rel->cols[i];

@@ -65,6 +65,10 @@ typedef struct {
     char replident; /* 'd', 'n', 'f' or 'i' */
     uint16_t ncols;
     hms_pgo_column_t *cols;
+    /* Unique in the process for each Relation message decoded: a cache of
+     * anything derived from a relation is current while this matches (the
+     * pointer alone is not proof, as memory is reused). */
+    uint64_t generation;
 } hms_pgo_relation_t;
 
 typedef struct {

@@ -193,9 +193,57 @@ static bool parse_pg_timestamp(const char *s, size_t n, int64_t *out)
     return true;
 }
 
+static bool two_digits(const char *s, int *v)
+{
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+        return false;
+    *v = (s[0] - '0') * 10 + (s[1] - '0');
+    return true;
+}
+
+/* The connector's sessions run with timezone=UTC, so nearly every value is
+ * "YYYY-MM-DD HH:MM:SS[.f{1,6}]" with "+00" or no offset at all: the same
+ * fields in RFC 3339 order, with no calendar arithmetic.  False for any
+ * other shape (offsets, BC, infinity, years past 9999), which the general
+ * parser then takes. */
+static bool utc_timestamp_rfc3339(const char *s, size_t n, char out[HMS_PGVALUE_RFC3339_LEN + 1])
+{
+    int c, yy, mo, d, h, mi, sec;
+    if (n < 19 || !two_digits(s, &c) || !two_digits(s + 2, &yy) || s[4] != '-' ||
+        !two_digits(s + 5, &mo) || s[7] != '-' || !two_digits(s + 8, &d) ||
+        (s[10] != ' ' && s[10] != 'T') || !two_digits(s + 11, &h) || s[13] != ':' ||
+        !two_digits(s + 14, &mi) || s[16] != ':' || !two_digits(s + 17, &sec))
+        return false;
+    int64_t y = c * 100 + yy;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+        sec > 59)
+        return false;
+    size_t i = 19, digits = 0;
+    memcpy(out + 20, "000000", 6);
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (digits == 6)
+                return false;
+            out[20 + digits++] = s[i];
+        }
+        if (digits == 0)
+            return false;
+    }
+    if (!(i == n || (n - i == 3 && s[i] == '+' && s[i + 1] == '0' && s[i + 2] == '0')))
+        return false;
+    memcpy(out, s, 19);
+    out[10] = 'T';
+    out[19] = '.';
+    out[26] = 'Z';
+    out[27] = '\0';
+    return true;
+}
+
 bool hms_pgvalue_timestamp_rfc3339(const char *text, size_t len,
                                    char out[HMS_PGVALUE_RFC3339_LEN + 1])
 {
+    if (utc_timestamp_rfc3339(text, len, out))
+        return true;
     int64_t usec;
     return parse_pg_timestamp(text, len, &usec) && hms_pgvalue_format_rfc3339(usec, out);
 }

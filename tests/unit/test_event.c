@@ -30,8 +30,8 @@ static hms_pgo_column_t inc_cols[] = {
     {(char *)"reported_by", 25, -1, 0},  {(char *)"version", 20, -1, 0},
     {(char *)"updated_at", 1184, -1, 0}, {(char *)"origin", 25, -1, 0},
 };
-static hms_pgo_relation_t inc_rel = {16384, (char *)"public", (char *)"incidents", 'f',
-                                     10,    inc_cols};
+static hms_pgo_relation_t inc_rel = {
+    16384, (char *)"public", (char *)"incidents", 'f', 10, inc_cols, 1};
 
 static hms_schema_set_t *schemas;
 static hms_encoder_t *enc;
@@ -302,7 +302,7 @@ START_TEST(key_errors)
     ck_assert_ptr_nonnull(strstr(err.msg, "column id"));
 
     hms_pgo_column_t cols[2] = {{(char *)"ident", 23, -1, 1}, {(char *)"region", 25, -1, 0}};
-    hms_pgo_relation_t rel = {555, (char *)"public", (char *)"incidents", 'f', 2, cols};
+    hms_pgo_relation_t rel = {555, (char *)"public", (char *)"incidents", 'f', 2, cols, 1};
     hms_pgo_value_t v2[2] = {T("1"), T("x")};
     m = change(HMS_PGO_INSERT, &rel, 0, NULL, v2);
     ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
@@ -326,8 +326,8 @@ END_TEST
 START_TEST(not_captured)
 {
     hms_pgo_column_t cols[1] = {{(char *)"id", 23, -1, 1}};
-    hms_pgo_relation_t rel = {777, (char *)"public", (char *)"other", 'd', 1, cols};
-    hms_pgo_relation_t cat = {778, (char *)"", (char *)"incidents", 'd', 1, cols};
+    hms_pgo_relation_t rel = {777, (char *)"public", (char *)"other", 'd', 1, cols, 1};
+    hms_pgo_relation_t cat = {778, (char *)"", (char *)"incidents", 'd', 1, cols, 1};
     ck_assert_ptr_null(hms_encoder_capture(enc, &rel));
     ck_assert_ptr_null(hms_encoder_capture(enc, &cat));
     hms_pgo_value_t v[1] = {T("1")};
@@ -340,7 +340,7 @@ END_TEST
 START_TEST(optional_attributes_omitted)
 {
     hms_pgo_column_t cols[2] = {{(char *)"id", 23, -1, 1}, {(char *)"note", 25, -1, 0}};
-    hms_pgo_relation_t rel = {556, (char *)"public", (char *)"incidents", 'f', 2, cols};
+    hms_pgo_relation_t rel = {556, (char *)"public", (char *)"incidents", 'f', 2, cols, 1};
     hms_pgo_value_t v[2] = {T("42"), T("x")};
     hms_pgo_msg_t m = change(HMS_PGO_INSERT, &rel, 0, NULL, v);
     hms_txctx_t t = tx(0x100, 0);
@@ -358,27 +358,29 @@ END_TEST
 START_TEST(relation_cache_invalidation)
 {
     hms_pgo_column_t cols[2] = {{(char *)"id", 23, -1, 1}, {(char *)"a", 25, -1, 0}};
-    hms_pgo_relation_t rel = {557, (char *)"public", (char *)"incidents", 'f', 2, cols};
+    hms_pgo_relation_t rel = {557, (char *)"public", (char *)"incidents", 'f', 2, cols, 1};
     hms_pgo_value_t v[2] = {T("1"), T("x")};
     hms_pgo_msg_t m = change(HMS_PGO_INSERT, &rel, 0, NULL, v);
     hms_txctx_t t = tx(0x100, 0);
     encode_ok(&t, &m);
     ck_assert_ptr_nonnull(strstr(ev.body.data, "\"data\":{\"id\":1,\"a\":\"x\"}}"));
-    /* Same pointers, renamed column and changed type, as a decoder that
-     * rewrites its entry in place would leave it. */
+    /* Same pointers, renamed column and changed type: the decoder gives
+     * every Relation message a new generation, even when memory is reused. */
     char renamed[] = "b";
     cols[1].name = renamed;
     cols[1].type_oid = 23;
+    rel.generation = 2;
     v[1] = T("5");
     encode_ok(&t, &m);
     ck_assert_ptr_nonnull(strstr(ev.body.data, "\"data\":{\"id\":1,\"b\":5}}"));
     renamed[0] = 'c';
+    rel.generation = 4;
     encode_ok(&t, &m);
     ck_assert_ptr_nonnull(strstr(ev.body.data, "\"data\":{\"id\":1,\"c\":5}}"));
     /* A new relation pointer for the same relid with the key moved. */
     hms_pgo_column_t cols2[3] = {
         {(char *)"z", 25, -1, 0}, {(char *)"id", 23, -1, 1}, {(char *)"version", 20, -1, 0}};
-    hms_pgo_relation_t rel2 = {557, (char *)"public", (char *)"incidents", 'f', 3, cols2};
+    hms_pgo_relation_t rel2 = {557, (char *)"public", (char *)"incidents", 'f', 3, cols2, 3};
     hms_pgo_value_t v2[3] = {T("q"), T("9"), T("11")};
     m = change(HMS_PGO_INSERT, &rel2, 0, NULL, v2);
     encode_ok(&t, &m);
@@ -401,8 +403,8 @@ static hms_pgo_column_t type_cols[NTYPES] = {
     {(char *)"inet", 869, -1, 0},  {(char *)"ia", 1007, -1, 0},  {(char *)"ta", 1009, -1, 0},
     {(char *)"pt", 600, -1, 0},    {(char *)"na", 1231, -1, 0},
 };
-static hms_pgo_relation_t type_rel = {600, (char *)"public", (char *)"incidents",
-                                      'f', NTYPES,           type_cols};
+static hms_pgo_relation_t type_rel = {
+    600, (char *)"public", (char *)"incidents", 'f', NTYPES, type_cols, 1};
 
 START_TEST(values_by_column_type)
 {

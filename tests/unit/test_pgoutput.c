@@ -469,6 +469,7 @@ START_TEST(test_schema_change)
     for (size_t i = 0; i < 3; i++)
         ck_assert_int_eq(hms_pgo_decode(d, v.msg[i], v.len[i], &m[i], &err), HMS_OK);
     uint32_t relid = m[2].u.relation.rel->relid;
+    uint64_t gen = m[2].u.relation.rel->generation;
     ck_assert_uint_eq(m[2].u.relation.rel->ncols, 8);
     decode_all(d, &v, m);
     assert_kinds(m, v.n, "BYRICBYRIC");
@@ -488,9 +489,13 @@ START_TEST(test_schema_change)
     ck_assert_ptr_nonnull(strstr(err.msg, "public.oddities"));
     ck_assert_ptr_nonnull(strstr(err.msg, "pgoutput Insert"));
 
-    /* Describing it again with 8 columns makes the old tuple decode. */
+    /* Describing it again with 8 columns makes the old tuple decode.  Each
+     * description is a new generation, even one identical to an earlier. */
+    ck_assert_uint_gt(rel->generation, gen);
+    uint64_t gen9 = rel->generation;
     ck_assert_int_eq(hms_pgo_decode(d, v.msg[2], v.len[2], &m[2], &err), HMS_OK);
     ck_assert_uint_eq(hms_pgo_relation(d, relid)->ncols, 8);
+    ck_assert_uint_gt(hms_pgo_relation(d, relid)->generation, gen9);
     ck_assert_int_eq(hms_pgo_decode(d, v.msg[3], v.len[3], &m[3], &err), HMS_OK);
     assert_text(&m[3].u.change.newtup.values[0], "30");
     hms_pgo_decoder_free(d);

@@ -353,6 +353,55 @@ START_TEST(format_rfc3339)
 }
 END_TEST
 
+/* Random instants from year 1 to 9999, written as PostgreSQL prints them in
+ * UTC (fraction without trailing zeros; "+00" for timestamptz, nothing for
+ * timestamp) and with an equivalent non-zero offset: the digit-copying path
+ * and the calendar arithmetic must agree with format_rfc3339 on all. */
+START_TEST(timestamp_paths_agree)
+{
+    const int64_t first = INT64_C(-62135596800000000); /* 0001-01-01 */
+    const int64_t span = INT64_C(253402300800000000) - first;
+    uint64_t x = UINT64_C(0x9E3779B97F4A7C15);
+    for (int k = 0; k < 200000; k++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t usec = first + (int64_t)(x % (uint64_t)span);
+        if (k % 3 == 0)
+            usec -= usec % 1000000; /* whole seconds: no fraction at all */
+        char want[HMS_PGVALUE_RFC3339_LEN + 1], got[HMS_PGVALUE_RFC3339_LEN + 1], text[64];
+        ck_assert(hms_pgvalue_format_rfc3339(usec, want));
+        /* "YYYY-MM-DDTHH:MM:SS.ffffffZ" -> "YYYY-MM-DD HH:MM:SS[.f+]" */
+        memcpy(text, want, 19);
+        text[10] = ' ';
+        size_t n = 19, digits = 6;
+        while (digits > 0 && want[19 + digits] == '0')
+            digits--;
+        if (digits > 0) {
+            text[n++] = '.';
+            memcpy(text + n, want + 20, digits);
+            n += digits;
+        }
+        const char *suffix = k % 2 ? "+00" : "";
+        snprintf(text + n, sizeof text - n, "%s", suffix);
+        ck_assert_msg(hms_pgvalue_timestamp_rfc3339(text, strlen(text), got), "%s", text);
+        ck_assert_msg(strcmp(got, want) == 0, "%s: %s, want %s", text, got, want);
+        /* The same instant one hour east, unless that leaves year 9999. */
+        if (usec < INT64_C(253402297200000000)) {
+            char east[HMS_PGVALUE_RFC3339_LEN + 1];
+            ck_assert(hms_pgvalue_format_rfc3339(usec + INT64_C(3600000000), east));
+            memcpy(text, east, 19);
+            text[10] = ' ';
+            snprintf(text + n, sizeof text - n, "+01");
+            if (digits > 0) {
+                text[19] = '.';
+                memcpy(text + 20, want + 20, digits);
+            }
+            ck_assert_msg(hms_pgvalue_timestamp_rfc3339(text, strlen(text), got), "%s", text);
+            ck_assert_msg(strcmp(got, want) == 0, "%s: %s, want %s", text, got, want);
+        }
+    }
+}
+END_TEST
+
 START_TEST(integers)
 {
     ck_assert(hms_pgvalue_is_integer("0", 1));
@@ -462,6 +511,7 @@ static Suite *pgvalue_suite(void)
     tcase_add_test(tc, type_map);
     tcase_add_test(tc, timestamp_edges);
     tcase_add_test(tc, format_rfc3339);
+    tcase_add_test(tc, timestamp_paths_agree);
     tcase_add_test(tc, integers);
     tcase_add_test(tc, errors_and_appending);
     tcase_add_test(tc, scratch_reused);

@@ -15,8 +15,9 @@
 #   HMS_BENCH_CASES        NAME:ROWS_PER_TRANSACTION cases ("tx1:1 tx100:100")
 #   HMS_BENCH_MEM_FACTOR   the memory stage drains MEM_FACTOR x N events (5 [2])
 #   HMS_BENCH_BIG_TX       rows of the one big transaction (1000000 [20000])
-#   HMS_BENCH_RATES        live commit rates per second; "max" is the measured burst rate
-#                          ("500 2000 max" [same])
+#   HMS_BENCH_RATES        live commit rates per second; "max" is the measured burst rate (no
+#                          connector running), "full" is pgbench unthrottled while the connector,
+#                          the broker and the consumer run ("500 2000 max full" [same])
 #   HMS_BENCH_LIVE_S       seconds of load per live rate (20 [3])
 #   HMS_BENCH_BURST_S      seconds of the unthrottled burst that finds "max" (5 [2])
 #   HMS_BENCH_CALLGRIND_ITER  harness passes for callgrind (2000 [50]); 0 skips callgrind
@@ -50,7 +51,7 @@ REPS=${HMS_BENCH_REPS:-$d_reps}
 CASES=${HMS_BENCH_CASES:-"tx1:1 tx100:100"}
 MEM_FACTOR=${HMS_BENCH_MEM_FACTOR:-$d_mem}
 BIG_TX=${HMS_BENCH_BIG_TX:-$d_big}
-RATES=${HMS_BENCH_RATES:-"500 2000 max"}
+RATES=${HMS_BENCH_RATES:-"500 2000 max full"}
 LIVE_S=${HMS_BENCH_LIVE_S:-$d_live}
 BURST_S=${HMS_BENCH_BURST_S:-$d_burst}
 CG_ITER=${HMS_BENCH_CALLGRIND_ITER:-$d_cg}
@@ -96,7 +97,7 @@ for c in $CASES; do
     [[ $c =~ ^[a-z0-9_]+:[1-9][0-9]*$ ]] || die "HMS_BENCH_CASES: '$c' is not NAME:ROWS_PER_TRANSACTION"
 done
 for r in $RATES; do
-    [[ $r =~ ^([1-9][0-9]*|max)$ ]] || die "HMS_BENCH_RATES: '$r' is not a rate or max"
+    [[ $r =~ ^([1-9][0-9]*|max|full)$ ]] || die "HMS_BENCH_RATES: '$r' is not a rate, max or full"
 done
 for t in jq psql pgbench; do
     command -v $t >/dev/null || die "$t is needed (scripts/install-deps.sh installs it)"
@@ -349,8 +350,12 @@ measure_connector() {
         kill -0 "$WAIT_PID" 2>/dev/null || break
         sleep 0.01
     done
-    grep -q 'bench_wait: sampling' "$WORK/wait.err" ||
-        die "the slot sampler did not start: $(tail -1 "$WORK/wait.err")"
+    if ! grep -q 'bench_wait: sampling' "$WORK/wait.err"; then
+        wait "$WAIT_PID" 2>/dev/null
+        WAIT_PID=
+        die "the slot sampler did not start: $(tail -1 "$WORK/wait.err"); slots now:" \
+            "$(psql_admin -c "SELECT string_agg(slot_name || CASE WHEN temporary THEN ' (temporary)' ELSE '' END, ', ') FROM pg_replication_slots")"
+    fi
     t0=$(date +%s.%N)
     HMS_SYNC_PG=$CONNECTOR_PG HMS_SYNC_AMQP=$AMQP "$BIN" run --slot "$SLOT_RUN" \
         --exchange "$EXCHANGE" --window "$WINDOW" --sink "$sink" --log-level warn >"$logf" 2>&1 &
@@ -453,14 +458,25 @@ if stage drain; then
         make_backlog "$N" "$per_tx"
         size=
         for rep in $(seq "$REPS"); do
-            measure_connector "$name" "$rep" amqp e2e "$N"
-            if [ -z "$size" ]; then
-                # The ceiling publishes bodies as large as the connector's, averaged from the queue.
-                size=$(jq -r 'select(.case == "'"$name"'" and .kind == "e2e") | (.queued_bytes / .queued) | round' "$RUNS" | head -1)
+            # Each pair is measured back to back, and every other repetition swaps which of the
+            # two goes first, so that neither always meets the machine freshly after the backlog
+            # was written (checkpoints, the WAL writer) or after the other's clean-up.
+            if [ $((rep % 2)) = 0 ]; then
+                measure_ceiling "$name" "$rep" "$size"
+                measure_connector "$name" "$rep" amqp e2e "$N"
+                measure_recvlogical "$name" "$rep"
+                measure_connector "$name" "$rep" discard discard "$N"
+            else
+                measure_connector "$name" "$rep" amqp e2e "$N"
+                if [ -z "$size" ]; then
+                    # The ceiling publishes bodies as large as the connector's, averaged from the
+                    # queue.
+                    size=$(jq -r 'select(.case == "'"$name"'" and .kind == "e2e") | (.queued_bytes / .queued) | round' "$RUNS" | head -1)
+                fi
+                measure_ceiling "$name" "$rep" "$size"
+                measure_connector "$name" "$rep" discard discard "$N"
+                measure_recvlogical "$name" "$rep"
             fi
-            measure_ceiling "$name" "$rep" "$size"
-            measure_connector "$name" "$rep" discard discard "$N"
-            measure_recvlogical "$name" "$rep"
         done
         drop_slot "$SLOT_BASE" || die "cannot drop slot $SLOT_BASE"
     done
@@ -484,6 +500,7 @@ fi
 
 LIVE=$WORK/live.jsonl
 : >"$LIVE"
+LIVE_CEILING=null
 if stage live; then
     cat >"$WORK/insert.sql" <<'SQL'
 INSERT INTO public.incidents (region, severity, status, summary, reported_by)
@@ -541,18 +558,32 @@ SQL
         [ "$r" = max ] && rate=$MAX_RATE
         out=$WORK/live-$r.json
         start_consumer 0 "$out" "$WORK/live-$r.samples"
-        pgb -R "$rate" -T "$LIVE_S" >"$WORK/live-$r.pgbench" 2>&1 ||
-            die "pgbench at $rate/s failed: $(tail -1 "$WORK/live-$r.pgbench")"
+        throttle=(-R "$rate")
+        # full: as fast as PostgreSQL commits while sharing the machine with the whole pipeline.
+        [ "$r" = full ] && rate=0 && throttle=()
+        pgb "${throttle[@]}" -T "$LIVE_S" >"$WORK/live-$r.pgbench" 2>&1 ||
+            die "pgbench at ${rate}/s failed: $(tail -1 "$WORK/live-$r.pgbench")"
         wait_consumer "$out"
         committed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$WORK/live-$r.pgbench")
         tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/live-$r.pgbench" | head -1)
         # A broker resource alarm (another user of the shared broker) stalls everything: say so.
         blocked=$(($(grep -c 'blocked publishing' "$WORK/live-connector.log" || true) - blocked_before))
         blocked_before=$((blocked_before + blocked))
+        # Events received while the load ran (from the first commit to the last), per second:
+        # what the pipeline delivered under that load, comparable with the broker's ceiling
+        # under the same load below.  Sample lines are "RECEIVED_S LATENCY_MS", both relative.
+        delivered=$(awk 'NR == FNR { c = $1 - $2 / 1000
+                                     if (FNR == 1 || c < c0) c0 = c
+                                     if (FNR == 1 || c > c1) c1 = c
+                                     next }
+                         $1 >= c0 && $1 <= c1 { n++ }
+                         END { printf "%.1f\n", (c1 > c0 ? n / (c1 - c0) : 0) }' \
+            "$WORK/live-$r.samples" "$WORK/live-$r.samples")
         jq -c --arg lbl "$r" --argjson rate "$rate" --argjson committed "${committed:-0}" \
             --argjson blocked "$blocked" --argjson quarters "$(commit_quarters "$WORK/live-$r.samples")" \
-            --argjson tps "${tps:-0}" \
-            '{"label": $lbl, target_rate: $rate, committed: $committed, achieved_rate: $tps} + .
+            --argjson tps "${tps:-0}" --argjson delivered "${delivered:-0}" \
+            '{"label": $lbl, target_rate: $rate, committed: $committed, achieved_rate: $tps,
+              delivered_rate_under_load: $delivered} + .
              | .all_received = (.received >= .committed)
              | .broker_blocked = ($blocked > 0)
              | .lag_by_commit_quarter_p50_ms = $quarters
@@ -562,6 +593,25 @@ SQL
     done
     stop_connector
     drop_slot "$SLOT_RUN" || die "cannot drop slot $SLOT_RUN"
+    if [[ " $RATES " == *" full "* ]]; then
+        # The broker's own ceiling under the same load: pgbench unthrottled again (no slot, no
+        # connector) while hms_publish_ceiling publishes event-sized messages to the queue and a
+        # consumer empties it, as in the live runs.  Side by side with what hms-sync delivered
+        # under that load, it tells the connector's cost from the machine's limit.
+        ceil_n=$((LIVE_S * 4000))
+        start_consumer "$ceil_n" "$WORK/live-ceiling.consumer"
+        pgb -T $((2 * LIVE_S)) >"$WORK/live-ceiling.pgbench" 2>&1 &
+        pgb_pid=$!
+        sleep 1
+        out=$(ceiling --routing-key "$ROUTING_KEY" --count "$ceil_n" --size "${size:-805}" \
+            --window "$WINDOW") || die "hms_publish_ceiling under load failed"
+        wait "$pgb_pid" || die "pgbench under the ceiling failed: $(tail -1 "$WORK/live-ceiling.pgbench")"
+        wait_consumer "$WORK/live-ceiling.consumer"
+        LIVE_CEILING=$(jq -c --argjson tps "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/live-ceiling.pgbench" | head -1)" \
+            '{count, size, msgs_per_sec, pgbench_rate: $tps}' <<<"$(tail -1 <<<"$out")")
+        log "  live ceiling: the broker confirms $(jq -r '.msgs_per_sec | round' <<<"$LIVE_CEILING") msg/s" \
+            "with a consumer while pgbench commits $(jq -r '.pgbench_rate | round' <<<"$LIVE_CEILING")/s"
+    fi
     if command -v gnuplot >/dev/null; then
         # Latency against percentile (sorted samples), one line per rate.
         plot=
@@ -570,7 +620,7 @@ SQL
                 awk '{ v[NR] = $2 } END { for (i = 1; i <= NR; i++) print 100 * i / NR, v[i] }' \
                     >"$WORK/live-$r.cdf"
             [ -s "$WORK/live-$r.cdf" ] || continue
-            rate=$(jq -r --arg l "$r" 'select(.label == $l) | .target_rate' "$LIVE")
+            rate=$(jq -r --arg l "$r" 'select(.label == $l) | .achieved_rate | round' "$LIVE")
             plot="$plot${plot:+, }'$WORK/live-$r.cdf' using 1:2 with lines lw 2 title '$r ($rate/s)'"
         done
     fi
@@ -616,6 +666,7 @@ jq -s --arg date "$STAMP" --argjson smoke "$SMOKE" --argjson n "$N" --argjson re
     --argjson window "$WINDOW" --argjson poll_ms "$POLL_MS" --arg cases "$CASES" \
     --argjson mem_factor "$MEM_FACTOR" --argjson big_tx "$BIG_TX" --arg rates "$RATES" \
     --argjson live_s "$LIVE_S" --argjson elapsed "$ELAPSED" --argjson callgrind "$CG" \
+    --argjson live_ceiling "$LIVE_CEILING" \
     --slurpfile live "$LIVE" \
     --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --arg version "$("$BIN" --version 2>/dev/null || echo unknown)" \
@@ -661,6 +712,7 @@ jq -s --arg date "$STAMP" --argjson smoke "$SMOKE" --argjson n "$N" --argjson re
          | .paired_decode_ratio = (.paired_decode_ratios | median)],
        memory: [$runs[] | select(.case | test("^(mem_|big_tx)"))],
        live: $live,
+       live_ceiling: $live_ceiling,
        callgrind: $callgrind,
        runs: $runs}' "$RUNS" >"$RESULT"
 
@@ -722,10 +774,18 @@ row() { printf '%-44s %16s  %-26s %s\n' "$1" "$2" "$3" "$4"; }
         val=$(jq -r '"\(.p50_ms | round)/\(.p99_ms | round)/\(.max_ms | round)"' <<<"$l")
         case $(jq -r .label <<<"$l") in
         2000) row "$lab" "$val" "p99 <= 25" "$(verdict "$(jq '.p99_ms <= 25 and .all_received' <<<"$l")")" ;;
-        max) row "$lab" "$val" "keeps up: p99 <= 1000" "$(verdict "$(jq '.keeps_up' <<<"$l")")" ;;
+        max | full) row "$lab" "$val" "keeps up: p99 <= 1000" "$(verdict "$(jq '.keeps_up' <<<"$l")")" ;;
         *) row "$lab" "$val" "" "" ;;
         esac
     done
+    full=$(jq -c '.live[] | select(.label == "full")' "$RESULT")
+    if [ -n "$full" ] && [ "$LIVE_CEILING" != null ]; then
+        row "5 live full: delivered under load, ev/s" "$(jq -r '.delivered_rate_under_load | round' <<<"$full")" "" ""
+        row "5 broker ceiling under the same load, msg/s" "$(jq -r '.msgs_per_sec | round' <<<"$LIVE_CEILING")" "" ""
+        row "5 live full: delivered / ceiling under load" \
+            "$(jq -rn --argjson f "$full" --argjson c "$LIVE_CEILING" '$f.delivered_rate_under_load / $c.msgs_per_sec * 100 | round / 100')" \
+            "" ""
+    fi
     if [ "$CG" != null ]; then
         row "decode+encode instructions per event" "$(jq -r .instructions_per_event <<<"$CG")" "(tracked)" ""
     fi

@@ -117,7 +117,10 @@ static const cfg_setting_t settings[] = {
     {"feedback_interval", T_DURATION, OFF(feedback_interval_ms), "10s", 100, MS_HOUR, NULL,
      HMS_CMD_RUN, 0, 0, NULL, "longest gap between standby status messages",
      "run tells PostgreSQL its confirmed position as soon as it advances, and at least this "
-     "often otherwise, so an idle slot still moves and WAL is not retained."},
+     "often otherwise, so an idle slot still moves and WAL is not retained.  When the "
+     "server's wal_sender_timeout is shorter than three times this, run reports every third "
+     "of wal_sender_timeout instead, so a broker that holds publishing back never gets the "
+     "replication connection dropped."},
     {"replication_timeout", T_DURATION, OFF(replication_timeout_ms), "30s", 0, MS_HOUR, NULL,
      HMS_CMD_RUN, 0, 0, NULL,
      "how long PostgreSQL may stay silent before run reconnects (0: never)",

@@ -336,26 +336,34 @@ wait_consumer() {
 # seconds read from /proc just before it is stopped.  With drain=1 a consumer empties the queue.
 measure_connector() {
     local case=$1 rep=$2 sink=$3 kind=$4 n=$5 drain=${6:-0}
-    psql_db -c "SELECT 1 FROM pg_copy_logical_replication_slot('$SLOT_BASE', '$SLOT_RUN')" >/dev/null ||
-        die "cannot copy slot $SLOT_BASE"
     local logf=$WORK/$case-$rep-$kind.log t0 times rc=0 which='' usage
     [ "$drain" = 1 ] && start_consumer "$n" "$WORK/$case-$rep-$kind.consumer"
     # The sampler must have seen the slot idle before the connector starts, or the start of
-    # streaming is unknown; it says so with a notice.
-    psql_db -F ' ' -c "SELECT t_active, t_done FROM public.bench_wait('$SLOT_RUN', '$TARGET',
-                         $POLL_MS / 1000.0, $TIMEOUT_S)" >"$WORK/wait.out" 2>"$WORK/wait.err" &
-    WAIT_PID=$!
-    for _ in $(seq 500); do
+    # streaming is unknown; it says so with a notice.  A sampler that does not start within
+    # 30 s (seen once in a smoke run, not understood) is retried once on a fresh copy.
+    local attempt
+    for attempt in 1 2; do
+        psql_db -c "SELECT 1 FROM pg_copy_logical_replication_slot('$SLOT_BASE', '$SLOT_RUN')" >/dev/null ||
+            die "cannot copy slot $SLOT_BASE"
+        psql_db -F ' ' -c "SELECT t_active, t_done FROM public.bench_wait('$SLOT_RUN', '$TARGET',
+                             $POLL_MS / 1000.0, $TIMEOUT_S)" >"$WORK/wait.out" 2>"$WORK/wait.err" &
+        WAIT_PID=$!
+        for _ in $(seq 3000); do
+            grep -q 'bench_wait: sampling' "$WORK/wait.err" && break
+            kill -0 "$WAIT_PID" 2>/dev/null || break
+            sleep 0.01
+        done
         grep -q 'bench_wait: sampling' "$WORK/wait.err" && break
-        kill -0 "$WAIT_PID" 2>/dev/null || break
-        sleep 0.01
-    done
-    if ! grep -q 'bench_wait: sampling' "$WORK/wait.err"; then
+        kill "$WAIT_PID" 2>/dev/null
         wait "$WAIT_PID" 2>/dev/null
         WAIT_PID=
-        die "the slot sampler did not start: $(tail -1 "$WORK/wait.err"); slots now:" \
-            "$(psql_admin -c "SELECT string_agg(slot_name || CASE WHEN temporary THEN ' (temporary)' ELSE '' END, ', ') FROM pg_replication_slots")"
-    fi
+        local why slots
+        why=$(tail -1 "$WORK/wait.err")
+        slots=$(psql_admin -c "SELECT string_agg(slot_name || CASE WHEN active THEN ' (active)' ELSE '' END, ', ') FROM pg_replication_slots")
+        [ "$attempt" = 2 ] && die "the slot sampler did not start: ${why:-no output}; slots: $slots"
+        log "warning: the slot sampler did not start (${why:-no output}; slots: $slots); retrying"
+        drop_slot "$SLOT_RUN" || die "cannot drop slot $SLOT_RUN"
+    done
     t0=$(date +%s.%N)
     HMS_SYNC_PG=$CONNECTOR_PG HMS_SYNC_AMQP=$AMQP "$BIN" run --slot "$SLOT_RUN" \
         --exchange "$EXCHANGE" --window "$WINDOW" --sink "$sink" --log-level warn >"$logf" 2>&1 &

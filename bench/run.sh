@@ -450,6 +450,9 @@ make_backlog() {
     # The insert position, not pg_current_wal_lsn(): with synchronous_commit off the last
     # commits may not be written yet, and the target must not fall short of them.
     TARGET=$(psql_db -c "SELECT pg_current_wal_insert_lsn()")
+    # Write the backlog's dirty pages out now, so that a checkpoint does not run during (and
+    # slow) whichever measurement happens to come first.
+    psql_admin -c "CHECKPOINT" || die "CHECKPOINT failed"
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -190,9 +190,15 @@ static hms_status_t attach_regexes(json_object *owner, const char **pats, size_t
     return HMS_OK;
 }
 
-static const regset_t *regexes_of(json_object *owner)
+/* The regset prepare() attached to owner, if owner has the type it attaches
+ * them to (a string for pattern, an object for patternProperties).  The type
+ * check matters: json-c keeps userdata of its own on some values (a double
+ * parsed from text holds its original spelling there), so a "pattern": 0.5
+ * must never have its userdata read as a regset. */
+static const regset_t *regexes_of(json_object *owner, json_type type)
 {
-    return owner != NULL ? json_object_get_userdata(owner) : NULL;
+    return owner != NULL && json_object_is_type(owner, type) ? json_object_get_userdata(owner)
+                                                             : NULL;
 }
 
 /* ---- loading ---- */
@@ -746,7 +752,7 @@ static hms_status_t check_string(vctx_t *v, json_object *schema, json_object *in
         return reject(v, "string of %zu characters is longer than maxLength %s", utf8_count(s, n),
                       show_num(k, a, sizeof a));
     if (json_object_object_get_ex(schema, "pattern", &k)) {
-        const regset_t *rs = regexes_of(k);
+        const regset_t *rs = regexes_of(k, json_type_string);
         if (rs != NULL && rs->n == 1 && regexec(&rs->re[0], s, 0, NULL, 0) != 0)
             return reject(v, "\"%.100s\" does not match pattern %.100s", s,
                           json_object_get_string(k));
@@ -881,7 +887,7 @@ static hms_status_t check_object(vctx_t *v, json_object *schema, json_object *in
     json_object_object_get_ex(schema, "propertyNames", &pnames);
     if (props == NULL && pprops == NULL && addl == NULL && pnames == NULL)
         return HMS_OK;
-    const regset_t *rs = regexes_of(pprops);
+    const regset_t *rs = regexes_of(pprops, json_type_object);
     json_object_object_foreach(inst, name, val)
     {
         bool matched = false;

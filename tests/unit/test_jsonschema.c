@@ -169,6 +169,14 @@ START_TEST(string_keywords)
     ck_assert_ptr_null(hms_schema_from_json(parse("{\"patternProperties\":{\"(\":{}}}"), &err));
     /* A "pattern" key inside data (enum) is not a pattern. */
     YES("{\"enum\":[{\"pattern\":\"(\"}]}", "{\"pattern\":\"(\"}");
+    /* A pattern or patternProperties that is not a string/object is no
+     * pattern either.  json-c keeps a double's source text as the value's
+     * userdata, where compiled patterns live: that text must never be read
+     * as one (found by libFuzzer: heap overflow under ASan). */
+    YES("{\"pattern\":0.}", "\"abc\"");
+    YES("{\"pattern\":0.5}", "\"abc\"");
+    YES("{\"pattern\":1e300}", "\"abc\"");
+    YES("{\"patternProperties\":0.5}", "{\"a\":1}");
 }
 END_TEST
 

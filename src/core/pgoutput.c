@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
+
 /* A bounds-checked cursor over one message.  Every get either consumes what
  * it asked for and returns true, or consumes nothing and returns false, so a
  * caller can never read past the end by forgetting a length check: the only
@@ -36,22 +38,16 @@ static bool rd_u16(hms_pgo_reader_t *r, uint16_t *out)
 {
     if (rd_left(r) < 2)
         return false;
-    const uint8_t *p = r->p + r->pos;
-    *out = (uint16_t)((unsigned)p[0] << 8 | p[1]);
+    *out = hms_load_be16(r->p + r->pos);
     r->pos += 2;
     return true;
-}
-
-static uint32_t load_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static bool rd_u32(hms_pgo_reader_t *r, uint32_t *out)
 {
     if (rd_left(r) < 4)
         return false;
-    *out = load_be32(r->p + r->pos);
+    *out = hms_load_be32(r->p + r->pos);
     r->pos += 4;
     return true;
 }
@@ -60,8 +56,7 @@ static bool rd_u64(hms_pgo_reader_t *r, uint64_t *out)
 {
     if (rd_left(r) < 8)
         return false;
-    const uint8_t *p = r->p + r->pos;
-    *out = (uint64_t)load_be32(p) << 32 | load_be32(p + 4);
+    *out = hms_load_be64(r->p + r->pos);
     r->pos += 8;
     return true;
 }

@@ -4,30 +4,16 @@
 
 #include <string.h>
 
+#include "core/bytes.h"
+
 /* Sizes on the wire, kind byte included. */
 #define XLOGDATA_HEADER_LEN 25 /* 'w', wal_start, wal_end, send_time */
 #define KEEPALIVE_LEN 18       /* 'k', wal_end, send_time, reply */
 
-static uint64_t load_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void store_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
 /* The wire carries int64 bit patterns; memcpy keeps the conversion defined. */
 static int64_t load_be_i64(const uint8_t *p)
 {
-    uint64_t u = load_be64(p);
+    uint64_t u = hms_load_be64(p);
     int64_t v;
     memcpy(&v, &u, sizeof(v));
     return v;
@@ -45,8 +31,8 @@ hms_status_t hms_walmsg_parse(const uint8_t *buf, size_t len, hms_walmsg_t *out,
             return hms_err_set(err, HMS_ERR_TRUNCATED,
                                "replication XLogData: header needs %d bytes, got %zu",
                                XLOGDATA_HEADER_LEN, len);
-        out->wal_start = load_be64(buf + 1);
-        out->wal_end = load_be64(buf + 9);
+        out->wal_start = hms_load_be64(buf + 1);
+        out->wal_end = hms_load_be64(buf + 9);
         out->send_time = load_be_i64(buf + 17);
         out->data = buf + XLOGDATA_HEADER_LEN;
         out->len = len - XLOGDATA_HEADER_LEN;
@@ -63,7 +49,7 @@ hms_status_t hms_walmsg_parse(const uint8_t *buf, size_t len, hms_walmsg_t *out,
         if (buf[17] > 1)
             return hms_err_set(err, HMS_ERR_MALFORMED,
                                "replication keepalive: reply flag is %u, not 0 or 1", buf[17]);
-        out->wal_end = load_be64(buf + 1);
+        out->wal_end = hms_load_be64(buf + 1);
         out->send_time = load_be_i64(buf + 9);
         out->reply_requested = buf[17] == 1;
         return HMS_OK;
@@ -81,10 +67,10 @@ size_t hms_walmsg_standby_status(uint8_t out[HMS_STANDBY_STATUS_LEN], uint64_t w
     uint64_t now_bits;
     memcpy(&now_bits, &now_pg, sizeof(now_bits));
     out[0] = 'r';
-    store_be64(out + 1, write_lsn);
-    store_be64(out + 9, flush_lsn);
-    store_be64(out + 17, apply_lsn);
-    store_be64(out + 25, now_bits);
+    hms_store_be64(out + 1, write_lsn);
+    hms_store_be64(out + 9, flush_lsn);
+    hms_store_be64(out + 17, apply_lsn);
+    hms_store_be64(out + 25, now_bits);
     out[33] = reply_requested ? 1 : 0;
     return HMS_STANDBY_STATUS_LEN;
 }

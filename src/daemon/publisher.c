@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/bytes.h"
 #include "daemon/amqp_tls.h"
 #include "daemon/log.h"
 
@@ -263,32 +264,13 @@ const char *hms_pub_target(const hms_pub_t *p)
     return p->target;
 }
 
-static uint8_t *put16(uint8_t *o, uint16_t v)
-{
-    o[0] = (uint8_t)(v >> 8);
-    o[1] = (uint8_t)v;
-    return o + 2;
-}
-
-static uint8_t *put32(uint8_t *o, uint32_t v)
-{
-    put16(o, (uint16_t)(v >> 16));
-    return put16(o + 2, (uint16_t)v);
-}
-
-static uint8_t *put64(uint8_t *o, uint64_t v)
-{
-    put32(o, (uint32_t)(v >> 32));
-    return put32(o + 4, (uint32_t)v);
-}
-
 /* Starts a frame at o; the caller writes size payload bytes after the
  * returned pointer, then end_frame(). */
 static uint8_t *begin_frame(uint8_t *o, uint8_t type, uint32_t size)
 {
     o[0] = type;
-    put16(o + 1, HMS_PUB_CHANNEL);
-    put32(o + 3, size);
+    hms_store_be16(o + 1, HMS_PUB_CHANNEL);
+    hms_store_be32(o + 3, size);
     return o + FRAME_HEADER_SIZE;
 }
 
@@ -317,7 +299,7 @@ static hms_status_t frame_publish(hms_pub_t *p, const amqp_basic_publish_t *m,
     if (n < 0)
         return hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot encode basic.publish: %s",
                            amqp_error_string2(n));
-    put32(pl, AMQP_BASIC_PUBLISH_METHOD);
+    hms_store_be32(pl, AMQP_BASIC_PUBLISH_METHOD);
     begin_frame(start, AMQP_FRAME_METHOD, (uint32_t)n + 4);
     uint8_t *o = end_frame(pl + 4 + n);
 
@@ -329,7 +311,9 @@ static hms_status_t frame_publish(hms_pub_t *p, const amqp_basic_publish_t *m,
     if (n < 0)
         return hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot encode message properties: %s",
                            amqp_error_string2(n));
-    put64(put16(put16(pl, AMQP_BASIC_CLASS), 0), body.len);
+    hms_store_be16(pl, AMQP_BASIC_CLASS);
+    hms_store_be16(pl + 2, 0); /* weight */
+    hms_store_be64(pl + 4, body.len);
     begin_frame(o, AMQP_FRAME_HEADER, (uint32_t)n + 12);
     o = end_frame(pl + 12 + n);
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/pgconn.h"
 #include "daemon/config_load.h"
 #include "daemon/loop.h"
 #include "daemon/migrations.h"
@@ -22,13 +23,13 @@ int hms_cli_migrate(const hms_config_t *cfg, const hms_cli_flags_t *flags)
 {
     hms_err_t err;
     hms_status_t st;
-    if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)
+    if ((st = hms_pg_check_conninfo(cfg->pg, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
     if (flags->subscriber) {
         /* The subscriber's database need not be the source's: its set has a
          * ledger of its own and depends on nothing the publisher set made. */
         PGconn *conn = NULL;
-        if ((st = hms_migrate_connect(cfg->pg, "migrate --subscriber", &conn, &err)) != HMS_OK)
+        if ((st = hms_pg_open(cfg->pg, "migrate --subscriber", &conn, &err)) != HMS_OK)
             return hms_cli_fail(st, &err);
         st = hms_migrate_apply(conn, hms_sql_subscriber_migrations,
                                hms_sql_subscriber_migrations_count, "subscriber_migrations", stdout,
@@ -45,7 +46,7 @@ int hms_cli_status(const hms_config_t *cfg, const hms_cli_flags_t *flags)
 {
     hms_err_t err;
     hms_status_t st;
-    if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)
+    if ((st = hms_pg_check_conninfo(cfg->pg, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
     if (cfg->metrics == NULL) {
         if ((st = hms_slot_status(cfg->pg, cfg->slot, flags->json, stdout, &err)) != HMS_OK)
@@ -98,7 +99,7 @@ int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         hms_config_print(cfg, HMS_CMD_RUN, stdout);
         return HMS_EXIT_OK;
     }
-    if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)
+    if ((st = hms_pg_check_conninfo(cfg->pg, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
     if (cfg->sink != HMS_CONFIG_SINK_DISCARD && (st = hms_pub_check_url(cfg->amqp, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);

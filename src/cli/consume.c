@@ -3,8 +3,8 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "common/pgconn.h"
 #include "daemon/publisher.h"
-#include "daemon/repl.h"
 #include "hms_consumer.h"
 
 #define MAX_BINDS 64
@@ -13,7 +13,7 @@ int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
 {
     hms_err_t err;
     hms_status_t st;
-    if ((st = hms_repl_check_conninfo(cfg->pg, &err)) != HMS_OK)
+    if ((st = hms_pg_check_conninfo(cfg->pg, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
     if ((st = hms_pub_check_url(cfg->amqp, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);

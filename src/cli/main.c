@@ -9,7 +9,7 @@
 #include "cli/commands.h"
 #include "core/config.h"
 #include "daemon/config_load.h"
-#include "daemon/log.h"
+#include "common/log.h"
 
 extern char **environ;
 

@@ -9,7 +9,7 @@
 
 #include <libpq-fe.h>
 
-#include "daemon/migrations.h"
+#include "common/pgconn.h"
 
 #define STMT "hms_consume"
 
@@ -18,16 +18,6 @@ struct hms_capply {
     const char *subscriber;
     char apply[160]; /* with its argument list, for ::regprocedure */
 };
-
-/* The first line of the server's message, without its trailing newline. */
-static void first_line(const char *s, char *out, size_t n)
-{
-    size_t len = strcspn(s != NULL ? s : "", "\n");
-    if (len >= n)
-        len = n - 1;
-    memcpy(out, s != NULL ? s : "", len);
-    out[len] = '\0';
-}
 
 static bool is_transient(const char *sqlstate)
 {
@@ -60,12 +50,12 @@ hms_status_t hms_capply_connect(const char *conninfo, const char *subscriber, co
         goto fail;
     }
     if (PQstatus(a->conn) != CONNECTION_OK) {
-        hms_migrate_target(a->conn, target, sizeof(target));
-        first_line(PQerrorMessage(a->conn), line, sizeof(line));
+        hms_pg_target(a->conn, target, sizeof(target));
+        hms_pg_one_line(PQerrorMessage(a->conn), line, sizeof(line));
         st = hms_err_set(err, HMS_ERR_PG, "pg: cannot connect to %s: %s", target, line);
         goto fail;
     }
-    hms_migrate_target(a->conn, target, sizeof(target));
+    hms_pg_target(a->conn, target, sizeof(target));
     const char *pv[] = {a->apply};
     res = PQexecParams(a->conn,
                        "SELECT $1::regprocedure::text, "
@@ -73,7 +63,7 @@ hms_status_t hms_capply_connect(const char *conninfo, const char *subscriber, co
                        1, NULL, pv, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-        first_line(primary != NULL ? primary : PQresultErrorMessage(res), line, sizeof(line));
+        hms_pg_one_line(primary != NULL ? primary : PQresultErrorMessage(res), line, sizeof(line));
         st = hms_err_set(err, HMS_ERR_PG,
                          "pg: apply function %s not found in %s: %s (create it, or run hms-sync "
                          "migrate --subscriber for the seed subscribers)",
@@ -91,7 +81,7 @@ hms_status_t hms_capply_connect(const char *conninfo, const char *subscriber, co
     res = PQprepare(a->conn, STMT, "SELECT hms_sync.consume($1, $2::regprocedure, $3::jsonb)", 3,
                     NULL);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        first_line(PQresultErrorMessage(res), line, sizeof(line));
+        hms_pg_one_line(PQresultErrorMessage(res), line, sizeof(line));
         st = hms_err_set(err, HMS_ERR_PG, "pg: cannot prepare the consume statement in %s: %s",
                          target, line);
         goto fail;
@@ -130,10 +120,10 @@ hms_status_t hms_capply_event(hms_capply_t *a, const char *event_json, char *out
     } else {
         const char *sqlstate = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         const char *primary = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-        first_line(primary != NULL ? primary
-                   : res != NULL   ? PQresultErrorMessage(res)
-                                   : PQerrorMessage(a->conn),
-                   line, sizeof(line));
+        hms_pg_one_line(primary != NULL ? primary
+                        : res != NULL   ? PQresultErrorMessage(res)
+                                        : PQerrorMessage(a->conn),
+                        line, sizeof(line));
         if (PQstatus(a->conn) != CONNECTION_OK || is_transient(sqlstate))
             st = hms_err_set(err, HMS_ERR_RETRY, "pg: transient failure%s%s: %s",
                              sqlstate ? " " : "", sqlstate ? sqlstate : "", line);

@@ -10,7 +10,8 @@
 
 #include <amqp.h>
 
-#include "daemon/amqp_tls.h"
+#include "common/amqp_tls.h"
+#include "common/clock.h"
 
 #define CHANNEL 1
 #define FRAME_MAX 131072
@@ -348,13 +349,6 @@ hms_status_t hms_cbroker_requeue(hms_cbroker_t *b, uint64_t tag, hms_err_t *err)
     return HMS_OK;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static hms_status_t open_dl(hms_cbroker_t *b, hms_err_t *err)
 {
     char name[300];
@@ -378,9 +372,9 @@ static hms_status_t await_confirm(hms_cbroker_t *b, int timeout_ms, hms_err_t *e
 {
     bool returned = false;
     char text[200] = "";
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = hms_clock_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - hms_clock_ms();
         if (left <= 0)
             return hms_err_set(err, HMS_ERR_AMQP,
                                "amqp: no confirm from %s for a dead letter within %d ms", b->target,

@@ -8,10 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
+#include "common/log.h"
 #include "consumer/apply.h"
 #include "consumer/broker.h"
 #include "consumer/validate.h"
-#include "daemon/log.h"
+#include "core/backoff.h"
 
 #define POLL_MS 500              /* longest wait for a delivery before checking for a signal */
 #define CONFIRM_TIMEOUT_MS 10000 /* a dead letter's confirm */
@@ -42,26 +44,12 @@ typedef enum {
     LOST_MQ, /* the consuming connection is gone: reconnect */
 } handled_t;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int next_backoff(const hms_consumer_opts_t *o, int cur)
-{
-    if (cur <= 0)
-        return o->retry_min_ms > 0 ? o->retry_min_ms : 1;
-    return cur * 2 > o->retry_max_ms ? o->retry_max_ms : cur * 2;
-}
-
 /* Sleeps ms unless a stop signal comes first; false when stopping. */
 static bool nap(int ms)
 {
-    int64_t end = now_ms() + ms;
+    int64_t end = hms_clock_ms() + ms;
     while (stop_signal == 0) {
-        int64_t left = end - now_ms();
+        int64_t left = end - hms_clock_ms();
         if (left <= 0)
             return true;
         if (left > 100)
@@ -87,16 +75,16 @@ static void log_counters(cons_t *C, const char *msg)
             "dead_lettered", u64s(C->n.dead_lettered, l, sizeof(l)), "retried",
             u64s(C->n.retried, r, sizeof(r)), NULL);
     C->logged = C->n;
-    C->last_stats_ms = now_ms();
+    C->last_stats_ms = hms_clock_ms();
 }
 
 static void maybe_log_counters(cons_t *C)
 {
-    if (now_ms() - C->last_stats_ms < C->o->stats_interval_ms)
+    if (hms_clock_ms() - C->last_stats_ms < C->o->stats_interval_ms)
         return;
     if (memcmp(&C->n, &C->logged, sizeof(C->n)) != 0)
         log_counters(C, "counters");
-    C->last_stats_ms = now_ms();
+    C->last_stats_ms = hms_clock_ms();
 }
 
 /* Makes sure a PostgreSQL session is open, backing off between attempts;
@@ -113,7 +101,7 @@ static bool ensure_pg(cons_t *C)
             C->pg_backoff = 0;
             break;
         }
-        C->pg_backoff = next_backoff(C->o, C->pg_backoff);
+        C->pg_backoff = hms_backoff_next(C->pg_backoff, C->o->retry_min_ms, C->o->retry_max_ms);
         char ms[16];
         snprintf(ms, sizeof(ms), "%d", C->pg_backoff);
         hms_log(HMS_LOG_WARN, "PostgreSQL unreachable; retrying", "error", err.msg, "backoff_ms",
@@ -132,7 +120,7 @@ static handled_t dead_letter(cons_t *C, const hms_cdelivery_t *d, const char *re
     hms_err_t err;
     int backoff = 0;
     while (hms_cbroker_dead_letter(C->broker, d, reason, CONFIRM_TIMEOUT_MS, &err) != HMS_OK) {
-        backoff = next_backoff(C->o, backoff);
+        backoff = hms_backoff_next(backoff, C->o->retry_min_ms, C->o->retry_max_ms);
         hms_log(HMS_LOG_WARN, "dead letter not confirmed; retrying", "error", err.msg, NULL);
         if (!nap(backoff))
             return DONE; /* unacked: redelivered to whoever runs next */
@@ -186,7 +174,7 @@ static handled_t apply_event(cons_t *C, const hms_cdelivery_t *d)
         }
         C->n.retried++;
         if (st == HMS_ERR_RETRY) {
-            backoff = next_backoff(o, backoff);
+            backoff = hms_backoff_next(backoff, o->retry_min_ms, o->retry_max_ms);
             hms_log(HMS_LOG_WARN, "transient database failure; retrying", "id", d->message_id,
                     "error", err.msg, NULL);
             if (!nap(backoff))
@@ -208,7 +196,7 @@ static handled_t apply_event(cons_t *C, const hms_cdelivery_t *d)
                 return LOST_MQ;
             return DONE;
         }
-        backoff = next_backoff(o, backoff);
+        backoff = hms_backoff_next(backoff, o->retry_min_ms, o->retry_max_ms);
         if (!nap(backoff))
             return DONE;
     }
@@ -256,7 +244,7 @@ static bool ensure_broker(cons_t *C)
             C->amqp_backoff = 0;
             break;
         }
-        C->amqp_backoff = next_backoff(C->o, C->amqp_backoff);
+        C->amqp_backoff = hms_backoff_next(C->amqp_backoff, C->o->retry_min_ms, C->o->retry_max_ms);
         char ms[16];
         snprintf(ms, sizeof(ms), "%d", C->amqp_backoff);
         hms_log(HMS_LOG_WARN, "RabbitMQ unreachable; retrying", "error", err.msg, "backoff_ms", ms,
@@ -302,7 +290,7 @@ hms_status_t hms_consumer_run(const hms_consumer_opts_t *opts, hms_consumer_coun
         goto done;
     hms_log(HMS_LOG_INFO, "consuming", "queue", opts->queue, "apply", opts->apply, "type",
             opts->classic ? "classic" : "quorum", NULL);
-    C.last_stats_ms = now_ms();
+    C.last_stats_ms = hms_clock_ms();
     while (stop_signal == 0) {
         maybe_log_counters(&C);
         if (!ensure_broker(&C))

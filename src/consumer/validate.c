@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/embedded.h"
 #include "core/jsonschema.h"
-#include "daemon/migrations.h"
 
 /* One data schema and the type suffix it belongs to: the $id's last path
  * segment without ".json", e.g. "IncidentCreated.v1" for

@@ -10,15 +10,17 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "common/clock.h"
+#include "common/log.h"
+#include "core/backoff.h"
 #include "core/event.h"
 #include "core/lsn.h"
+#include "core/metrics.h"
 #include "core/outq.h"
 #include "core/pgoutput.h"
 #include "core/tracker.h"
 #include "core/walproto.h"
-#include "core/metrics.h"
 #include "daemon/http.h"
-#include "daemon/log.h"
 #include "daemon/notify.h"
 #include "daemon/progress.h"
 
@@ -83,24 +85,10 @@ typedef struct {
     int64_t last_stats_ms;
 } loop_t;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *u64s(uint64_t v, char *buf, size_t n)
 {
     snprintf(buf, n, "%llu", (unsigned long long)v);
     return buf;
-}
-
-static int next_backoff(const hms_run_opts_t *o, int cur)
-{
-    if (cur <= 0)
-        return o->retry_min_ms;
-    return cur * 2 > o->retry_max_ms ? o->retry_max_ms : cur * 2;
 }
 
 static void set_fatal(loop_t *L, const hms_err_t *err)
@@ -181,8 +169,9 @@ static void amqp_lost(loop_t *L, const hms_err_t *err)
     L->pub = NULL;
     hms_notify_status("RabbitMQ connection lost; reconnecting");
     hms_outq_rewind(L->q);
-    L->amqp_backoff = next_backoff(L->opts, L->amqp_backoff);
-    L->amqp_retry_at = now_ms() + L->amqp_backoff;
+    L->amqp_backoff =
+        hms_backoff_next(L->amqp_backoff, L->opts->retry_min_ms, L->opts->retry_max_ms);
+    L->amqp_retry_at = hms_clock_ms() + L->amqp_backoff;
 }
 
 static void pg_lost(loop_t *L, const hms_err_t *err)
@@ -202,8 +191,8 @@ static void pg_lost(loop_t *L, const hms_err_t *err)
     hms_tracker_reset(L->trk, flush);
     hms_pgo_decoder_reset(L->dec);
     L->in_tx = false;
-    L->pg_backoff = next_backoff(L->opts, L->pg_backoff);
-    L->pg_retry_at = now_ms() + L->pg_backoff;
+    L->pg_backoff = hms_backoff_next(L->pg_backoff, L->opts->retry_min_ms, L->opts->retry_max_ms);
+    L->pg_retry_at = hms_clock_ms() + L->pg_backoff;
 }
 
 static hms_status_t connect_amqp(loop_t *L, hms_err_t *err)
@@ -288,7 +277,7 @@ static hms_status_t connect_pg(loop_t *L, bool first, hms_err_t *err)
     hms_log(HMS_LOG_INFO, "streaming from replication slot", "target", hms_repl_target(L->repl),
             "slot", ro.slot, "publication", ro.publication, "lsn", lsn, NULL);
     L->pg_backoff = 0;
-    L->last_recv_ms = now_ms();
+    L->last_recv_ms = hms_clock_ms();
     L->last_status_ms = 0; /* say where we are at once */
     L->sent_flush = 0;
     return HMS_OK;
@@ -417,7 +406,7 @@ static void read_pg(loop_t *L, bool readable, bool hangup)
             pg_lost(L, &err);
             return;
         }
-        L->last_recv_ms = now_ms();
+        L->last_recv_ms = hms_clock_ms();
         hms_status_t st = on_copydata(L, buf, len, &err);
         if (st == HMS_ERR_FATAL) {
             set_fatal(L, &err);
@@ -475,7 +464,8 @@ static void maybe_republish(loop_t *L, int64_t now)
     if (!hms_outq_rewind_ready(L->q))
         return;
     if (L->republish_at == 0) {
-        L->republish_backoff = next_backoff(L->opts, L->republish_backoff);
+        L->republish_backoff =
+            hms_backoff_next(L->republish_backoff, L->opts->retry_min_ms, L->opts->retry_max_ms);
         L->republish_at = now + L->republish_backoff;
         char ms[16], n[24];
         snprintf(ms, sizeof(ms), "%d", L->republish_backoff);
@@ -586,8 +576,9 @@ static void reconnect(loop_t *L, int64_t now)
             L->m.reconnects_amqp++;
             hms_notify_status("streaming");
         } else {
-            L->amqp_backoff = next_backoff(L->opts, L->amqp_backoff);
-            L->amqp_retry_at = now_ms() + L->amqp_backoff;
+            L->amqp_backoff =
+                hms_backoff_next(L->amqp_backoff, L->opts->retry_min_ms, L->opts->retry_max_ms);
+            L->amqp_retry_at = hms_clock_ms() + L->amqp_backoff;
             hms_log(HMS_LOG_WARN, "RabbitMQ still unreachable; retrying", "error", err.msg, NULL);
         }
     }
@@ -605,10 +596,11 @@ static void reconnect(loop_t *L, int64_t now)
             set_fatal(L, &err);
         } else if (first && L->opts->standby) {
             /* Poll the busy slot once a second: takeover within seconds. */
-            L->pg_retry_at = now_ms() + 1000;
+            L->pg_retry_at = hms_clock_ms() + 1000;
         } else {
-            L->pg_backoff = next_backoff(L->opts, L->pg_backoff);
-            L->pg_retry_at = now_ms() + L->pg_backoff;
+            L->pg_backoff =
+                hms_backoff_next(L->pg_backoff, L->opts->retry_min_ms, L->opts->retry_max_ms);
+            L->pg_retry_at = hms_clock_ms() + L->pg_backoff;
             hms_log(HMS_LOG_WARN, "cannot resume streaming from PostgreSQL yet; retrying", "error",
                     err.msg, NULL);
         }
@@ -675,7 +667,7 @@ static void loop_once(loop_t *L)
 {
     struct pollfd fds[2];
     int nfds = 0, pg_i = -1, amqp_i = -1;
-    int64_t now = now_ms();
+    int64_t now = hms_clock_ms();
 
     if (L->repl != NULL) {
         short ev = 0;
@@ -702,7 +694,7 @@ static void loop_once(loop_t *L)
         set_fatal(L, &err);
         return;
     }
-    now = now_ms();
+    now = hms_clock_ms();
     hms_err_t err;
     /* Broker first: acks free room in the queue and may move the slot. */
     if (L->pub != NULL) {
@@ -759,7 +751,7 @@ static void shutdown_stream(loop_t *L)
         if (hms_repl_send_status(L->repl, write, flush, false, &err) == HMS_OK)
             hms_repl_finish(L->repl);
     }
-    hms_progress_final(L->progress, flush, hms_tracker_flushed_commit_time(L->trk), now_ms());
+    hms_progress_final(L->progress, flush, hms_tracker_flushed_commit_time(L->trk), hms_clock_ms());
     hms_lsn_format(flush, lsn);
     hms_log(HMS_LOG_INFO, "stopped", "lsn", lsn, "unconfirmed",
             u64s(hms_outq_outstanding(L->q), n, sizeof(n)), NULL);
@@ -813,27 +805,27 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
         hms_log(HMS_LOG_INFO, "standby: waiting to take over the replication slot", "slot",
                 opts->repl.slot, "reason", err->msg, NULL);
         hms_notify_ready("standby: waiting for the replication slot");
-        L.pg_retry_at = now_ms() + 1000;
+        L.pg_retry_at = hms_clock_ms() + 1000;
         st = HMS_OK;
     }
-    L.last_stats_ms = now_ms();
+    L.last_stats_ms = hms_clock_ms();
     if (L.repl != NULL) {
         char status[200];
         snprintf(status, sizeof(status), "streaming from slot %s to exchange %s", opts->repl.slot,
                  opts->pub.exchange);
-        update_metrics(&L, now_ms());
+        update_metrics(&L, hms_clock_ms());
         hms_notify_ready(status);
     }
     for (;;) {
         if (stop_signal != 0 && !L.stopping) {
             L.stopping = true;
-            L.stop_deadline = now_ms() + opts->shutdown_timeout_ms;
+            L.stop_deadline = hms_clock_ms() + opts->shutdown_timeout_ms;
             hms_notify_stopping();
             hms_log(HMS_LOG_INFO, "stopping: waiting for outstanding confirms", "signal",
                     stop_signal == SIGTERM ? "TERM" : "INT", NULL);
         }
         if (L.stopping &&
-            (hms_outq_outstanding(L.q) == 0 || L.pub == NULL || now_ms() >= L.stop_deadline))
+            (hms_outq_outstanding(L.q) == 0 || L.pub == NULL || hms_clock_ms() >= L.stop_deadline))
             break;
         loop_once(&L);
         if (L.fatal) {

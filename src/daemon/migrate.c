@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pgconn.h"
+
 /* Session advisory-lock key of every hms-sync migrate run: the first eight
  * bytes of sha256("hms_sync.migrate") as a big-endian int64 (0x392f6d0ff91d3b34).
  * A fixed constant rather than hashtext(), whose values PostgreSQL does not
@@ -15,110 +17,6 @@
 #define MIGRATE_LOCK_KEY "4120632099438672692"
 
 #define LEDGER_MAX 48
-
-/* Copies the first line of a libpq or server message, without its newline. */
-static void first_line(const char *msg, char *buf, size_t len)
-{
-    if (msg == NULL)
-        msg = "";
-    size_t n = strcspn(msg, "\n");
-    if (n >= len)
-        n = len - 1;
-    memcpy(buf, msg, n);
-    buf[n] = '\0';
-}
-
-void hms_migrate_target(PGconn *conn, char *buf, size_t len)
-{
-    const char *host = conn != NULL ? PQhost(conn) : NULL;
-    const char *port = conn != NULL ? PQport(conn) : NULL;
-    const char *db = conn != NULL ? PQdb(conn) : NULL;
-    snprintf(buf, len, "%s:%s/%s", host != NULL && *host ? host : "localhost",
-             port != NULL && *port ? port : "5432", db != NULL ? db : "?");
-}
-
-/* A conninfo that libpq cannot parse may be echoed in its message; when the
- * string holds a password, say less rather than print part of it. */
-static bool conninfo_has_secret(const char *conninfo)
-{
-    if (strstr(conninfo, "password") != NULL)
-        return true;
-    const char *scheme = strstr(conninfo, "://");
-    if (scheme == NULL)
-        return false;
-    const char *at = strchr(scheme + 3, '@');
-    const char *colon = strchr(scheme + 3, ':');
-    return at != NULL && colon != NULL && colon < at;
-}
-
-hms_status_t hms_migrate_connect(const char *conninfo, const char *what, PGconn **out,
-                                 hms_err_t *err)
-{
-    char line[HMS_ERR_MSG_MAX];
-    char target[256];
-    char *perr = NULL;
-    PGconn *conn = NULL;
-    PGresult *res = NULL;
-
-    *out = NULL;
-    if (conninfo == NULL || *conninfo == '\0')
-        return hms_err_set(err, HMS_ERR_CONFIG, "%s: --pg: no connection string given", what);
-    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
-    if (opts == NULL) {
-        if (perr == NULL)
-            return hms_err_set(err, HMS_ERR_NOMEM, "%s: out of memory parsing --pg", what);
-        first_line(perr, line, sizeof(line));
-        PQfreemem(perr);
-        if (conninfo_has_secret(conninfo))
-            return hms_err_set(err, HMS_ERR_CONFIG,
-                               "%s: --pg: invalid connection string (details withheld: it "
-                               "holds a password)",
-                               what);
-        return hms_err_set(err, HMS_ERR_CONFIG, "%s: --pg: invalid connection string: %s", what,
-                           line);
-    }
-    PQconninfoFree(opts);
-
-    /* Keywords are processed in order and the expanded dbname overrides what
-     * came before it, so the user's own connect_timeout still wins over this
-     * default, which keeps a black-holed host from hanging the command. */
-    const char *keys[4], *vals[4];
-    int n = 0;
-    if (getenv("PGCONNECT_TIMEOUT") == NULL) {
-        keys[n] = "connect_timeout";
-        vals[n++] = "10";
-    }
-    keys[n] = "dbname";
-    vals[n++] = conninfo;
-    keys[n] = "fallback_application_name";
-    vals[n++] = "hms-sync";
-    keys[n] = NULL;
-    vals[n] = NULL;
-    conn = PQconnectdbParams(keys, vals, 1);
-    if (conn == NULL)
-        return hms_err_set(err, HMS_ERR_NOMEM, "%s: out of memory connecting", what);
-    hms_migrate_target(conn, target, sizeof(target));
-    if (PQstatus(conn) != CONNECTION_OK) {
-        first_line(PQerrorMessage(conn), line, sizeof(line));
-        hms_err_set(err, HMS_ERR_PG, "%s: cannot connect to %s: %s", what, target, line);
-        goto fail;
-    }
-    /* IF NOT EXISTS notices are noise to an operator; warnings still show. */
-    res = PQexec(conn, "SET client_min_messages = warning");
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        first_line(PQerrorMessage(conn), line, sizeof(line));
-        hms_err_set(err, HMS_ERR_PG, "%s: %s: %s", what, target, line);
-        goto fail;
-    }
-    PQclear(res);
-    *out = conn;
-    return HMS_OK;
-
-fail:
-    PQclear(res);
-    PQfinish(conn);
-    return HMS_ERR_PG;
-}
 
 /* Leading decimal number of a migration file name; -1 if there is none. */
 static int file_version(const char *name)
@@ -175,7 +73,7 @@ static hms_status_t file_error(hms_err_t *err, const char *target, const hms_sql
 {
     char msg[256], ctx[160];
     const char *primary = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    first_line(primary != NULL ? primary : PQerrorMessage(conn), msg, sizeof(msg));
+    hms_pg_one_line(primary != NULL ? primary : PQerrorMessage(conn), msg, sizeof(msg));
     int line =
         res != NULL ? error_line(f->sql, PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION)) : 0;
     const char *context = res != NULL ? PQresultErrorField(res, PG_DIAG_CONTEXT) : NULL;
@@ -185,7 +83,7 @@ static hms_status_t file_error(hms_err_t *err, const char *target, const hms_sql
                            "applied)",
                            f->name, target, line, msg);
     if (context != NULL) {
-        first_line(context, ctx, sizeof(ctx));
+        hms_pg_one_line(context, ctx, sizeof(ctx));
         return hms_err_set(err, HMS_ERR_PG,
                            "migrations: %s failed on %s: %s (%s; nothing of it was applied)",
                            f->name, target, msg, ctx);
@@ -205,7 +103,7 @@ static hms_status_t exec_cmd(PGconn *conn, const char *sql, const char *target, 
     PQclear(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
         return HMS_OK;
-    first_line(PQerrorMessage(conn), line, sizeof(line));
+    hms_pg_one_line(PQerrorMessage(conn), line, sizeof(line));
     return hms_err_set(err, HMS_ERR_PG, "migrations: %s on %s: %s", doing, target, line);
 }
 
@@ -245,7 +143,7 @@ static hms_status_t apply_one(PGconn *conn, const hms_sql_file_t *f, const char 
     const char *params[3] = {f->sql, version, NULL};
     res = PQexecParams(conn, q, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        first_line(PQerrorMessage(conn), line, sizeof(line));
+        hms_pg_one_line(PQerrorMessage(conn), line, sizeof(line));
         st = hms_err_set(err, HMS_ERR_PG, "migrations: reading hms_sync.%s on %s: %s", ledger,
                          target, line);
         goto fail;
@@ -285,7 +183,7 @@ static hms_status_t apply_one(PGconn *conn, const hms_sql_file_t *f, const char 
     const char *ins[3] = {version, f->name, f->sql};
     res = PQexecParams(conn, q, 3, NULL, ins, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        first_line(PQerrorMessage(conn), line, sizeof(line));
+        hms_pg_one_line(PQerrorMessage(conn), line, sizeof(line));
         st = hms_err_set(err, HMS_ERR_PG, "migrations: recording %s in hms_sync.%s on %s: %s",
                          f->name, ledger, target, line);
         goto rollback;
@@ -316,7 +214,7 @@ static hms_status_t count_recorded(PGconn *conn, const char *ledger, int max_kno
     const char *params[1] = {known};
     PGresult *res = PQexecParams(conn, q, 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        first_line(PQerrorMessage(conn), line, sizeof(line));
+        hms_pg_one_line(PQerrorMessage(conn), line, sizeof(line));
         PQclear(res);
         return hms_err_set(err, HMS_ERR_PG, "migrations: reading hms_sync.%s on %s: %s", ledger,
                            target, line);
@@ -341,14 +239,14 @@ hms_status_t hms_migrate_apply(PGconn *conn, const hms_sql_file_t *files, size_t
         return hms_err_set(err, HMS_ERR_CONFIG, "migrations: invalid ledger table name");
     if ((st = check_files(files, count, err)) != HMS_OK)
         return st;
-    hms_migrate_target(conn, target, sizeof(target));
+    hms_pg_target(conn, target, sizeof(target));
 
     /* Two runs at once (two deploy hosts, a retry) must not both apply a
      * file: the second waits here, then finds everything recorded. */
     res = PQexec(conn, "SELECT pg_try_advisory_lock(" MIGRATE_LOCK_KEY ")");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char line[HMS_ERR_MSG_MAX / 2];
-        first_line(PQerrorMessage(conn), line, sizeof(line));
+        hms_pg_one_line(PQerrorMessage(conn), line, sizeof(line));
         st = hms_err_set(err, HMS_ERR_PG, "migrations: taking the migration lock on %s: %s", target,
                          line);
         goto fail;
@@ -418,7 +316,7 @@ fail:
 hms_status_t hms_migrate_run(const char *conninfo, FILE *out, hms_err_t *err)
 {
     PGconn *conn = NULL;
-    hms_status_t st = hms_migrate_connect(conninfo, "migrate", &conn, err);
+    hms_status_t st = hms_pg_open(conninfo, "migrate", &conn, err);
     if (st != HMS_OK)
         return st;
     st = hms_migrate_apply(conn, hms_sql_migrations, hms_sql_migrations_count, HMS_MIGRATE_LEDGER,

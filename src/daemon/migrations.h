@@ -1,11 +1,11 @@
 /* migrations.h -- the SQL migrations embedded in the binary and the runner that applies them.
  *
  * A migration is a numbered SQL file (sql/NNN_name.sql) compiled into the
- * binary by cmake/embed_sql.cmake.  The runner applies, in order, every file
- * whose number is not yet recorded in a ledger table in schema hms_sync, each
- * file and its ledger row in one transaction, under a session advisory lock
- * so concurrent runs against one database apply each file exactly once.  A
- * recorded file whose text has since changed is refused, never re-run.
+ * binary by cmake/embed_files.cmake (see common/embedded.h).  The runner applies, in order, every
+ * file whose number is not yet recorded in a ledger table in schema hms_sync, each file and its
+ * ledger row in one transaction, under a session advisory lock so concurrent runs against one
+ * database apply each file exactly once.  A recorded file whose text has since changed is refused,
+ * never re-run.
  *
  * Ownership: the runner borrows everything it is given; it keeps no state
  * between calls.  Progress lines go to the caller's FILE; errors come back as
@@ -18,38 +18,11 @@
 
 #include <libpq-fe.h>
 
+#include "common/embedded.h"
 #include "core/status.h"
-
-typedef struct {
-    const char *name; /* file name, e.g. "002_incidents.sql"; its leading number is the version */
-    const char *sql;  /* the file's text, NUL-terminated */
-} hms_sql_file_t;
-
-/* Files compiled into the binary at build time (cmake/embed_files.cmake),
- * sorted by name: the publisher-side migrations (sql/), the subscriber-side
- * migrations (sql/subscriber/) and the event schemas (schemas/; for these
- * `sql` holds the JSON text). */
-extern const hms_sql_file_t hms_sql_migrations[];
-extern const size_t hms_sql_migrations_count;
-extern const hms_sql_file_t hms_sql_subscriber_migrations[];
-extern const size_t hms_sql_subscriber_migrations_count;
-extern const hms_sql_file_t hms_schema_files[];
-extern const size_t hms_schema_files_count;
 
 /* The ledger of the publisher-side set: hms_sync.schema_migrations. */
 #define HMS_MIGRATE_LEDGER "schema_migrations"
-
-/* Opens a normal libpq connection for hms-sync's own maintenance work
- * (migrate, status).  On success *out is a connection the caller owns and
- * must PQfinish.  Errors name the target as host:port/db (never the
- * password): HMS_ERR_CONFIG if conninfo cannot be parsed, HMS_ERR_PG if the
- * server cannot be reached or refuses the login.  `what` prefixes messages,
- * e.g. "migrate". */
-hms_status_t hms_migrate_connect(const char *conninfo, const char *what, PGconn **out,
-                                 hms_err_t *err);
-
-/* Writes "host:port/db" for conn into buf (truncated to len). */
-void hms_migrate_target(PGconn *conn, char *buf, size_t len);
 
 /* Applies files[0..count) to the database behind conn, recording them in
  * hms_sync.<ledger> (created if missing; ledger must be a plain lower-case

@@ -10,7 +10,7 @@
 
 #include "core/lsn.h"
 #include "core/pgoutput.h"
-#include "daemon/log.h"
+#include "common/log.h"
 
 #define PROGRESS_INTERVAL_MS 1000
 #define PROGRESS_RETRY_MS 30000

@@ -16,8 +16,8 @@
 
 #include "core/buf.h"
 #include "core/bytes.h"
-#include "daemon/amqp_tls.h"
-#include "daemon/log.h"
+#include "common/amqp_tls.h"
+#include "common/log.h"
 
 #define HMS_PUB_CHANNEL 1
 #define HMS_PUB_FRAME_MAX 131072

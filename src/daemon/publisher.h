@@ -16,7 +16,7 @@
 
 #include "core/event.h"
 #include "core/status.h"
-#include "daemon/amqp_tls.h"
+#include "common/amqp_tls.h"
 
 typedef struct {
     const char *url;      /* amqp:// or amqps:// */

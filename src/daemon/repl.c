@@ -9,10 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/pgconn.h"
 #include "core/lsn.h"
 #include "core/pgoutput.h"
 #include "core/walproto.h"
-#include "daemon/log.h"
 
 struct hms_repl {
     PGconn *conn;
@@ -24,55 +26,6 @@ struct hms_repl {
     uint64_t progress_lsn; /* hms_sync.slot_progress.confirmed_lsn, 0 if none */
     int sender_timeout_ms; /* this walsender's wal_sender_timeout; 0 = none */
 };
-
-int64_t hms_pg_now(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec - HMS_PG_EPOCH_OFFSET_USEC;
-}
-
-/* libpq messages span lines ("...failed: Connection refused\n\tIs the
- * server running..."); log lines and CLI errors want one. */
-static const char *one_line(const char *msg, char *out, size_t outlen)
-{
-    size_t o = 0;
-    bool space = false, newline = false;
-    for (const char *p = msg; *p && o + 1 < outlen; p++) {
-        if (*p == '\n' || *p == '\t' || *p == '\r' || *p == ' ') {
-            space = o > 0;
-            newline = newline || *p == '\n';
-            continue;
-        }
-        if (space && o + 3 < outlen) {
-            if (newline && out[o - 1] != ':' && out[o - 1] != '.' && out[o - 1] != ';')
-                out[o++] = ';';
-            out[o++] = ' ';
-        }
-        space = newline = false;
-        out[o++] = *p;
-    }
-    out[o] = '\0';
-    return out;
-}
-
-hms_status_t hms_repl_check_conninfo(const char *conninfo, hms_err_t *err)
-{
-    char *msg = NULL;
-    char line[400];
-    if (conninfo == NULL || conninfo[0] == '\0')
-        return hms_err_set(err, HMS_ERR_CONFIG,
-                           "pg: no PostgreSQL connection string given (set --pg or HMS_SYNC_PG)");
-    PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
-    if (opts == NULL) {
-        hms_status_t st = hms_err_set(err, HMS_ERR_CONFIG, "pg: malformed connection string: %s",
-                                      msg ? one_line(msg, line, sizeof(line)) : "out of memory");
-        PQfreemem(msg);
-        return st;
-    }
-    PQconninfoFree(opts);
-    return HMS_OK;
-}
 
 /* The value the user gave for keyword in conninfo, or NULL.  Copied. */
 static char *conninfo_value(const char *conninfo, const char *keyword)
@@ -114,7 +67,7 @@ static PGconn *connect_replication(const hms_repl_opts_t *opts, hms_err_t *err, 
     }
     if (PQstatus(conn) != CONNECTION_OK) {
         *st = hms_err_set(err, HMS_ERR_PG, "pg: cannot connect to PostgreSQL: %s",
-                          one_line(PQerrorMessage(conn), line, sizeof(line)));
+                          hms_pg_one_line(PQerrorMessage(conn), line, sizeof(line)));
         PQfinish(conn);
         return NULL;
     }
@@ -129,7 +82,7 @@ static PGresult *query(hms_repl_t *r, const char *sql, ExecStatusType want, hms_
     PGresult *res = PQexec(r->conn, sql);
     if (PQresultStatus(res) != want) {
         hms_err_set(err, HMS_ERR_PG, "pg: %s on %s failed: %s", what, r->target,
-                    one_line(PQerrorMessage(r->conn), line, sizeof(line)));
+                    hms_pg_one_line(PQerrorMessage(r->conn), line, sizeof(line)));
         PQclear(res);
         return NULL;
     }
@@ -334,7 +287,7 @@ static hms_status_t start_replication(hms_repl_t *r, const hms_repl_opts_t *opts
         const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         *busy = code != NULL && strcmp(code, "55006") == 0; /* object_in_use */
         st = hms_err_set(err, HMS_ERR_PG, "pg: START_REPLICATION on %s failed: %s", r->target,
-                         one_line(PQerrorMessage(r->conn), line, sizeof(line)));
+                         hms_pg_one_line(PQerrorMessage(r->conn), line, sizeof(line)));
     }
     PQclear(res);
 done:
@@ -474,7 +427,7 @@ hms_status_t hms_repl_consume(hms_repl_t *r, hms_err_t *err)
     char line[600];
     if (PQconsumeInput(r->conn) == 0)
         return hms_err_set(err, HMS_ERR_PG, "pg: replication connection to %s lost: %s", r->target,
-                           one_line(PQerrorMessage(r->conn), line, sizeof(line)));
+                           hms_pg_one_line(PQerrorMessage(r->conn), line, sizeof(line)));
     return HMS_OK;
 }
 
@@ -498,12 +451,12 @@ int hms_repl_read(hms_repl_t *r, const uint8_t **buf, size_t *len, hms_err_t *er
         PGresult *res = PQgetResult(r->conn);
         const char *msg = res ? PQresultErrorMessage(res) : "";
         hms_err_set(err, HMS_ERR_PG, "pg: %s ended the replication stream: %s", r->target,
-                    msg[0] ? one_line(msg, line, sizeof(line)) : "no reason given");
+                    msg[0] ? hms_pg_one_line(msg, line, sizeof(line)) : "no reason given");
         PQclear(res);
         return HMS_ERR_PG;
     }
     return hms_err_set(err, HMS_ERR_PG, "pg: replication connection to %s lost: %s", r->target,
-                       one_line(PQerrorMessage(r->conn), line, sizeof(line)));
+                       hms_pg_one_line(PQerrorMessage(r->conn), line, sizeof(line)));
 }
 
 hms_status_t hms_repl_send_status(hms_repl_t *r, uint64_t write_lsn, uint64_t flush_lsn,
@@ -511,17 +464,17 @@ hms_status_t hms_repl_send_status(hms_repl_t *r, uint64_t write_lsn, uint64_t fl
 {
     char line[600];
     uint8_t msg[HMS_STANDBY_STATUS_LEN];
-    size_t n = hms_walmsg_standby_status(msg, write_lsn, flush_lsn, flush_lsn, hms_pg_now(),
+    size_t n = hms_walmsg_standby_status(msg, write_lsn, flush_lsn, flush_lsn, hms_clock_pg_us(),
                                          reply_requested);
     int rc = PQputCopyData(r->conn, (const char *)msg, (int)n);
     if (rc == 0)
         return HMS_ERR_FULL;
     if (rc < 0)
         return hms_err_set(err, HMS_ERR_PG, "pg: sending standby status to %s failed: %s",
-                           r->target, one_line(PQerrorMessage(r->conn), line, sizeof(line)));
+                           r->target, hms_pg_one_line(PQerrorMessage(r->conn), line, sizeof(line)));
     if (hms_repl_flush(r) < 0)
         return hms_err_set(err, HMS_ERR_PG, "pg: sending standby status to %s failed: %s",
-                           r->target, one_line(PQerrorMessage(r->conn), line, sizeof(line)));
+                           r->target, hms_pg_one_line(PQerrorMessage(r->conn), line, sizeof(line)));
     return HMS_OK;
 }
 

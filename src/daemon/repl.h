@@ -29,8 +29,6 @@ typedef struct {
 
 typedef struct hms_repl hms_repl_t;
 
-/* Validates a conninfo string without connecting (HMS_ERR_CONFIG). */
-hms_status_t hms_repl_check_conninfo(const char *conninfo, hms_err_t *err);
 
 /* Connects, identifies the system, checks wal_level, the publication and the
  * slot (creating it when missing and opts->create_slot; refusing a lost or
@@ -72,8 +70,5 @@ hms_status_t hms_repl_send_status(hms_repl_t *r, uint64_t write_lsn, uint64_t fl
 int hms_repl_flush(hms_repl_t *r);
 /* Ends the stream politely (CopyDone) with a bounded wait; for shutdown. */
 void hms_repl_finish(hms_repl_t *r);
-
-/* Current time as PostgreSQL's microseconds since 2000-01-01. */
-int64_t hms_pg_now(void);
 
 #endif

@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 #include <libpq-fe.h>
 
+#include "common/pgconn.h"
 #include "daemon/migrations.h"
 
 /* Width of the key column in text output: the longest key plus its colon. */
@@ -149,9 +150,9 @@ hms_status_t hms_slot_status(const char *conninfo, const char *slot, bool json, 
     if (*slot == '\0' || strlen(slot) > 63)
         return hms_err_set(err, HMS_ERR_CONFIG,
                            "status: slot name must be 1 to 63 characters, got \"%.80s\"", slot);
-    if ((st = hms_migrate_connect(conninfo, "status", &conn, err)) != HMS_OK)
+    if ((st = hms_pg_open(conninfo, "status", &conn, err)) != HMS_OK)
         return st;
-    hms_migrate_target(conn, target, sizeof(target));
+    hms_pg_target(conn, target, sizeof(target));
 
     const char *params[1] = {slot};
     sres = PQexecParams(conn, slot_sql, 1, NULL, params, NULL, NULL, 0);

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "core/event.h"
+#include "common/pgconn.h"
 #include "core/lww.h"
 #include "core/pgoutput.h"
 #include "daemon/migrations.h"
@@ -190,7 +191,7 @@ static int migrate(const char *conninfo, const hms_sql_file_t *files, size_t n, 
 {
     PGconn *c = NULL;
     hms_err_t err;
-    if (hms_migrate_connect(conninfo, "convergence", &c, &err) != HMS_OK ||
+    if (hms_pg_open(conninfo, "convergence", &c, &err) != HMS_OK ||
         hms_migrate_apply(c, files, n, ledger, NULL, &err) != HMS_OK) {
         fprintf(stderr, "convergence: migrate %s: %s\n", ledger, err.msg);
         PQfinish(c);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/lww.h"
+#include "common/pgconn.h"
 #include "daemon/migrations.h"
 #include "it.h"
 
@@ -1011,7 +1012,7 @@ static int setup(void)
     if (icu_made) {
         PGconn *icu = NULL;
         hms_err_t err;
-        if (hms_migrate_connect(icu_conninfo, "subsql", &icu, &err) != HMS_OK ||
+        if (hms_pg_open(icu_conninfo, "subsql", &icu, &err) != HMS_OK ||
             hms_migrate_apply(icu, hms_sql_subscriber_migrations,
                               hms_sql_subscriber_migrations_count, "subscriber_migrations", NULL,
                               &err) != HMS_OK) {

@@ -7,8 +7,8 @@
  *
  * The level check happens in the macro, before any argument is formatted.
  * Never pass a secret (passwords, full connection strings) as a value. */
-#ifndef HMS_DAEMON_LOG_H
-#define HMS_DAEMON_LOG_H
+#ifndef HMS_COMMON_LOG_H
+#define HMS_COMMON_LOG_H
 
 #include <stdbool.h>
 

@@ -1,5 +1,5 @@
 /* log.c -- logfmt / JSON-lines logging to stderr. */
-#include "daemon/log.h"
+#include "common/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -8,8 +8,8 @@
  * Errors are one line naming the setting or file and the reason; a refused
  * server certificate says so, with OpenSSL's verdict ("certificate has
  * expired", "hostname mismatch", ...).  No message ever holds a password. */
-#ifndef HMS_DAEMON_AMQP_TLS_H
-#define HMS_DAEMON_AMQP_TLS_H
+#ifndef HMS_COMMON_AMQP_TLS_H
+#define HMS_COMMON_AMQP_TLS_H
 
 #include <amqp.h>
 #include <stdbool.h>

@@ -1,6 +1,6 @@
 /* amqp_tls.c -- one place that opens, secures and authenticates a RabbitMQ
  * connection for both run and consume. */
-#include "daemon/amqp_tls.h"
+#include "common/amqp_tls.h"
 
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>

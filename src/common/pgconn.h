@@ -7,7 +7,9 @@
 #ifndef HMS_COMMON_PGCONN_H
 #define HMS_COMMON_PGCONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
 
@@ -26,6 +28,45 @@ void hms_pg_target(PGconn *conn, char *buf, size_t len);
  * setting ("--pg") and libpq's reason; when the string holds a password the
  * reason is withheld, since libpq may echo part of the string. */
 hms_status_t hms_pg_check_conninfo(const char *conninfo, hms_err_t *err);
+
+/* How a program connects.  Every connection, blocking or not, is made from
+ * these, so they share one policy: the user's conninfo keywords win over
+ * the defaults here; TCP keepalives are on (10 s idle, 5 s apart, 3 probes)
+ * so a vanished server is noticed; the attempt ends after the conninfo's
+ * connect_timeout, else PGCONNECT_TIMEOUT, else connect_timeout_s (0 in any
+ * of them: wait as long as it takes, as libpq does). */
+typedef struct {
+    const char *conninfo;         /* the user's connection string or URI */
+    const char *application_name; /* fallback_application_name */
+    bool replication;             /* a replication=database (walsender) connection */
+    const char *options;          /* "-c name=value" settings added to the user's own; NULL: none */
+    int connect_timeout_s;        /* the default attempt limit, seconds */
+} hms_pg_params_t;
+
+/* A connection attempt driven by the caller's poll loop, so that a server
+ * that accepts TCP and never answers stalls nothing else. */
+typedef struct {
+    PGconn *conn;        /* NULL when no attempt is under way */
+    int fd;              /* wait on this ... */
+    short events;        /* ... for POLLIN or POLLOUT */
+    int64_t deadline_ms; /* hms_clock_ms() after which the attempt fails; 0: none */
+    char target[300];    /* host:port/db, for messages */
+} hms_pg_connecting_t;
+
+/* Starts an attempt.  HMS_OK: poll c->fd for c->events until c->deadline_ms,
+ * then call hms_pg_connect_poll (also call it on timeout).  Errors leave no
+ * attempt.  now_ms is hms_clock_ms(). */
+hms_status_t hms_pg_connect_start(hms_pg_connecting_t *c, const hms_pg_params_t *p, int64_t now_ms,
+                                  hms_err_t *err);
+/* Advances an attempt: 1 when connected (*out is the caller's connection,
+ * non-blocking off, and c is idle again), 0 while it goes on (c->fd and
+ * c->events may have changed), or a negative status when it failed or
+ * passed its deadline (c is idle again; err names the server and why). */
+int hms_pg_connect_poll(hms_pg_connecting_t *c, int64_t now_ms, PGconn **out, hms_err_t *err);
+/* Abandons an attempt under way, if any. */
+void hms_pg_connect_cancel(hms_pg_connecting_t *c);
+/* The same attempt, waited for here: for commands with nothing else to serve. */
+hms_status_t hms_pg_connect(const hms_pg_params_t *p, PGconn **out, hms_err_t *err);
 
 /* Opens a blocking libpq connection for a command's own work (migrate,
  * status, the subscriber's setup): connect_timeout 10 s unless the conninfo

@@ -1,0 +1,562 @@
+# bench/lib.sh -- what every benchmark script shares: settings, servers and binaries, the database
+# and topology, helpers, the measurements more than one stage makes, clean-up and the report.
+# Sourced, not run.  Each stage script (drain.sh, memory.sh, live.sh, callgrind.sh) defines
+# STAGE_stage (its measurements), STAGE_results (its part of the JSON) and STAGE_table (its rows
+# of the table) and ends in bench_alone, so it runs alone; bench/run.sh sources them all and
+# calls bench_main once, so that they share one set-up, one table and one JSON.
+#
+# Settings (environment; the smoke mode's defaults in brackets):
+#   HMS_BENCH_N            events per backlog case (200000 [2000])
+#   HMS_BENCH_REPS         alternating repetitions of each backlog measurement (3 [1])
+#   HMS_BENCH_CASES        NAME:ROWS_PER_TRANSACTION cases ("tx1:1 tx100:100")
+#   HMS_BENCH_MEM_FACTOR   the memory stage drains MEM_FACTOR x N events (5 [2])
+#   HMS_BENCH_BIG_TX       rows of the one big transaction (1000000 [20000])
+#   HMS_BENCH_RATES        live commit rates per second; "max" is the measured burst rate (no
+#                          connector running), "full" is pgbench unthrottled while the connector,
+#                          the broker and the consumer run ("500 2000 max full" [same])
+#   HMS_BENCH_LIVE_S       seconds of load per live rate (20 [3])
+#   HMS_BENCH_BURST_S      seconds of the unthrottled burst that finds "max" (5 [2])
+#   HMS_BENCH_CALLGRIND_ITER  harness passes for callgrind (2000 [50]); 0 skips callgrind
+#   HMS_BENCH_STAGES       which stages bench/run.sh runs ("drain memory live callgrind"); a stage
+#                          script runs its own stage whatever this says
+#   HMS_BENCH_WINDOW       unconfirmed messages in flight, connector and ceiling (1000)
+#   HMS_BENCH_POLL_MS      how often the slot position is sampled (10)
+#   HMS_BENCH_TIMEOUT      longest a single measurement may take, seconds (900)
+#   HMS_BENCH_BUILD        build directory (build-bench)
+#   HMS_BENCH_BIN          an hms-sync binary to measure (default: build Release in the build dir)
+#   HMS_BENCH_RESULTS      where the JSON and the chart go (bench/results)
+#   HMS_BENCH_KEEP_LOGS    1 keeps the work directory (logs, samples) even on success
+
+# shellcheck shell=bash
+
+# Each stage script sources this file, and run.sh sources them all: once is enough.
+[ -z "${BENCH_LIB:-}" ] || return 0
+BENCH_LIB=${BASH_SOURCE[0]}
+ROOT=$(cd "$(dirname "$BENCH_LIB")/.." && pwd)
+# The order the stages run in when one run holds several: the live stage's broker ceiling uses
+# the event size the drain stage measured, when it ran first.
+BENCH_ORDER="drain memory live callgrind"
+# Names the log lines and the results file: run.sh writes run-<UTC>.json, drain.sh drain-<UTC>.json.
+BENCH_NAME=$(basename "$0" .sh)
+
+log() { echo "$BENCH_NAME.sh: $*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+stage() { [[ $STAGES == *" $1 "* ]]; }
+
+# The calling script's header comment, then the settings above: the usage of every script.
+usage() {
+    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" >&2
+    awk '/^# Settings/ { on = 1 } on && !/^#/ { exit } on' "$BENCH_LIB" >&2
+}
+
+# ---- settings ---------------------------------------------------------------------------------
+
+# shellcheck disable=SC2034 # the stage scripts use what this sets
+bench_settings() { # [--smoke]
+    SMOKE=0
+    case "${1:-}" in
+    --smoke) SMOKE=1 ;;
+    "") ;;
+    *)
+        usage
+        exit 2
+        ;;
+    esac
+    local d_n d_reps d_mem d_big d_live d_burst d_cg v c r t
+    if [ "$SMOKE" = 1 ]; then
+        d_n=2000 d_reps=1 d_mem=2 d_big=20000 d_live=3 d_burst=2 d_cg=50
+    else
+        d_n=200000 d_reps=3 d_mem=5 d_big=1000000 d_live=20 d_burst=5 d_cg=2000
+    fi
+    N=${HMS_BENCH_N:-$d_n}
+    REPS=${HMS_BENCH_REPS:-$d_reps}
+    CASES=${HMS_BENCH_CASES:-"tx1:1 tx100:100"}
+    MEM_FACTOR=${HMS_BENCH_MEM_FACTOR:-$d_mem}
+    BIG_TX=${HMS_BENCH_BIG_TX:-$d_big}
+    RATES=${HMS_BENCH_RATES:-"500 2000 max full"}
+    LIVE_S=${HMS_BENCH_LIVE_S:-$d_live}
+    BURST_S=${HMS_BENCH_BURST_S:-$d_burst}
+    CG_ITER=${HMS_BENCH_CALLGRIND_ITER:-$d_cg}
+    WINDOW=${HMS_BENCH_WINDOW:-1000}
+    POLL_MS=${HMS_BENCH_POLL_MS:-10}
+    TIMEOUT_S=${HMS_BENCH_TIMEOUT:-900}
+    BUILD=${HMS_BENCH_BUILD:-$ROOT/build-bench}
+    BIN=${HMS_BENCH_BIN:-}
+    RESULTS_DIR=${HMS_BENCH_RESULTS:-$ROOT/bench/results}
+    ROUTING_KEY=incident.created.north # as long as a real event's key
+    PUBLICATION=hms_sync_incidents
+
+    for v in N REPS MEM_FACTOR BIG_TX LIVE_S BURST_S WINDOW POLL_MS TIMEOUT_S; do
+        [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
+    done
+    [[ $CG_ITER =~ ^[0-9]+$ ]] || die "HMS_BENCH_CALLGRIND_ITER must be a number, not '$CG_ITER'"
+    for c in $CASES; do
+        [[ $c =~ ^[a-z0-9_]+:[1-9][0-9]*$ ]] || die "HMS_BENCH_CASES: '$c' is not NAME:ROWS_PER_TRANSACTION"
+    done
+    for r in $RATES; do
+        [[ $r =~ ^([1-9][0-9]*|max|full)$ ]] || die "HMS_BENCH_RATES: '$r' is not a rate, max or full"
+    done
+    for t in jq psql pgbench; do
+        command -v $t >/dev/null || die "$t is needed (scripts/install-deps.sh installs it)"
+    done
+
+    # Everything the run creates carries the process id, so that runs side by side stay apart.
+    TAG=bench_run_$$
+    DB=$TAG
+    ROLE=$TAG
+    SLOT_BASE=${TAG}_base
+    SLOT_RUN=${TAG}_run
+    EXCHANGE=bench.run.$$
+    QUEUE=bench.run.$$
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/hms-bench.XXXXXX")
+    RUNS=$WORK/runs.jsonl
+    CONN_PID=
+    WAIT_PID=
+    CONS_PID=
+    CREATED_DB=
+    CREATED_TOPOLOGY=
+    FAILED=1
+    TICKS=$(getconf CLK_TCK)
+}
+
+# ---- servers and binaries -------------------------------------------------------------------
+
+# shellcheck disable=SC2034 # the stage scripts use what this sets
+bench_binaries() {
+    "$ROOT/tests/servers.sh" start >/dev/null 2>"$WORK/servers.log" ||
+        die "tests/servers.sh start failed: $(tail -1 "$WORK/servers.log")"
+    # shellcheck disable=SC1090
+    . "$("$ROOT/tests/servers.sh" env)"
+    RMQCTL=$HMS_TEST_RABBITMQCTL
+    AMQP=$HMS_TEST_AMQP
+    ADMIN="$HMS_TEST_PG"
+    ADMIN_DB="$HMS_TEST_PG dbname=$DB"
+    PGBIN=${HMS_TEST_PGBIN:-/usr/lib/postgresql/15/bin}
+    PG_PORT=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$HMS_TEST_PG")
+
+    log "building in $BUILD"
+    if [ -z "$BIN" ]; then
+        { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release &&
+            cmake --build "$BUILD" -j2 --target hms-sync hms_core; } >"$WORK/build.log" 2>&1 ||
+            die "building hms-sync failed; see $WORK/build.log"
+        BIN=$BUILD/hms-sync
+    else
+        { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release &&
+            cmake --build "$BUILD" -j2 --target hms_core; } >"$WORK/build.log" 2>&1 ||
+            die "building hms_core failed; see $WORK/build.log"
+    fi
+    [ -x "$BIN" ] || die "HMS_BENCH_BIN: $BIN is not an executable"
+    # The tools are compiled here, not through CMake, so the scripts work whatever
+    # bench/CMakeLists.txt holds; the harness links the Release build's core library, the code the
+    # connector runs.
+    mkdir -p "$BUILD/bench"
+    local cflags="-std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter"
+    CEIL=$BUILD/bench/hms_publish_ceiling
+    CONSUMER=$BUILD/bench/hms_latency_consumer
+    HARNESS=$BUILD/bench/hms_decode_encode
+    # shellcheck disable=SC2086,SC2046
+    {
+        gcc $cflags -o "$CEIL" "$ROOT/bench/publish_ceiling.c" $(pkg-config --cflags --libs librabbitmq) &&
+            gcc $cflags -o "$CONSUMER" "$ROOT/bench/latency_consumer.c" $(pkg-config --cflags --libs librabbitmq) &&
+            gcc $cflags -I"$ROOT/src" -o "$HARNESS" "$ROOT/bench/decode_encode.c" "$BUILD/libhms_core.a" \
+                $(pkg-config --libs json-c inih) -lm
+    } >>"$WORK/build.log" 2>&1 || die "compiling the bench tools failed; see $WORK/build.log"
+}
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+psql_admin() { psql -X -q -At -v ON_ERROR_STOP=1 "$ADMIN" "$@"; }
+psql_db() { psql -X -q -At -v ON_ERROR_STOP=1 "$ADMIN_DB" "$@"; }
+ceiling() { "$CEIL" --url "$AMQP" --exchange "$EXCHANGE" --queue "$QUEUE" "$@"; }
+
+stop_pid() { # PID NAME: SIGTERM (a clean stop), SIGKILL after 15 s
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "warning: $2 (pid $pid) ignored SIGTERM for 15 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# Starts hms-sync on $SLOT_RUN in the background as $CONN_PID, its output in LOG; ARGS go before
+# --log-level (the drain stage picks the sink there).
+start_connector() { # LOG [ARGS...]
+    local logf=$1
+    shift
+    HMS_SYNC_PG=$CONNECTOR_PG HMS_SYNC_AMQP=$AMQP "$BIN" run --slot "$SLOT_RUN" \
+        --exchange "$EXCHANGE" --window "$WINDOW" "$@" --log-level warn >"$logf" 2>&1 &
+    CONN_PID=$!
+}
+stop_connector() {
+    [ -n "$CONN_PID" ] || return 0
+    stop_pid "$CONN_PID" hms-sync
+    CONN_PID=
+}
+
+# "PEAK_RSS_KB CPU_SECONDS" of a running process: VmHWM, and user+system time from /proc.
+proc_usage() {
+    local pid=$1 hwm stat
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+    stat=$(sed 's/.*) //' "/proc/$pid/stat") # fields from the third on; utime, stime are 14, 15
+    awk -v h="$hwm" -v t="$TICKS" '{ printf "%s %.3f\n", h, ($12 + $13) / t }' <<<"$stat"
+}
+
+create_slot() { # SLOT: a pgoutput slot in the benchmark's database
+    psql_db -c "SELECT 1 FROM pg_create_logical_replication_slot('$1', 'pgoutput')" >/dev/null ||
+        die "cannot create slot $1"
+}
+# A fresh copy of the base slot, so that every measurement replays the same backlog.
+copy_slot() {
+    psql_db -c "SELECT 1 FROM pg_copy_logical_replication_slot('$SLOT_BASE', '$SLOT_RUN')" >/dev/null ||
+        die "cannot copy slot $SLOT_BASE"
+}
+
+# Drops a slot once its walsender has let go of it (that takes a moment after the client exits).
+drop_slot() {
+    local slot=$1
+    for _ in $(seq 100); do
+        local st
+        st=$(psql_admin -c "SELECT CASE WHEN active THEN 'active' ELSE 'idle' END
+                              FROM pg_replication_slots WHERE slot_name = '$slot'") || return 1
+        [ -z "$st" ] && return 0
+        if [ "$st" = idle ]; then
+            psql_admin -c "SELECT pg_drop_replication_slot('$slot')" >/dev/null && return 0
+        fi
+        sleep 0.1
+    done
+    log "warning: slot $slot is still active after 10 s; drop it by hand"
+    return 1
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    [ -n "$WAIT_PID" ] && kill "$WAIT_PID" 2>/dev/null && wait "$WAIT_PID" 2>/dev/null
+    [ -n "$CONS_PID" ] && kill "$CONS_PID" 2>/dev/null && wait "$CONS_PID" 2>/dev/null
+    stop_connector
+    if [ -n "$CREATED_DB" ]; then
+        drop_slot "$SLOT_RUN"
+        drop_slot "$SLOT_BASE"
+        psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+        psql_admin -c "DROP ROLE IF EXISTS $ROLE" >/dev/null
+    fi
+    [ -n "$CREATED_TOPOLOGY" ] && ceiling --count 0 --delete >/dev/null
+    if [ "$FAILED" = 1 ] || [ "${HMS_BENCH_KEEP_LOGS:-0}" = 1 ]; then
+        log "logs kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+
+# ---- database, role, topology -----------------------------------------------------------------
+
+bench_database() {
+    log "database $DB, exchange and queue $EXCHANGE; N=$N, $REPS repetitions, stages:$STAGES"
+    CREATED_DB=1
+    psql_admin -c "CREATE DATABASE $DB" >/dev/null || die "cannot create database $DB"
+    "$BIN" migrate --pg "$ADMIN_DB" --log-level warn >"$WORK/migrate.log" 2>&1 ||
+        die "hms-sync migrate failed: $(tail -1 "$WORK/migrate.log")"
+
+    # The connector logs in with hms_sync's privileges through a member role of its own, so the
+    # shared hms_sync role's password (which the integration tests set) is left alone.
+    local password
+    password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+    psql_admin -c "CREATE ROLE $ROLE LOGIN REPLICATION PASSWORD '$password' IN ROLE hms_sync" >/dev/null ||
+        die "cannot create role $ROLE"
+    CONNECTOR_PG="host=127.0.0.1 port=$PG_PORT user=$ROLE password=$password dbname=$DB"
+
+    psql_db <<'SQL' || die "cannot install the benchmark's helper functions in $DB"
+-- Autovacuum would otherwise wake up mid-measurement on the freshly filled table.
+ALTER TABLE public.incidents SET (autovacuum_enabled = off);
+
+-- Commits n inserted rows, per_tx rows per transaction.
+CREATE PROCEDURE public.bench_fill(n bigint, per_tx bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    done bigint := 0;
+    k bigint;
+BEGIN
+    WHILE done < n LOOP
+        k := least(per_tx, n - done);
+        INSERT INTO public.incidents (region, severity, status, summary, reported_by)
+        SELECT (ARRAY['north', 'south', 'east', 'west', 'metro'])[1 + (done + g) % 5],
+               1 + (done + g) % 5, 'open',
+               'Benchmark incident ' || (done + g) ||
+               ': patient fall near the ward entrance, no injury, follow-up requested',
+               'nurse.' || ((done + g) % 97)
+          FROM generate_series(1, k) AS g;
+        COMMIT;
+        done := done + k;
+    END LOOP;
+END
+$$;
+
+-- Samples the slot every poll_s seconds until its confirmed_flush_lsn reaches target; returns
+-- the wall-clock times (epoch seconds) of the last sample that saw it inactive (so the streaming
+-- time is never under-estimated) and of the first that saw it reach the target.  Polling inside
+-- the server keeps the sampling cheap and its timing free of client start-up.
+CREATE FUNCTION public.bench_wait(slot text, target pg_lsn, poll_s float8, timeout_s float8,
+                                  OUT t_active float8, OUT t_done float8)
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_s);
+    s record;
+    t_sample float8;
+    t_inactive float8;
+BEGIN
+    LOOP
+        t_sample := extract(epoch FROM clock_timestamp());
+        SELECT active, confirmed_flush_lsn INTO s FROM pg_replication_slots WHERE slot_name = slot;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'slot % disappeared', slot;
+        END IF;
+        IF NOT s.active AND t_active IS NULL THEN
+            IF t_inactive IS NULL THEN
+                RAISE NOTICE 'bench_wait: sampling';
+            END IF;
+            t_inactive := t_sample;
+        ELSIF t_active IS NULL THEN
+            t_active := t_inactive;
+        END IF;
+        IF s.confirmed_flush_lsn >= target THEN
+            t_done := extract(epoch FROM clock_timestamp());
+            t_active := coalesce(t_active, t_inactive); -- it streamed between two samples
+            RETURN;
+        END IF;
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'slot % confirmed only up to %, not %, within % s',
+                slot, s.confirmed_flush_lsn, target, timeout_s;
+        END IF;
+        PERFORM pg_sleep(poll_s);
+    END LOOP;
+END
+$$;
+SQL
+
+    CREATED_TOPOLOGY=1
+    ceiling --count 0 --declare --purge || die "cannot declare exchange and queue $EXCHANGE"
+}
+
+# ---- consumer ---------------------------------------------------------------------------------
+
+# Messages and body bytes in the queue, "MESSAGES BYTES".
+queue_stats() {
+    "$RMQCTL" -q list_queues --no-table-headers name messages message_bytes |
+        awk -v q="$QUEUE" '$1 == q { print $2, $3; found = 1 } END { if (!found) exit 1 }'
+}
+
+# Starts a consumer that empties the queue as the connector fills it (so a long run does not pile
+# up gigabytes in the broker) and waits until the broker has accepted its subscription.
+start_consumer() { # COUNT OUT [SAMPLES]
+    local count=$1 out=$2 samples=${3:-}
+    "$CONSUMER" --url "$AMQP" --queue "$QUEUE" --count "$count" --idle 5 --wait "$TIMEOUT_S" \
+        ${samples:+--samples "$samples"} >"$out" 2>"$out.err" &
+    CONS_PID=$!
+    for _ in $(seq 300); do
+        grep -q '^ready' "$out.err" && return 0
+        kill -0 "$CONS_PID" 2>/dev/null || break
+        sleep 0.02
+    done
+    die "the latency consumer did not start: $(tail -1 "$out.err")"
+}
+wait_consumer() {
+    wait "$CONS_PID" || die "the latency consumer failed: $(tail -1 "$1.err")"
+    CONS_PID=
+}
+
+# ---- the measurements more than one stage makes -----------------------------------------------
+
+# Streams the backlog from a fresh copy of the base slot with the given sink and appends one JSON
+# record to $RUNS: rate (from the slot turning active, just before START_REPLICATION, to its
+# confirmed_flush_lsn reaching $TARGET), rate with start-up, and the connector's peak RSS and CPU
+# seconds read from /proc just before it is stopped.  With drain=1 a consumer empties the queue.
+measure_connector() {
+    local case=$1 rep=$2 sink=$3 kind=$4 n=$5 drain=${6:-0}
+    local logf=$WORK/$case-$rep-$kind.log t0 times rc=0 which='' usage
+    [ "$drain" = 1 ] && start_consumer "$n" "$WORK/$case-$rep-$kind.consumer"
+    # The sampler must have seen the slot idle before the connector starts, or the start of
+    # streaming is unknown; it says so with a notice.  A sampler that does not start within
+    # 30 s (seen once in a smoke run, not understood) is retried once on a fresh copy.
+    local attempt
+    for attempt in 1 2; do
+        copy_slot
+        psql_db -F ' ' -c "SELECT t_active, t_done FROM public.bench_wait('$SLOT_RUN', '$TARGET',
+                             $POLL_MS / 1000.0, $TIMEOUT_S)" >"$WORK/wait.out" 2>"$WORK/wait.err" &
+        WAIT_PID=$!
+        for _ in $(seq 3000); do
+            grep -q 'bench_wait: sampling' "$WORK/wait.err" && break
+            kill -0 "$WAIT_PID" 2>/dev/null || break
+            sleep 0.01
+        done
+        grep -q 'bench_wait: sampling' "$WORK/wait.err" && break
+        kill "$WAIT_PID" 2>/dev/null
+        wait "$WAIT_PID" 2>/dev/null
+        WAIT_PID=
+        local why slots
+        why=$(tail -1 "$WORK/wait.err")
+        slots=$(psql_admin -c "SELECT string_agg(slot_name || CASE WHEN active THEN ' (active)' ELSE '' END, ', ') FROM pg_replication_slots")
+        [ "$attempt" = 2 ] && die "the slot sampler did not start: ${why:-no output}; slots: $slots"
+        log "warning: the slot sampler did not start (${why:-no output}; slots: $slots); retrying"
+        drop_slot "$SLOT_RUN" || die "cannot drop slot $SLOT_RUN"
+    done
+    t0=$(date +%s.%N)
+    start_connector "$logf" --sink "$sink"
+    wait -n -p which "$WAIT_PID" "$CONN_PID" || rc=$?
+    if [ "$which" = "$CONN_PID" ]; then
+        CONN_PID=
+        die "hms-sync run ($kind, $case #$rep) exited early (status $rc): $(tail -1 "$logf")"
+    fi
+    WAIT_PID=
+    [ "$rc" = 0 ] || die "waiting for slot $SLOT_RUN ($kind, $case #$rep): $(tail -1 "$WORK/wait.err")"
+    times=$(cat "$WORK/wait.out")
+    usage=$(proc_usage "$CONN_PID")
+    local blocked
+    blocked=$(grep -c 'blocked publishing' "$logf" || true)
+    stop_connector
+    drop_slot "$SLOT_RUN" || die "cannot drop slot $SLOT_RUN"
+    local t_active=${times% *} t_done=${times#* } messages=null bytes=null received=null
+    if [ "$drain" = 1 ]; then
+        wait_consumer "$WORK/$case-$rep-$kind.consumer"
+        received=$(jq .received "$WORK/$case-$rep-$kind.consumer")
+        [ "$received" -ge "$n" ] || die "the consumer received $received events after $kind, expected $n"
+    elif [ "$sink" = amqp ]; then
+        read -r messages bytes < <(queue_stats) || die "cannot read queue $QUEUE's stats"
+        [ "$messages" -ge "$n" ] || die "queue $QUEUE holds $messages events after $kind, expected $n"
+        ceiling --count 0 --purge || die "cannot purge queue $QUEUE"
+    fi
+    local rec
+    rec=$(jq -nc --arg case "$case" --argjson rep "$rep" --arg kind "$kind" --argjson n "$n" \
+        --argjson t0 "$t0" --argjson ta "$t_active" --argjson td "$t_done" \
+        --argjson messages "$messages" --argjson bytes "$bytes" --argjson received "$received" \
+        --argjson rss "${usage% *}" --argjson cpu "${usage#* }" --argjson blocked "$blocked" \
+        '{case: $case, rep: $rep, kind: $kind, n: $n,
+          seconds: ($td - $ta), rate: ($n / ($td - $ta)),
+          seconds_with_startup: ($td - $t0), rate_with_startup: ($n / ($td - $t0)),
+          queued: $messages, queued_bytes: $bytes, consumed: $received,
+          peak_rss_kb: $rss, cpu_seconds: $cpu, cpu_s_per_100k: ($cpu / $n * 100000),
+          broker_blocked: ($blocked > 0)}')
+    echo "$rec" >>"$RUNS"
+    log "  $case #$rep $kind: $(jq -r '"\(.rate | round) events/s in \(.seconds * 1000 | round) ms" +
+        " (\(.seconds_with_startup * 1000 | round) ms with start-up), peak RSS \(.peak_rss_kb / 1024 * 10 | round / 10) MB," +
+        " \(.cpu_s_per_100k * 100 | round / 100) CPU s/100k"' <<<"$rec")"
+}
+
+# Commits a backlog of n rows, per_tx per transaction, behind a fresh base slot; sets TARGET.
+make_backlog() {
+    local n=$1 per_tx=$2
+    psql_db -c "TRUNCATE public.incidents" || die "cannot empty public.incidents"
+    create_slot "$SLOT_BASE"
+    psql_db -c "CALL public.bench_fill($n, $per_tx)" || die "committing the backlog failed"
+    # The insert position, not pg_current_wal_lsn(): with synchronous_commit off the last
+    # commits may not be written yet, and the target must not fall short of them.
+    TARGET=$(psql_db -c "SELECT pg_current_wal_insert_lsn()")
+    # Write the backlog's dirty pages out now, so that a checkpoint does not run during (and
+    # slow) whichever measurement happens to come first.
+    psql_admin -c "CHECKPOINT" || die "CHECKPOINT failed"
+}
+
+# ---- report ---------------------------------------------------------------------------------------
+
+# The table's columns, and a target's verdict.  The smoke run proves the benchmark works; its
+# sizes are too small to judge anything, so it prints the figures without verdicts.
+row() { printf '%-44s %16s  %-26s %s\n' "$1" "$2" "$3" "$4"; }
+verdict() { # OK?
+    if [ "$SMOKE" = 1 ]; then echo "(smoke)"; elif [ "$1" = true ]; then echo met; else echo "NOT met"; fi
+}
+
+# Writes $RESULT: the run's context and settings, every stage's part (STAGE_results prints it as
+# one JSON object; a stage that did not run leaves its keys empty) and every raw record.  Then
+# prints the table, each stage's rows (STAGE_table) under one header.
+# shellcheck disable=SC2034 # CHART is live.sh's
+bench_report() { # STAGE...
+    local s parts=$WORK/parts.jsonl
+    mkdir -p "$RESULTS_DIR"
+    STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+    RESULT=$RESULTS_DIR/$BENCH_NAME-$STAMP.json
+    CHART=$RESULTS_DIR/latency-$STAMP.png
+    if [ "$SMOKE" = 1 ]; then
+        RESULT=$WORK/$BENCH_NAME-smoke.json
+        CHART=$WORK/latency-smoke.png
+    fi
+    : >"$parts"
+    for s in "$@"; do
+        "${s}_results" >>"$parts"
+    done
+    jq -s --arg date "$STAMP" --argjson smoke "$SMOKE" --argjson n "$N" --argjson reps "$REPS" \
+        --argjson window "$WINDOW" --argjson poll_ms "$POLL_MS" --arg cases "$CASES" \
+        --argjson mem_factor "$MEM_FACTOR" --argjson big_tx "$BIG_TX" --arg rates "$RATES" \
+        --argjson live_s "$LIVE_S" --argjson elapsed "$ELAPSED" --slurpfile parts "$parts" \
+        --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        --arg version "$("$BIN" --version 2>/dev/null || echo unknown)" \
+        --arg pg "$(psql_admin -c 'SHOW server_version')" \
+        --arg host "$(uname -srm)" --argjson nproc "$(nproc)" \
+        --arg cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" \
+        --arg load_before "$LOAD_BEFORE" --arg load_after "$LOAD_AFTER" '
+        . as $runs
+        | {date: $date, smoke: ($smoke == 1), commit: $commit, hms_sync: $version, postgresql: $pg,
+           host: $host, nproc: $nproc, cpu_model: $cpu,
+           loadavg_before: $load_before, loadavg_after: $load_after, elapsed_seconds: $elapsed,
+           settings: {n: $n, reps: $reps, window: $window, poll_ms: $poll_ms, cases: $cases,
+                      mem_factor: $mem_factor, big_tx: $big_tx, rates: $rates, live_seconds: $live_s},
+           backlog: [], memory: [], live: [], live_ceiling: null, callgrind: null,
+           runs: $runs}
+        | reduce $parts[] as $part (.; . + $part)' "$RUNS" >"$RESULT"
+
+    row measurement value target verdict
+    for s in "$@"; do
+        "${s}_table"
+    done
+    log "medians of $REPS runs in $ELAPSED s; load average $LOAD_BEFORE before, $LOAD_AFTER after"
+    if [ "$SMOKE" = 1 ]; then
+        log "smoke run: the JSON stays in the work directory ($RESULT) and is removed"
+    else
+        log "raw numbers in ${RESULT#"$ROOT"/}"
+    fi
+}
+
+# ---- the run ----------------------------------------------------------------------------------
+
+# The last line of each stage script: its stage as a run of its own when that script was run, and
+# nothing when bench/run.sh sourced it for its functions.
+bench_alone() { # STAGE [--smoke]
+    [ "${BASH_SOURCE[1]}" = "$0" ] || return 0
+    bench_main "$@"
+}
+
+# One run: the settings, the servers, binaries, database and topology, then each stage of
+# BENCH_ORDER that SELECTION names, then the report.  run.sh passes HMS_BENCH_STAGES; a stage
+# script passes its own stage.
+bench_main() { # "SELECTION" [--smoke]
+    STAGES=" $1 "
+    shift
+    bench_settings "$@"
+    bench_binaries
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    bench_database
+
+    local s ran=()
+    LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+    T_START=$(date +%s)
+    : >"$RUNS"
+    for s in $BENCH_ORDER; do
+        stage "$s" || continue
+        "${s}_stage"
+        ran+=("$s")
+    done
+    LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+    ELAPSED=$(($(date +%s) - T_START))
+
+    bench_report "${ran[@]}"
+    FAILED=0
+}

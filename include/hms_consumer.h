@@ -1,9 +1,10 @@
 /* hms_consumer.h -- the subscriber library behind `hms-sync consume`: read
  * events from a RabbitMQ queue, validate them against the v1 contract,
  * record and apply each one in one PostgreSQL transaction, and only then
- * acknowledge it.
+ * acknowledge it.  This header is self-contained: a subscriber written in C
+ * needs nothing else of hms-sync's sources.
  *
- * Per message, in order (DESIGN.md, issue 3):
+ * Per message, in order:
  *   1. not JSON, an unknown type, or a schema violation: published
  *      (confirmed) to the dead-letter exchange with routing key <queue> and a
  *      header x-hms-reason saying why, then acked; counted dead_lettered.
@@ -19,9 +20,16 @@
  *      and once it has been tried delivery_limit times it is dead-lettered
  *      with the SQL error as its reason.
  *
+ * PostgreSQL is never waited for in a way that stops RabbitMQ from being
+ * served: connecting, reconnecting and every statement are driven by the
+ * library's poll loop, which keeps reading the queue's connection (AMQP
+ * heartbeats, a consumer cancelled by the broker).  While PostgreSQL is
+ * unreachable, deliveries the broker sends ahead (up to prefetch) wait in
+ * arrival order, unacknowledged, and are applied once it is back.
+ *
  * Ownership: the library borrows every string in hms_consumer_opts_t for the
- * duration of hms_consumer_run() and keeps nothing afterwards.  Counters are
- * written into the caller's struct. */
+ * duration of hms_consumer_run() and keeps nothing afterwards.  Counters and
+ * error messages are written into the caller's structs. */
 #ifndef HMS_CONSUMER_H
 #define HMS_CONSUMER_H
 
@@ -29,7 +37,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/status.h"
+/* What hms_consumer_run() ended with. */
+typedef enum {
+    HMS_CONSUMER_OK = 0,
+    HMS_CONSUMER_ERR_CONFIG = -1, /* an option or a file it names is unusable */
+    HMS_CONSUMER_ERR_PG = -2,     /* PostgreSQL unreachable at start, or the apply function
+                                     or hms_sync.consume is missing */
+    HMS_CONSUMER_ERR_AMQP = -3,   /* RabbitMQ unreachable at start, the login refused, an
+                                     exchange missing or a declaration refused */
+    HMS_CONSUMER_ERR_NOMEM = -4,  /* out of memory */
+    HMS_CONSUMER_ERR_SYSTEM = -5, /* a system call failed, or an internal error */
+} hms_consumer_status_t;
+
+/* A static, never-NULL name for a status. */
+const char *hms_consumer_strerror(hms_consumer_status_t st);
+
+#define HMS_CONSUMER_ERR_MAX 512
+
+/* One line saying what went wrong and where (host:port, file, setting);
+ * never a password. */
+typedef struct {
+    char msg[HMS_CONSUMER_ERR_MAX];
+} hms_consumer_err_t;
 
 typedef struct {
     const char *amqp_url;             /* amqp:// or amqps:// */
@@ -50,10 +79,17 @@ typedef struct {
     int prefetch;                     /* basic.qos prefetch count, 1..65535 */
     int delivery_limit;               /* tries of an event whose apply fails, >= 1 */
     int heartbeat_s;                  /* AMQP heartbeat; 0 disables */
-    int connect_timeout_ms;           /* per connection attempt */
+    int connect_timeout_ms;           /* per connection attempt; also how long a statement in
+                                         flight at SIGTERM is waited for */
     int retry_min_ms;                 /* backoff of retries and reconnects */
     int retry_max_ms;                 /* its cap */
     int stats_interval_ms;            /* counters are logged this often when they change */
+    /* Called from the consumer's loop, never from the signal handler, after
+     * each SIGHUP (several close together may make one call); NULL: SIGHUP
+     * is ignored.  It runs between two waits, possibly while a statement is
+     * in flight, and must return promptly. */
+    void (*reload)(void *arg);
+    void *reload_arg;
 } hms_consumer_opts_t;
 
 typedef struct {
@@ -65,16 +101,21 @@ typedef struct {
     uint64_t retried;       /* retries: transient failures and failed applies */
 } hms_consumer_counters_t;
 
-/* Declares the topology (the exchange, the dead-letter exchange, <queue> and
- * <queue>.dlq with their bindings), then consumes until SIGTERM or SIGINT,
- * which end the run after the message in hand is finished: HMS_OK.  The
- * signal handlers are installed for the duration of the call and the old
- * ones put back.  Failing to reach a server, to declare the topology or to
- * resolve the apply function at start is an error (err says what and
- * where); losing a server later is retried with capped exponential backoff.
- * counters (may be NULL) receives the final counts in every case; they are
- * also logged periodically and at exit. */
-hms_status_t hms_consumer_run(const hms_consumer_opts_t *opts, hms_consumer_counters_t *counters,
-                              hms_err_t *err);
+/* Checks that the exchange and the dead-letter exchange exist (the
+ * subscriber does not create them), declares <queue> and <queue>.dlq with
+ * their bindings, then consumes until SIGTERM or SIGINT, which end the run
+ * after the message in hand is finished: HMS_CONSUMER_OK.  A statement in
+ * flight at that moment is waited for up to connect_timeout_ms, then
+ * abandoned unacknowledged (the broker redelivers it; if it had committed,
+ * the inbox makes the redelivery a duplicate).  The handlers of SIGTERM,
+ * SIGINT, SIGHUP and SIGPIPE (ignored) are installed for the duration of the
+ * call and the old ones put back.  Failing to reach a server, to find the
+ * exchanges, to declare the queues or to resolve the apply function at
+ * start is an error (err, which may be NULL, says what and where); losing a
+ * server later is retried with capped exponential backoff.  counters (may be
+ * NULL) receives the final counts in every case; they are also logged
+ * periodically and at exit. */
+hms_consumer_status_t hms_consumer_run(const hms_consumer_opts_t *opts,
+                                       hms_consumer_counters_t *counters, hms_consumer_err_t *err);
 
 #endif

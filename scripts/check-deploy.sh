@@ -4,8 +4,9 @@
 #   - every JSON file parses (deploy/, schemas/);
 #   - the YAML files parse (python3-yaml; skipped, saying so, without it) and
 #     have the shape their tools expect;
-#   - the RabbitMQ definitions match what `hms-sync consume` declares, and
-#     compose.yml's subscribers have queues there;
+#   - the RabbitMQ definitions match what `hms-sync consume` declares,
+#     compose.yml's subscribers have queues there, and no subscriber's user
+#     may configure (delete) the shared exchanges or publish to hms.incidents;
 #   - the man page renders without a single groff warning;
 #   - the Dockerfile builds with scripts/build-release.sh, the script CI
 #     runs, and copies everything that build needs;
@@ -40,7 +41,7 @@ rm -f /tmp/check-deploy.$$
 # ---- YAML, and what the files must contain ----
 if python3 -c 'import yaml' 2>/dev/null; then
     if out=$(python3 - <<'PY' 2>&1
-import json, sys, yaml
+import json, re, sys, yaml
 
 problems = []
 compose = yaml.safe_load(open("deploy/compose.yml"))
@@ -107,6 +108,17 @@ for name, svc in services.items():
         problems.append("definitions.json: queue %s is not bound to hms.incidents" % q)
     if q not in perms:
         problems.append("definitions.json: no permissions for user %s" % q)
+        continue
+    # RabbitMQ matches a permission pattern anywhere in a name (re:run).
+    p = perms[q]
+    for shared in ("hms.incidents", "hms.incidents.dlx"):
+        if re.search(p["configure"], shared):
+            problems.append("definitions.json: subscriber %s may configure (delete) %s" % (q, shared))
+    if re.search(p["write"], "hms.incidents"):
+        problems.append("definitions.json: subscriber %s may publish to hms.incidents" % q)
+    for own in (q, q + ".dlq"):
+        if not re.search(p["configure"], own):
+            problems.append("definitions.json: subscriber %s may not declare its queue %s" % (q, own))
 for p in problems:
     print(p)
 sys.exit(1 if problems else 0)

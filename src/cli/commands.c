@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cli/reload.h"
+#include "common/amqp_tls.h"
 #include "common/pgconn.h"
 #include "daemon/config_load.h"
 #include "daemon/loop.h"
@@ -19,6 +21,12 @@ int hms_cli_fail(hms_status_t st, const hms_err_t *err)
     return st == HMS_ERR_CONFIG ? HMS_EXIT_USAGE : HMS_EXIT_FAILURE;
 }
 
+/* connect_timeout in libpq's whole seconds, rounded up. */
+static int timeout_s(const hms_config_t *cfg)
+{
+    return (int)((cfg->connect_timeout_ms + 999) / 1000);
+}
+
 int hms_cli_migrate(const hms_config_t *cfg, const hms_cli_flags_t *flags)
 {
     hms_err_t err;
@@ -29,7 +37,8 @@ int hms_cli_migrate(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         /* The subscriber's database need not be the source's: its set has a
          * ledger of its own and depends on nothing the publisher set made. */
         PGconn *conn = NULL;
-        if ((st = hms_pg_open(cfg->pg, "migrate --subscriber", &conn, &err)) != HMS_OK)
+        if ((st = hms_pg_open(cfg->pg, "migrate --subscriber", timeout_s(cfg), &conn, &err)) !=
+            HMS_OK)
             return hms_cli_fail(st, &err);
         st = hms_migrate_apply(conn, hms_sql_subscriber_migrations,
                                hms_sql_subscriber_migrations_count, "subscriber_migrations", stdout,
@@ -37,7 +46,7 @@ int hms_cli_migrate(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         PQfinish(conn);
         return st == HMS_OK ? HMS_EXIT_OK : hms_cli_fail(st, &err);
     }
-    if ((st = hms_migrate_run(cfg->pg, stdout, &err)) != HMS_OK)
+    if ((st = hms_migrate_run(cfg->pg, cfg->publication, timeout_s(cfg), stdout, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
     return HMS_EXIT_OK;
 }
@@ -49,7 +58,8 @@ int hms_cli_status(const hms_config_t *cfg, const hms_cli_flags_t *flags)
     if ((st = hms_pg_check_conninfo(cfg->pg, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
     if (cfg->metrics == NULL) {
-        if ((st = hms_slot_status(cfg->pg, cfg->slot, flags->json, stdout, &err)) != HMS_OK)
+        if ((st = hms_slot_status(cfg->pg, cfg->slot, timeout_s(cfg), flags->json, stdout, &err)) !=
+            HMS_OK)
             return hms_cli_fail(st, &err);
         return HMS_EXIT_OK;
     }
@@ -61,7 +71,8 @@ int hms_cli_status(const hms_config_t *cfg, const hms_cli_flags_t *flags)
     char *text = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
-    st = mem ? hms_slot_status(cfg->pg, cfg->slot, flags->json, mem, &err) : HMS_ERR_NOMEM;
+    st = mem ? hms_slot_status(cfg->pg, cfg->slot, timeout_s(cfg), flags->json, mem, &err)
+             : HMS_ERR_NOMEM;
     if (mem != NULL)
         fclose(mem);
     if (st != HMS_OK) {
@@ -91,6 +102,27 @@ int hms_cli_status(const hms_config_t *cfg, const hms_cli_flags_t *flags)
     return HMS_EXIT_OK;
 }
 
+static hms_amqp_tls_t amqp_tls(const hms_config_t *cfg)
+{
+    return (hms_amqp_tls_t){.cacert = cfg->amqp_cacert,
+                            .cert = cfg->amqp_cert,
+                            .key = cfg->amqp_key,
+                            .external = cfg->amqp_auth == HMS_CONFIG_AMQP_AUTH_EXTERNAL,
+                            .password_file = cfg->amqp_password_file};
+}
+
+/* run --check-config opens every file the settings name, and loads the TLS
+ * files as a connection would, so a missing key or a password file others
+ * can read fails the check rather than the first connection. */
+static hms_status_t check_files(const hms_config_t *cfg, hms_err_t *err)
+{
+    hms_status_t st = hms_config_open_files(cfg, HMS_CMD_RUN, err);
+    if (st != HMS_OK || cfg->amqp == NULL)
+        return st; /* without a URL the amqp_* pairs were never checked */
+    hms_amqp_tls_t tls = amqp_tls(cfg);
+    return hms_amqp_tls_check_files(&tls, err);
+}
+
 int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
 {
     hms_err_t err;
@@ -104,6 +136,8 @@ int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
     if (cfg->sink != HMS_CONFIG_SINK_DISCARD && (st = hms_pub_check_url(cfg->amqp, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
     if (flags->check_config) {
+        if ((st = check_files(cfg, &err)) != HMS_OK)
+            return hms_cli_fail(st, &err);
         hms_config_warn_env(environ, stderr);
         printf("configuration ok\n");
         return HMS_EXIT_OK;
@@ -112,15 +146,11 @@ int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         .repl = {.conninfo = cfg->pg,
                  .slot = cfg->slot,
                  .publication = cfg->publication,
-                 .connect_timeout_s = (int)((cfg->connect_timeout_ms + 999) / 1000),
+                 .connect_timeout_s = timeout_s(cfg),
                  .slot_wait_ms = (int)cfg->slot_wait_ms,
                  .create_slot = true},
         .pub = {.url = cfg->amqp,
-                .tls = {.cacert = cfg->amqp_cacert,
-                        .cert = cfg->amqp_cert,
-                        .key = cfg->amqp_key,
-                        .external = cfg->amqp_auth == HMS_CONFIG_AMQP_AUTH_EXTERNAL,
-                        .password_file = cfg->amqp_password_file},
+                .tls = amqp_tls(cfg),
                 .exchange = cfg->exchange,
                 .heartbeat_s = (int)(cfg->heartbeat_ms / 1000),
                 .connect_timeout_ms = (int)cfg->connect_timeout_ms},
@@ -133,8 +163,17 @@ int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         .discard = cfg->sink == HMS_CONFIG_SINK_DISCARD,
         .metrics = cfg->metrics,
         .standby = cfg->standby,
+        .reload = hms_cli_reload,
     };
-    if ((st = hms_run(&o, &err)) != HMS_OK)
+    hms_cli_reload_t reload;
+    if ((st = hms_cli_reload_init(&reload, HMS_CMD_RUN, &err)) != HMS_OK) {
+        hms_cli_reload_free(&reload);
+        return hms_cli_fail(st, &err);
+    }
+    o.reload_arg = &reload;
+    st = hms_run(&o, &err);
+    hms_cli_reload_free(&reload);
+    if (st != HMS_OK)
         return hms_cli_fail(st, &err);
     return HMS_EXIT_OK;
 }

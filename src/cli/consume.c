@@ -3,11 +3,25 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/reload.h"
 #include "common/pgconn.h"
 #include "daemon/publisher.h"
 #include "hms_consumer.h"
 
 #define MAX_BINDS 64
+
+/* The library's public status as the CLI's, for its exit code. */
+static hms_status_t cli_status(hms_consumer_status_t st)
+{
+    switch (st) {
+    case HMS_CONSUMER_OK: return HMS_OK;
+    case HMS_CONSUMER_ERR_CONFIG: return HMS_ERR_CONFIG;
+    case HMS_CONSUMER_ERR_PG: return HMS_ERR_PG;
+    case HMS_CONSUMER_ERR_AMQP: return HMS_ERR_AMQP;
+    case HMS_CONSUMER_ERR_NOMEM: return HMS_ERR_NOMEM;
+    default: return HMS_ERR_IO;
+    }
+}
 
 int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
 {
@@ -17,7 +31,7 @@ int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         return hms_cli_fail(st, &err);
     if ((st = hms_pub_check_url(cfg->amqp, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
-    /* The setting is one comma-separated list (config.c checked each key). */
+    /* The setting is one comma-separated list (config_value.c checked each key). */
     char *keys = strdup(cfg->bind);
     if (keys == NULL) {
         hms_err_set(&err, HMS_ERR_NOMEM, "consume: out of memory");
@@ -57,10 +71,22 @@ int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         .retry_min_ms = (int)cfg->retry_min_ms,
         .retry_max_ms = (int)cfg->retry_max_ms,
         .stats_interval_ms = 10000,
+        .reload = hms_cli_reload,
     };
-    st = hms_consumer_run(&o, NULL, &err);
-    free(keys);
-    if (st != HMS_OK)
+    hms_cli_reload_t reload;
+    if ((st = hms_cli_reload_init(&reload, HMS_CMD_CONSUME, &err)) != HMS_OK) {
+        hms_cli_reload_free(&reload);
+        free(keys);
         return hms_cli_fail(st, &err);
+    }
+    o.reload_arg = &reload;
+    hms_consumer_err_t cerr;
+    st = cli_status(hms_consumer_run(&o, NULL, &cerr));
+    hms_cli_reload_free(&reload);
+    free(keys);
+    if (st != HMS_OK) {
+        hms_err_set(&err, st, "%s", cerr.msg);
+        return hms_cli_fail(st, &err);
+    }
     return HMS_EXIT_OK;
 }

@@ -1,15 +1,17 @@
 /* main.c -- the hms-sync command line: table-driven subcommand dispatch.
  *
- * Exit codes (DESIGN.md): 0 clean stop, 1 runtime failure, 2 usage or
+ * Exit codes (docs/hms-sync.1): 0 clean stop, 1 runtime failure, 2 usage or
  * configuration error. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/reload.h"
+#include "common/log.h"
 #include "core/config.h"
 #include "daemon/config_load.h"
-#include "common/log.h"
 
 extern char **environ;
 
@@ -75,7 +77,18 @@ int main(int argc, char **argv)
         hms_config_free(&cfg);
         return HMS_EXIT_OK;
     }
+    /* Only the services log to a file: a one-shot command's errors, and a
+     * configuration check (which must create nothing), stay on the terminal
+     * of whoever ran it. */
+    bool service = (cmd->bit == HMS_CMD_RUN || cmd->bit == HMS_CMD_CONSUME) &&
+                   !flags.check_config && !flags.print_config;
+    if (service && hms_log_open(cfg.log_file, &err) != HMS_OK) {
+        fprintf(stderr, "hms-sync: %s\n", err.msg);
+        hms_config_free(&cfg);
+        return HMS_EXIT_USAGE;
+    }
     hms_log_setup((hms_log_level_t)cfg.log_level, cfg.log_format == HMS_CONFIG_LOG_JSON);
+    hms_cli_reload_remember(argc - 2, argv + 2);
     int rc = cmd->fn(&cfg, &flags);
     hms_config_free(&cfg);
     return rc;

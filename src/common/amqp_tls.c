@@ -6,7 +6,6 @@
 #include <amqp_tcp_socket.h>
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -16,11 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "common/secretfile.h"
+
 #define PASSWORD_MAX 1024
+/* The password is the first line; the rest may be a comment, not a novel. */
+#define PASSWORD_FILE_MAX (64 * 1024)
 
 /* Where the verify callback leaves OpenSSL's verdict on the broker's
  * certificate; hung on the SSL_CTX as its app data for the handshake. */
@@ -102,65 +104,28 @@ static const char *tcp_reason(const char *host, int port, int rc, char *out, siz
 
 hms_status_t hms_amqp_tls_read_password(const char *path, char *out, size_t outlen, hms_err_t *err)
 {
-    hms_status_t st;
-    struct stat sb;
-    char buf[PASSWORD_MAX + 2];
-    size_t len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return hms_err_set(err, HMS_ERR_CONFIG, "config: amqp_password_file: cannot open %s: %s",
-                           path, strerror(errno));
-    /* fstat the open descriptor: the mode checked is the mode of the file read. */
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = hms_err_set(err, HMS_ERR_CONFIG,
-                         "config: amqp_password_file: %s is not a regular file", path);
-        goto fail;
-    }
-    if ((sb.st_mode & 077) != 0) {
-        st = hms_err_set(err, HMS_ERR_CONFIG,
-                         "config: amqp_password_file: %s is accessible by group or others "
-                         "(mode %04o); run chmod 600 %s",
-                         path, (unsigned)(sb.st_mode & 07777), path);
-        goto fail;
-    }
-    while (len < sizeof(buf) - 1) {
-        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            st = hms_err_set(err, HMS_ERR_CONFIG, "config: amqp_password_file: cannot read %s: %s",
-                             path, strerror(errno));
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    size_t line = strcspn(buf, "\r\n");
-    if (line == len && len == sizeof(buf) - 1) {
+    hms_secretfile_t f;
+    hms_status_t st = hms_secretfile_read(path, "amqp_password_file", PASSWORD_FILE_MAX,
+                                          HMS_SECRETFILE_PRIVATE, &f, err);
+    if (st != HMS_OK)
+        return st;
+    size_t line = strcspn(f.data, "\r\n");
+    if (line > PASSWORD_MAX)
         st = hms_err_set(err, HMS_ERR_CONFIG,
                          "config: amqp_password_file: the first line of %s is longer than %d "
                          "bytes",
                          path, PASSWORD_MAX);
-        goto fail;
-    }
-    if (line == 0) {
+    else if (line == 0)
         st = hms_err_set(err, HMS_ERR_CONFIG,
                          "config: amqp_password_file: the first line of %s is empty", path);
-        goto fail;
-    }
-    if (line >= outlen) {
+    else if (line >= outlen)
         st = hms_err_set(err, HMS_ERR_CONFIG,
                          "config: amqp_password_file: the password in %s is too long", path);
-        goto fail;
+    else {
+        memcpy(out, f.data, line);
+        out[line] = '\0';
     }
-    memcpy(out, buf, line);
-    out[line] = '\0';
-    st = HMS_OK;
-fail:
-    explicit_bzero(buf, sizeof(buf));
-    close(fd);
+    hms_secretfile_free(&f);
     return st;
 }
 
@@ -177,6 +142,69 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         snprintf(v->why, sizeof(v->why), "%s",
                  X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)));
     return ok;
+}
+
+/* A key needs no passphrase (amqp_key is unencrypted PEM); without this
+ * callback OpenSSL would prompt for one on the terminal. */
+static int no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+    (void)buf, (void)size, (void)rwflag, (void)arg;
+    return 0;
+}
+
+/* Loads the trusted CAs (amqp_cacert, or the system's) and the client
+ * certificate and key into ctx, each failure naming its setting and file.
+ * The connection and run --check-config both load them here, so the check
+ * refuses exactly what a connection would. */
+static hms_status_t load_tls_files(SSL_CTX *ctx, const hms_amqp_tls_t *t, hms_err_t *err)
+{
+    char why[200];
+    ERR_clear_error();
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+    if (t->cacert != NULL) {
+        if (SSL_CTX_load_verify_locations(ctx, t->cacert, NULL) != 1)
+            return hms_err_set(err, HMS_ERR_CONFIG,
+                               "config: amqp_cacert: cannot load CA certificates from %s: %s",
+                               t->cacert, ssl_reason("not a PEM file", why, sizeof(why)));
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot load the system's CA certificates: %s",
+                           ssl_reason("unknown error", why, sizeof(why)));
+    }
+    if (t->cert == NULL)
+        return HMS_OK;
+    if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1)
+        return hms_err_set(err, HMS_ERR_CONFIG,
+                           "config: amqp_cert: cannot load the client certificate %s: %s", t->cert,
+                           ssl_reason("not a PEM file", why, sizeof(why)));
+    if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1)
+        return hms_err_set(err, HMS_ERR_CONFIG,
+                           "config: amqp_key: cannot load the private key %s: %s", t->key,
+                           ssl_reason("not an unencrypted PEM key", why, sizeof(why)));
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        return hms_err_set(err, HMS_ERR_CONFIG,
+                           "config: amqp_key: %s is not the private key of amqp_cert %s: %s",
+                           t->key, t->cert, ssl_reason("key mismatch", why, sizeof(why)));
+    return HMS_OK;
+}
+
+hms_status_t hms_amqp_tls_check_files(const hms_amqp_tls_t *t, hms_err_t *err)
+{
+    char password[PASSWORD_MAX + 1];
+    hms_status_t st = HMS_OK;
+    if (!t->external && t->password_file != NULL) {
+        st = hms_amqp_tls_read_password(t->password_file, password, sizeof(password), err);
+        explicit_bzero(password, sizeof(password));
+        if (st != HMS_OK)
+            return st;
+    }
+    if (t->cacert == NULL && t->cert == NULL)
+        return HMS_OK;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "amqp: cannot create a TLS context");
+    st = load_tls_files(ctx, t, err);
+    SSL_CTX_free(ctx);
+    return st;
 }
 
 /* Creates the TLS socket: peer verification against cacert (or the
@@ -200,19 +228,9 @@ static hms_status_t tls_socket(amqp_connection_state_t conn, const char *host,
     if (amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2, AMQP_TLSvLATEST) != AMQP_STATUS_OK)
         return hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot restrict TLS to 1.2 or later");
     SSL_CTX *ctx = amqp_ssl_socket_get_context(sock);
-    if (t->cacert != NULL) {
-        if (amqp_ssl_socket_set_cacert(sock, t->cacert) != AMQP_STATUS_OK)
-            return hms_err_set(err, HMS_ERR_CONFIG,
-                               "config: amqp_cacert: cannot load CA certificates from %s: %s",
-                               t->cacert, ssl_reason("not a PEM file", why, sizeof(why)));
-    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        return hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot load the system's CA certificates: %s",
-                           ssl_reason("unknown error", why, sizeof(why)));
-    }
-    if (t->cert != NULL && amqp_ssl_socket_set_key(sock, t->cert, t->key) != AMQP_STATUS_OK)
-        return hms_err_set(err, HMS_ERR_CONFIG,
-                           "config: amqp_cert: cannot load client certificate %s with key %s: %s",
-                           t->cert, t->key, ssl_reason("not a PEM file", why, sizeof(why)));
+    hms_status_t st = load_tls_files(ctx, t, err);
+    if (st != HMS_OK)
+        return st;
     X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
     unsigned char addr[16];
     bool is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;

@@ -46,9 +46,16 @@ hms_status_t hms_amqp_tls_connect(const hms_amqp_tls_opts_t *o, amqp_connection_
 
 /* Reads the password from the first line of path (without its line end)
  * into out.  Refuses a file that is not a regular file, that group or others
- * may access (mode & 077), that is empty, or whose first line does not fit
- * outlen. */
+ * may access (mode & 077), that is larger than 64 KiB, whose first line is
+ * empty, or whose first line does not fit outlen. */
 hms_status_t hms_amqp_tls_read_password(const char *path, char *out, size_t outlen, hms_err_t *err);
+
+/* Reads and loads every file t names as a connection would (the password
+ * file, and into a throwaway TLS context the CA bundle, the client
+ * certificate and its key, which must match), connecting nowhere: for run
+ * --check-config.  HMS_ERR_CONFIG with one line naming the setting, the file
+ * and the reason; HMS_ERR_NOMEM.  t is only read. */
+hms_status_t hms_amqp_tls_check_files(const hms_amqp_tls_t *t, hms_err_t *err);
 
 /* Copies an AMQP byte string into out as a C string, cut to outlen - 1. */
 void hms_amqp_bytes_str(amqp_bytes_t b, char *out, size_t outlen);

@@ -1,16 +1,20 @@
-/* log.c -- logfmt / JSON-lines logging to stderr. */
+/* log.c -- logfmt / JSON-lines logging to stderr, which may be a log file. */
 #include "common/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/time.h>
 #include <time.h>
 
 #include "core/buf.h"
 
-/* The one piece of process-wide state in the daemon: a logger is shared by
- * every module and configured once before any thread or connection exists. */
+/* The one piece of process-wide state: a logger is shared by every module.
+ * It is set up before any thread exists and changed later only by a reload
+ * in the thread that logs. */
 static hms_log_level_t log_level = HMS_LOG_INFO;
 static bool log_json = false;
 
@@ -20,6 +24,24 @@ void hms_log_setup(hms_log_level_t level, bool json)
 {
     log_level = level;
     log_json = json;
+}
+
+hms_status_t hms_log_open(const char *path, hms_err_t *err)
+{
+    if (path == NULL || path[0] == '\0')
+        return HMS_OK;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return hms_err_set(err, HMS_ERR_IO, "log_file: cannot open %s: %s", path, strerror(errno));
+    /* fd 2 itself is replaced, so whatever a library writes to stderr lands
+     * in the same file, and a rotated file is let go of at once. */
+    fflush(stderr);
+    int rc = dup2(fd, STDERR_FILENO);
+    int saved = errno;
+    close(fd);
+    if (rc < 0)
+        return hms_err_set(err, HMS_ERR_IO, "log_file: cannot use %s: %s", path, strerror(saved));
+    return HMS_OK;
 }
 
 bool hms_log_enabled(hms_log_level_t level)

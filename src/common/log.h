@@ -12,6 +12,8 @@
 
 #include <stdbool.h>
 
+#include "core/status.h"
+
 typedef enum {
     HMS_LOG_DEBUG = 0,
     HMS_LOG_INFO = 1,
@@ -19,8 +21,14 @@ typedef enum {
     HMS_LOG_ERROR = 3,
 } hms_log_level_t;
 
-/* Process-wide settings; call once at start.  Defaults: info, logfmt. */
+/* Process-wide settings: at start, and again on a reload, from the thread
+ * that logs.  Defaults: info, logfmt. */
 void hms_log_setup(hms_log_level_t level, bool json);
+/* Sends the log (and anything else written to stderr) to the end of the
+ * file at path, created 0640 if missing; NULL or "": stderr stays as it is.
+ * Called again after a log rotation it opens the new file.  On error stderr
+ * is left unchanged and err names the file. */
+hms_status_t hms_log_open(const char *path, hms_err_t *err);
 bool hms_log_enabled(hms_log_level_t level);
 void hms_log_write(hms_log_level_t level, const char *msg, ...) __attribute__((sentinel));
 

@@ -172,6 +172,12 @@ int hms_pg_connect_poll(hms_pg_connecting_t *c, int64_t now_ms, PGconn **out, hm
     char line[HMS_ERR_MSG_MAX];
     if (c->conn == NULL)
         return hms_err_set(err, HMS_ERR_STATE, "pg: no connection attempt under way");
+    if (c->deadline_ms != 0 && now_ms >= c->deadline_ms) { /* libpq not asked: see pgconn.h */
+        hms_err_set(err, HMS_ERR_PG, "pg: cannot connect to %s: no answer within connect_timeout",
+                    c->target);
+        hms_pg_connect_cancel(c);
+        return HMS_ERR_PG;
+    }
     switch (PQconnectPoll(c->conn)) {
     case PGRES_POLLING_OK:
         *out = c->conn;
@@ -190,12 +196,6 @@ int hms_pg_connect_poll(hms_pg_connecting_t *c, int64_t now_ms, PGconn **out, hm
      * next. */
     hms_pg_target(c->conn, c->target, sizeof(c->target));
     c->fd = PQsocket(c->conn);
-    if (c->deadline_ms != 0 && now_ms >= c->deadline_ms) {
-        hms_err_set(err, HMS_ERR_PG, "pg: cannot connect to %s: no answer within connect_timeout",
-                    c->target);
-        hms_pg_connect_cancel(c);
-        return HMS_ERR_PG;
-    }
     return 0;
 }
 
@@ -220,17 +220,21 @@ hms_status_t hms_pg_connect(const hms_pg_params_t *p, PGconn **out, hms_err_t *e
         if (c.deadline_ms != 0)
             wait = c.deadline_ms > now ? (int)(c.deadline_ms - now) : 0;
         struct pollfd pfd = {.fd = c.fd, .events = c.events};
-        if (poll(&pfd, 1, wait) < 0 && errno != EINTR) {
+        int ready = poll(&pfd, 1, wait);
+        if (ready < 0 && errno != EINTR) {
             hms_pg_connect_cancel(&c);
             return hms_err_set(err, HMS_ERR_IO, "pg: poll: %s", strerror(errno));
         }
+        if (ready <= 0 && (c.deadline_ms == 0 || hms_clock_ms() < c.deadline_ms))
+            continue; /* EINTR, or woken a little early */
         int r = hms_pg_connect_poll(&c, hms_clock_ms(), out, err);
         if (r != 0)
             return r > 0 ? HMS_OK : (hms_status_t)r;
     }
 }
 
-hms_status_t hms_pg_open(const char *conninfo, const char *what, PGconn **out, hms_err_t *err)
+hms_status_t hms_pg_open(const char *conninfo, const char *what, int connect_timeout_s,
+                         PGconn **out, hms_err_t *err)
 {
     char line[HMS_ERR_MSG_MAX];
     char target[256];
@@ -238,7 +242,7 @@ hms_status_t hms_pg_open(const char *conninfo, const char *what, PGconn **out, h
     PGresult *res = NULL;
 
     *out = NULL;
-    hms_pg_params_t p = {.conninfo = conninfo, .connect_timeout_s = 10};
+    hms_pg_params_t p = {.conninfo = conninfo, .connect_timeout_s = connect_timeout_s};
     hms_err_t e;
     hms_status_t st = hms_pg_connect(&p, &conn, &e);
     if (st != HMS_OK) /* e names the server; say which command failed */

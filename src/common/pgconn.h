@@ -54,14 +54,16 @@ typedef struct {
 } hms_pg_connecting_t;
 
 /* Starts an attempt.  HMS_OK: poll c->fd for c->events until c->deadline_ms,
- * then call hms_pg_connect_poll (also call it on timeout).  Errors leave no
- * attempt.  now_ms is hms_clock_ms(). */
+ * then call hms_pg_connect_poll (also call it on timeout, never before one
+ * or the other: while the TCP connect is in progress libpq would take the
+ * connection for made).  Errors leave no attempt.  now_ms is hms_clock_ms(). */
 hms_status_t hms_pg_connect_start(hms_pg_connecting_t *c, const hms_pg_params_t *p, int64_t now_ms,
                                   hms_err_t *err);
 /* Advances an attempt: 1 when connected (*out is the caller's connection,
  * non-blocking off, and c is idle again), 0 while it goes on (c->fd and
  * c->events may have changed), or a negative status when it failed or
- * passed its deadline (c is idle again; err names the server and why). */
+ * passed its deadline (checked first, libpq not asked then; c is idle
+ * again; err names the server and why). */
 int hms_pg_connect_poll(hms_pg_connecting_t *c, int64_t now_ms, PGconn **out, hms_err_t *err);
 /* Abandons an attempt under way, if any. */
 void hms_pg_connect_cancel(hms_pg_connecting_t *c);
@@ -69,12 +71,13 @@ void hms_pg_connect_cancel(hms_pg_connecting_t *c);
 hms_status_t hms_pg_connect(const hms_pg_params_t *p, PGconn **out, hms_err_t *err);
 
 /* Opens a blocking libpq connection for a command's own work (migrate,
- * status, the subscriber's setup): connect_timeout 10 s unless the conninfo
- * or PGCONNECT_TIMEOUT says otherwise, client_min_messages = warning.  On
+ * status): connect_timeout_s unless the conninfo or PGCONNECT_TIMEOUT says
+ * otherwise, client_min_messages = warning.  On
  * success *out is a connection the caller owns and must PQfinish.  Errors
  * are prefixed with `what` (e.g. "migrate") and name the server as
  * host:port/db: HMS_ERR_CONFIG for a conninfo that does not parse, HMS_ERR_PG
  * when the server cannot be reached or refuses the login. */
-hms_status_t hms_pg_open(const char *conninfo, const char *what, PGconn **out, hms_err_t *err);
+hms_status_t hms_pg_open(const char *conninfo, const char *what, int connect_timeout_s,
+                         PGconn **out, hms_err_t *err);
 
 #endif

@@ -1,38 +1,74 @@
 /* apply.h -- the subscriber's PostgreSQL side: one session, one prepared
- * statement, SELECT hms_sync.consume(subscriber, apply, event) per event.
+ * statement, SELECT hms_sync.consume(subscriber, apply, event) per event,
+ * driven by the consumer's poll loop so that a server that stalls or
+ * vanishes never blocks the caller.
+ *
+ * Use: hms_capply_open() or hms_capply_send() starts an operation; then,
+ * until hms_capply_step() says it is over, wait as hms_capply_wait() says
+ * (the socket, events and deadline) and call hms_capply_step() when the
+ * socket is ready or the deadline has passed.  One operation at a time.
  *
  * Ownership: the session borrows its strings for its whole life; outcome
  * buffers are the caller's. */
 #ifndef HMS_CONSUMER_APPLY_H
 #define HMS_CONSUMER_APPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/status.h"
 
 typedef struct hms_capply hms_capply_t;
 
-/* Connects to conninfo, checks that `apply` names a function of one jsonb
- * argument (appending "(jsonb)" when it has no argument list) and that
- * hms_sync.consume exists, and prepares the statement.  *out is the
- * caller's to hms_capply_close().  HMS_ERR_PG when the server cannot be
- * reached (err names host:port/db) or a check fails (err says how to fix
- * it: run migrate --subscriber, create the function). */
-hms_status_t hms_capply_connect(const char *conninfo, const char *subscriber, const char *apply,
-                                int connect_timeout_ms, hms_capply_t **out, hms_err_t *err);
+/* What to wait for before the next hms_capply_step(). */
+typedef struct {
+    int fd;              /* -1: nothing under way */
+    short events;        /* POLLIN and/or POLLOUT */
+    int64_t deadline_ms; /* hms_clock_ms() after which to step anyway; 0: none */
+} hms_capply_wait_t;
+
+/* A session with no connection yet.  apply names a function of one jsonb
+ * argument ("(jsonb)" is appended when it has no argument list).  Each open
+ * gives up after the conninfo's connect_timeout, else PGCONNECT_TIMEOUT,
+ * else connect_timeout_ms.  *out is the caller's to hms_capply_free(). */
+hms_status_t hms_capply_new(const char *conninfo, const char *subscriber, const char *apply,
+                            int connect_timeout_ms, hms_capply_t **out, hms_err_t *err);
+void hms_capply_free(hms_capply_t *a);
+
+/* Starts opening the session, dropping any it had: connect, check that the
+ * apply function and hms_sync.consume exist, prepare the statement.
+ * HMS_OK, or an error when the attempt cannot even start. */
+hms_status_t hms_capply_open(hms_capply_t *a, int64_t now_ms, hms_err_t *err);
+
+/* Sends hms_sync.consume for one event (a NUL-terminated JSON text, copied
+ * before the call returns) on a ready session.  HMS_ERR_RETRY when the
+ * session broke (it is then closed). */
+hms_status_t hms_capply_send(hms_capply_t *a, const char *event_json, hms_err_t *err);
+
+/* What the operation under way waits for. */
+void hms_capply_wait(const hms_capply_t *a, hms_capply_wait_t *w);
+
+/* Advances the operation under way: 0 while it goes on; 1 when it is over
+ * (an open: the session is ready; an event: its committed result,
+ * "applied", "stale", "duplicate" or what the apply function returned, is in
+ * outcome).  Otherwise a negative status, the session ready again or closed:
+ *   open:  HMS_ERR_PG, the server unreachable or silent past the deadline
+ *          (err names host:port/db), or a check failed (err says how to fix
+ *          it: run migrate --subscriber, create the function);
+ *   event: HMS_ERR_RETRY for a transient failure (connection lost, class 08,
+ *          40001, 40P01, 57P01..57P03, class 53): back off and retry,
+ *          reopening when hms_capply_ready() says so; HMS_ERR_PG for an
+ *          error the event causes (err holds SQLSTATE and message).
+ * outcome may be NULL for an open. */
+int hms_capply_step(hms_capply_t *a, int64_t now_ms, char *outcome, size_t outcome_len,
+                    hms_err_t *err);
+
+/* Open and idle: an event may be sent. */
+bool hms_capply_ready(const hms_capply_t *a);
+/* An open or an event is under way. */
+bool hms_capply_busy(const hms_capply_t *a);
+/* Drops the connection and whatever was under way. */
 void hms_capply_close(hms_capply_t *a);
-
-/* Runs hms_sync.consume for one event (a NUL-terminated JSON text) in one
- * autocommit transaction.  HMS_OK with its result ("applied", "stale",
- * "duplicate", or what the apply function returned) in outcome;
- * HMS_ERR_RETRY for a transient failure (connection lost, class 08, 40001,
- * 40P01, 57P01..57P03, class 53): retry after a backoff, reconnecting when
- * hms_capply_ok() says the session is gone; HMS_ERR_PG for an error the
- * event causes (err holds SQLSTATE and message). */
-hms_status_t hms_capply_event(hms_capply_t *a, const char *event_json, char *outcome,
-                              size_t outcome_len, hms_err_t *err);
-
-/* False when the session is lost and must be closed and reopened. */
-int hms_capply_ok(const hms_capply_t *a);
 
 #endif

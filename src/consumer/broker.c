@@ -2,6 +2,8 @@
  * manual acks, and confirmed dead-letter publishes. */
 #include "consumer/broker.h"
 
+#include <assert.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +17,20 @@
 
 #define CHANNEL 1
 #define FRAME_MAX 131072
+#define SLICE_MS 200 /* longest wait on the dead-letter connection between reads of the other */
 
 struct hms_cbroker {
     const hms_consumer_opts_t *opts;
     amqp_connection_state_t conn; /* consuming */
     amqp_connection_state_t dl;   /* dead-letter publishing (confirm mode); NULL until needed */
     char target[300];             /* host:port, for messages */
-    amqp_envelope_t env;
-    bool have_env;
+    amqp_envelope_t *ahead;       /* deliveries read ahead: a ring, oldest at head */
+    size_t head, count, cap;
+    amqp_envelope_t cur; /* the delivery in hand */
+    bool have_cur;
+    int64_t last_rx_ms; /* when the consuming socket last had bytes to read */
+    bool broken;        /* the consuming connection failed, as broken_err says */
+    hms_err_t broken_err;
 };
 
 static void destroy_conn(amqp_connection_state_t c)
@@ -108,35 +116,26 @@ static amqp_table_entry_t str_entry(const char *key, const char *value)
     return e;
 }
 
-/* Makes sure an exchange exists without needing configure permission on it
- * when it does: a passive declare first (run, or the broker's definitions,
- * normally created it), and only if the broker says 404 an active one (the
- * 404 closed the channel, so it is reopened). */
-static hms_status_t ensure_exchange(hms_cbroker_t *b, const char *name, const char *type,
-                                    hms_err_t *err)
+/* Checks that an exchange exists.  A passive declare needs no configure
+ * permission, so the subscriber's user gets none on exchanges it shares with
+ * other subscribers and cannot delete them. */
+static hms_status_t check_exchange(hms_cbroker_t *b, const char *name, const char *owner,
+                                   hms_err_t *err)
 {
-    amqp_connection_state_t c = b->conn;
-    char what[400];
-    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 1, 0, 0,
-                          0, amqp_empty_table);
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    amqp_exchange_declare(b->conn, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes("topic"),
+                          1, 0, 0, 0, amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return HMS_OK;
-    if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || r.reply.id != AMQP_CHANNEL_CLOSE_METHOD ||
-        ((amqp_channel_close_t *)r.reply.decoded)->reply_code != AMQP_NOT_FOUND) {
-        snprintf(what, sizeof(what), "cannot check exchange %s", name);
-        return rpc_fail(b, r, what, err);
-    }
-    amqp_channel_close_ok_t ok = {0};
-    amqp_send_method(c, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-    amqp_channel_open(c, CHANNEL);
-    hms_status_t st = rpc_ok(b, c, "cannot reopen the channel", err);
-    if (st != HMS_OK)
-        return st;
-    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(type), 0, 1, 0,
-                          0, amqp_empty_table);
-    snprintf(what, sizeof(what), "cannot declare exchange %s (%s, durable)", name, type);
-    return rpc_ok(b, c, what, err);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+        ((amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_NOT_FOUND)
+        return hms_err_set(err, HMS_ERR_AMQP,
+                           "amqp: exchange %s does not exist on %s; a subscriber does not create "
+                           "it: %s",
+                           name, b->target, owner);
+    char what[400];
+    snprintf(what, sizeof(what), "cannot check exchange %s", name);
+    return rpc_fail(b, r, what, err);
 }
 
 static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
@@ -147,9 +146,14 @@ static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
     hms_status_t st;
     snprintf(dlq, sizeof(dlq), "%s.dlq", o->queue);
 
-    if ((st = ensure_exchange(b, o->exchange, "topic", err)) != HMS_OK)
+    if ((st = check_exchange(b, o->exchange,
+                             "start hms-sync run once, or load deploy/rabbitmq/definitions.json",
+                             err)) != HMS_OK)
         return st;
-    if ((st = ensure_exchange(b, o->dead_letter_exchange, "direct", err)) != HMS_OK)
+    if ((st = check_exchange(b, o->dead_letter_exchange,
+                             "declare it (durable, direct) as the broker's administrator, or load "
+                             "deploy/rabbitmq/definitions.json",
+                             err)) != HMS_OK)
         return st;
     amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(dlq), 0, 1, 0, 0, amqp_empty_table);
     snprintf(what, sizeof(what), "cannot declare dead-letter queue %s (durable)", dlq);
@@ -215,6 +219,7 @@ hms_status_t hms_cbroker_connect(const hms_consumer_opts_t *opts, hms_cbroker_t 
         goto fail;
     if ((st = declare(b, err)) != HMS_OK)
         goto fail;
+    b->last_rx_ms = hms_clock_ms();
     *out = b;
     return HMS_OK;
 fail:
@@ -226,8 +231,11 @@ void hms_cbroker_close(hms_cbroker_t *b)
 {
     if (b == NULL)
         return;
-    if (b->have_env)
-        amqp_destroy_envelope(&b->env);
+    if (b->have_cur)
+        amqp_destroy_envelope(&b->cur);
+    for (; b->count > 0; b->count--, b->head = (b->head + 1) % b->cap)
+        amqp_destroy_envelope(&b->ahead[b->head]);
+    free(b->ahead);
     destroy_conn(b->conn);
     destroy_conn(b->dl);
     free(b);
@@ -297,56 +305,149 @@ static hms_status_t other_frame(hms_cbroker_t *b, hms_err_t *err)
     }
 }
 
-hms_status_t hms_cbroker_next(hms_cbroker_t *b, int timeout_ms, hms_cdelivery_t *d, hms_err_t *err)
+/* Makes room for one more delivery read ahead. */
+static hms_status_t grow(hms_cbroker_t *b, hms_err_t *err)
 {
-    if (b->have_env) {
-        amqp_destroy_envelope(&b->env);
-        b->have_env = false;
-    }
-    amqp_maybe_release_buffers(b->conn);
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    amqp_rpc_reply_t r = amqp_consume_message(b->conn, &b->env, &tv, 0);
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
-        if (r.library_error == AMQP_STATUS_TIMEOUT)
-            return HMS_ERR_RETRY;
-        if (r.library_error == AMQP_STATUS_UNEXPECTED_STATE)
-            return other_frame(b, err);
-    }
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    if (b->count < b->cap)
+        return HMS_OK;
+    size_t cap = b->cap ? 2 * b->cap : 16;
+    amqp_envelope_t *p = malloc(cap * sizeof(*p));
+    if (p == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory for deliveries read ahead");
+    for (size_t i = 0; i < b->count; i++)
+        p[i] = b->ahead[(b->head + i) % b->cap];
+    free(b->ahead);
+    b->ahead = p;
+    b->head = 0;
+    b->cap = cap;
+    return HMS_OK;
+}
+
+/* Reads every frame already there without waiting, queueing deliveries;
+ * sends a heartbeat when one is due. */
+static hms_status_t pump(hms_cbroker_t *b, hms_err_t *err)
+{
+    for (;;) {
+        hms_status_t st = grow(b, err);
+        if (st != HMS_OK)
+            return st;
+        amqp_maybe_release_buffers(b->conn);
+        struct timeval tv = {0, 0};
+        amqp_envelope_t *env = &b->ahead[(b->head + b->count) % b->cap];
+        amqp_rpc_reply_t r = amqp_consume_message(b->conn, env, &tv, 0);
+        if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+            b->count++;
+            continue;
+        }
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
+            if (r.library_error == AMQP_STATUS_TIMEOUT)
+                return HMS_OK;
+            if (r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+                if ((st = other_frame(b, err)) != HMS_ERR_RETRY)
+                    return st;
+                continue;
+            }
+        }
         char why[300];
         hms_amqp_reply_text(r, why, sizeof(why));
         return hms_err_set(err, HMS_ERR_AMQP, "amqp: connection to %s lost: %s", b->target, why);
     }
-    b->have_env = true;
+}
+
+static hms_status_t broken(hms_cbroker_t *b, hms_err_t *err)
+{
+    return hms_err_set(err, HMS_ERR_AMQP, "%s", b->broken_err.msg);
+}
+
+/* The one wait of the consuming connection: polls it and fd together, then
+ * reads what came.  Returns whether fd is ready.  rabbitmq-c notices a
+ * silent broker only inside its own timed waits, never in the non-blocking
+ * reads made here, so the heartbeat's absence is checked here. */
+static bool serve(hms_cbroker_t *b, int fd, short events, int timeout_ms)
+{
+    int mq = b->broken ? -1 : amqp_get_sockfd(b->conn);
+    if (mq >= 0 && (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn)))
+        timeout_ms = 0;
+    struct pollfd p[2] = {{mq, POLLIN, 0}, {fd, events, 0}};
+    if (poll(p, 2, timeout_ms) < 0) /* EINTR: a signal; the caller looks */
+        p[0].revents = p[1].revents = 0;
+    if (b->broken)
+        return p[1].revents != 0;
+    int64_t now = hms_clock_ms();
+    if (p[0].revents != 0)
+        b->last_rx_ms = now;
+    hms_err_t e;
+    hms_status_t st = pump(b, &e);
+    int heartbeat = amqp_get_heartbeat(b->conn);
+    if (st == HMS_OK && heartbeat > 0 && now - b->last_rx_ms > 2000 * (int64_t)heartbeat)
+        st = hms_err_set(&e, HMS_ERR_AMQP, "amqp: connection to %s lost: no heartbeat for %d s",
+                         b->target, 2 * heartbeat);
+    if (st != HMS_OK) {
+        b->broken = true;
+        b->broken_err = e;
+    }
+    return p[1].revents != 0;
+}
+
+hms_status_t hms_cbroker_wait(hms_cbroker_t *b, int fd, short events, int timeout_ms, bool *ready,
+                              hms_err_t *err)
+{
+    *ready = serve(b, fd, events, timeout_ms);
+    return b->broken ? broken(b, err) : HMS_OK;
+}
+
+hms_status_t hms_cbroker_next(hms_cbroker_t *b, int timeout_ms, hms_cdelivery_t *d, hms_err_t *err)
+{
+    if (b->have_cur) {
+        amqp_destroy_envelope(&b->cur);
+        b->have_cur = false;
+    }
+    if (b->count == 0 && !b->broken)
+        serve(b, -1, 0, timeout_ms);
+    if (b->broken)
+        return broken(b, err);
+    if (b->count == 0)
+        return HMS_ERR_RETRY;
+    b->cur = b->ahead[b->head];
+    b->have_cur = true;
+    b->head = (b->head + 1) % b->cap;
+    b->count--;
     memset(d, 0, sizeof(*d));
-    d->body = b->env.message.body.bytes;
-    d->len = b->env.message.body.len;
-    d->tag = b->env.delivery_tag;
-    d->redelivered = b->env.redelivered != 0;
-    d->delivery_count = delivery_count(&b->env.message.properties);
-    hms_amqp_bytes_str(b->env.routing_key, d->routing_key, sizeof(d->routing_key));
-    if (b->env.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-        hms_amqp_bytes_str(b->env.message.properties.message_id, d->message_id,
+    d->body = b->cur.message.body.bytes;
+    d->len = b->cur.message.body.len;
+    d->tag = b->cur.delivery_tag;
+    d->redelivered = b->cur.redelivered != 0;
+    d->delivery_count = delivery_count(&b->cur.message.properties);
+    hms_amqp_bytes_str(b->cur.routing_key, d->routing_key, sizeof(d->routing_key));
+    if (b->cur.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        hms_amqp_bytes_str(b->cur.message.properties.message_id, d->message_id,
                            sizeof(d->message_id));
     return HMS_OK;
 }
 
+/* After an ack or reject: a failed send breaks the connection for good. */
+static hms_status_t sent(hms_cbroker_t *b, int rc, const char *what, hms_err_t *err)
+{
+    if (rc == AMQP_STATUS_OK)
+        return HMS_OK;
+    b->broken = true;
+    hms_err_set(&b->broken_err, HMS_ERR_AMQP, "amqp: %s to %s failed: %s", what, b->target,
+                amqp_error_string2(rc));
+    return broken(b, err);
+}
+
 hms_status_t hms_cbroker_ack(hms_cbroker_t *b, uint64_t tag, hms_err_t *err)
 {
-    int rc = amqp_basic_ack(b->conn, CHANNEL, tag, 0);
-    if (rc != AMQP_STATUS_OK)
-        return hms_err_set(err, HMS_ERR_AMQP, "amqp: ack to %s failed: %s", b->target,
-                           amqp_error_string2(rc));
-    return HMS_OK;
+    if (b->broken)
+        return broken(b, err);
+    return sent(b, amqp_basic_ack(b->conn, CHANNEL, tag, 0), "ack", err);
 }
 
 hms_status_t hms_cbroker_requeue(hms_cbroker_t *b, uint64_t tag, hms_err_t *err)
 {
-    int rc = amqp_basic_reject(b->conn, CHANNEL, tag, 1);
-    if (rc != AMQP_STATUS_OK)
-        return hms_err_set(err, HMS_ERR_AMQP, "amqp: reject to %s failed: %s", b->target,
-                           amqp_error_string2(rc));
-    return HMS_OK;
+    if (b->broken)
+        return broken(b, err);
+    return sent(b, amqp_basic_reject(b->conn, CHANNEL, tag, 1), "reject", err);
 }
 
 static hms_status_t open_dl(hms_cbroker_t *b, hms_err_t *err)
@@ -367,7 +468,9 @@ static hms_status_t open_dl(hms_cbroker_t *b, hms_err_t *err)
     return st;
 }
 
-/* Reads frames until the confirm of the one publish in flight. */
+/* Reads frames until the confirm of the one publish in flight, serving the
+ * consuming connection between reads so that a slow confirm costs it no
+ * heartbeat. */
 static hms_status_t await_confirm(hms_cbroker_t *b, int timeout_ms, hms_err_t *err)
 {
     bool returned = false;
@@ -379,7 +482,9 @@ static hms_status_t await_confirm(hms_cbroker_t *b, int timeout_ms, hms_err_t *e
             return hms_err_set(err, HMS_ERR_AMQP,
                                "amqp: no confirm from %s for a dead letter within %d ms", b->target,
                                timeout_ms);
-        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+        if (!amqp_frames_enqueued(b->dl) && !amqp_data_in_buffer(b->dl))
+            serve(b, amqp_get_sockfd(b->dl), POLLIN, left < SLICE_MS ? (int)left : SLICE_MS);
+        struct timeval tv = {0, 0};
         amqp_frame_t f;
         int rc = amqp_simple_wait_frame_noblock(b->dl, &f, &tv);
         if (rc == AMQP_STATUS_TIMEOUT)
@@ -421,9 +526,10 @@ hms_status_t hms_cbroker_dead_letter(hms_cbroker_t *b, const hms_cdelivery_t *d,
                                      int timeout_ms, hms_err_t *err)
 {
     hms_status_t st;
+    assert(b->have_cur && b->cur.delivery_tag == d->tag);
     if (b->dl == NULL && (st = open_dl(b, err)) != HMS_OK)
         return st;
-    const amqp_basic_properties_t *orig = &b->env.message.properties;
+    const amqp_basic_properties_t *orig = &b->cur.message.properties;
     amqp_basic_properties_t props = *orig;
     /* The original headers, minus ours from an earlier dead-lettering, plus
      * the three that say why, who and from where. */

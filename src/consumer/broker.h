@@ -7,6 +7,15 @@
  * ahead (prefetch), so confirms get a connection of their own.  It is opened
  * on the first dead letter and reopened when it fails.
  *
+ * rabbitmq-c answers heartbeats only while its caller reads or writes, so
+ * every wait of the subscriber goes through hms_cbroker_wait() (or the
+ * confirm wait, which does the same): it reads the consuming connection
+ * whatever else it waits for.  Deliveries read that way queue up in arrival
+ * order, at most prefetch of them, until hms_cbroker_next() hands them out.
+ * Once the consuming connection fails, every call says so (HMS_ERR_AMQP with
+ * the first failure's message): close and reconnect; the broker redelivers
+ * whatever was not acknowledged.
+ *
  * Ownership: the broker borrows the opts it is given for its whole life (the
  * caller keeps them alive); a delivery's bytes belong to the broker and stay
  * valid until the next hms_cbroker_next() or hms_cbroker_close(). */
@@ -32,33 +41,45 @@ typedef struct {
     char message_id[128]; /* "" when absent */
 } hms_cdelivery_t;
 
-/* Connects, logs in, declares the topology of issue 3 (exchange topic
- * durable, the dead-letter exchange direct durable, <queue>.dlq bound to it
- * with key <queue>, <queue> with its dead-letter and type arguments bound
- * with every key), sets the prefetch and starts consuming with manual acks.
- * *out is the caller's to hms_cbroker_close().  HMS_ERR_AMQP (unreachable,
- * refused login, a declaration the broker refused: the message says which)
- * or HMS_ERR_NOMEM. */
+/* Connects, logs in, checks with passive declares that the exchange and the
+ * dead-letter exchange exist (they are shared with other subscribers, so a
+ * subscriber neither creates nor may delete them), declares <queue>.dlq
+ * bound to the dead-letter exchange with key <queue> and <queue> with its
+ * dead-letter and type arguments bound with every key, sets the prefetch
+ * and starts consuming with manual acks.  *out is the caller's to
+ * hms_cbroker_close().  HMS_ERR_AMQP (unreachable, refused login, a missing
+ * exchange or a declaration the broker refused: the message says which),
+ * HMS_ERR_CONFIG or HMS_ERR_NOMEM. */
 hms_status_t hms_cbroker_connect(const hms_consumer_opts_t *opts, hms_cbroker_t **out,
                                  hms_err_t *err);
 void hms_cbroker_close(hms_cbroker_t *b);
 
-/* Waits up to timeout_ms for the next delivery.  HMS_OK with *d filled;
- * HMS_ERR_RETRY when none came in time; HMS_ERR_AMQP when the connection or
- * channel is lost (close and reconnect). */
+/* The next delivery: the oldest read ahead, else the first to come within
+ * timeout_ms.  HMS_OK with *d filled; HMS_ERR_RETRY when none came in time
+ * (or a signal cut the wait short); HMS_ERR_AMQP when the connection or
+ * channel is lost or the broker cancelled the consumer. */
 hms_status_t hms_cbroker_next(hms_cbroker_t *b, int timeout_ms, hms_cdelivery_t *d, hms_err_t *err);
+
+/* Waits up to timeout_ms (a signal may end it sooner) for fd, which may be
+ * -1, to be ready for events, reading the consuming connection meanwhile:
+ * deliveries queue up, heartbeats go out, a missing heartbeat or a closed or
+ * cancelled consumer is noticed.  *ready says whether fd is ready.  HMS_OK,
+ * or HMS_ERR_AMQP when the consuming connection is lost. */
+hms_status_t hms_cbroker_wait(hms_cbroker_t *b, int fd, short events, int timeout_ms, bool *ready,
+                              hms_err_t *err);
 
 /* Acknowledges, or rejects with requeue, one delivery.  HMS_ERR_AMQP when
  * the connection is lost. */
 hms_status_t hms_cbroker_ack(hms_cbroker_t *b, uint64_t tag, hms_err_t *err);
 hms_status_t hms_cbroker_requeue(hms_cbroker_t *b, uint64_t tag, hms_err_t *err);
 
-/* Publishes d's body and properties to the dead-letter exchange with
- * routing key <queue>, persistent and mandatory, adding the headers
- * x-hms-reason = reason, x-hms-subscriber = <queue> and
+/* Publishes d, the delivery in hand, with its body and properties to the
+ * dead-letter exchange with routing key <queue>, persistent and mandatory,
+ * adding the headers x-hms-reason = reason, x-hms-subscriber = <queue> and
  * x-hms-original-routing-key, and waits up to timeout_ms for the broker's
- * confirm.  HMS_OK only for an ack without a return; otherwise HMS_ERR_AMQP
- * (the publish connection is then dropped, to be reopened next time). */
+ * confirm, reading the consuming connection meanwhile.  HMS_OK only for an
+ * ack without a return; otherwise HMS_ERR_AMQP (the publish connection is
+ * then dropped, to be reopened next time). */
 hms_status_t hms_cbroker_dead_letter(hms_cbroker_t *b, const hms_cdelivery_t *d, const char *reason,
                                      int timeout_ms, hms_err_t *err);
 

@@ -42,17 +42,10 @@ hms_cval_t *hms_cval_new(hms_err_t *err)
     }
     for (size_t i = 0; i < hms_schema_files_count; i++) {
         const hms_sql_file_t *f = &hms_schema_files[i];
-        enum json_tokener_error jerr;
-        json_object *doc = json_tokener_parse_verbose(f->sql, &jerr);
-        if (doc == NULL) {
-            hms_err_set(err, HMS_ERR_CONFIG, "consume: embedded schema %s is not JSON: %s", f->name,
-                        json_tokener_error_desc(jerr));
-            goto fail;
-        }
         hms_err_t e;
-        hms_schema_t *s = hms_schema_from_json(doc, &e);
+        hms_schema_t *s = hms_schema_from_text(f->name, f->sql, strlen(f->sql), &e);
         if (s == NULL) {
-            hms_err_set(err, HMS_ERR_CONFIG, "consume: embedded schema %s: %s", f->name, e.msg);
+            hms_err_set(err, HMS_ERR_CONFIG, "consume: embedded schema %s", e.msg);
             goto fail;
         }
         const char *id = hms_schema_id(s);

@@ -1,10 +1,12 @@
 /* config.h -- hms-sync's settings: one table, a typed struct, and the pure
  * layering of defaults < config file < environment < command line.
  *
- * Every setting is one row of the table in config.c (name, type, default,
- * range, description, secret, which subcommands use it).  Usage text, the
- * example config file, the reference page and --print-config are all rendered
- * from that table, so adding a setting is a field here plus one table row.
+ * Every setting is one row of the table in config_table.c (name, type,
+ * default, range, whether SIGHUP applies it, description, secret, which
+ * subcommands use it).  Usage text, the example config file, the reference
+ * page and --print-config are all rendered from that table, so adding a
+ * setting is a field here plus one table row.  config_int.h says which file
+ * of the configuration does what.
  *
  * Pure: no I/O, no globals.  The daemon side (daemon/config_load.h) reads the
  * file, hands its text and mode here, and passes the process environment as
@@ -105,6 +107,7 @@ typedef struct {
     int64_t retry_max_ms;
     int log_level;  /* hms_config_log_level_t */
     int log_format; /* hms_config_log_format_t */
+    char *log_file; /* append the log here; NULL: stderr */
     int sink;       /* hms_config_sink_t */
     char *config;   /* the config file's path; NULL when none */
     /* consume */
@@ -147,6 +150,14 @@ int hms_config_setting_count(void);
 /* Index of a setting in the table, or -1 for an unknown name. */
 int hms_config_setting_index(const char *name);
 
+/* The name of the setting at index i (static), or NULL out of range. */
+const char *hms_config_setting_name(int i);
+
+/* True when a running process may take a new value of the setting at index
+ * i on SIGHUP (log_level, log_format, log_file); every other setting needs
+ * a restart.  False out of range. */
+bool hms_config_setting_reloadable(int i);
+
 /* Parses and validates one value for the setting `name` and stores a copy in
  * cfg.  src says where the value came from (for FILE, file is the path to
  * name in errors).  On error cfg is unchanged.  A list setting (bind) given
@@ -185,10 +196,23 @@ hms_status_t hms_config_apply_argv(hms_config_t *cfg, unsigned cmd, int argc, ch
                                    hms_cli_flags_t *flags, hms_err_t *err);
 
 /* Checks what one setting alone cannot: required settings of cmd are set,
- * retry_min <= retry_max, the amqp_* TLS settings only with amqps://,
+ * retry_min <= retry_max, replication_timeout 0 or more than twice
+ * feedback_interval, the amqp_* TLS settings only with amqps://,
  * amqp_cert and amqp_key together, amqp_auth = external only with a client
  * certificate, and amqp_password_file only with a URL without a password. */
 hms_status_t hms_config_check(const hms_config_t *cfg, unsigned cmd, hms_err_t *err);
+
+/* A file a setting names. */
+typedef struct {
+    const char *setting; /* the setting's name (static) */
+    const char *path;    /* borrowed from the hms_config_t */
+    bool write;          /* the process appends to it (log_file); the others it reads */
+} hms_config_file_t;
+
+/* Fills out with up to max files that the settings of cmd name (every path
+ * setting that is set, the config file included), in table order; returns
+ * how many.  For run --check-config, which opens each. */
+int hms_config_files(const hms_config_t *cfg, unsigned cmd, hms_config_file_t *out, int max);
 
 /* Appends one line naming every HMS_SYNC_* variable in envp that is not a
  * setting (nothing when there is none). */

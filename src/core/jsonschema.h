@@ -40,8 +40,10 @@ typedef struct hms_schema hms_schema_t;
  * case (it is released on failure too).  Compiles every pattern up front, so
  * a pattern POSIX cannot express fails here.  NULL with err on failure. */
 hms_schema_t *hms_schema_from_json(json_object *doc, hms_err_t *err);
-/* Reads and parses the file at path, then as hms_schema_from_json(). */
-hms_schema_t *hms_schema_load_file(const char *path, hms_err_t *err);
+/* Parses text[0..len) (one JSON document, nothing after it), then as
+ * hms_schema_from_json().  Errors start with name, the text's origin (a file
+ * name, say).  text is borrowed for the call. */
+hms_schema_t *hms_schema_from_text(const char *name, const char *text, size_t len, hms_err_t *err);
 void hms_schema_free(hms_schema_t *s);
 
 /* The schema's "$id", or NULL; owned by the schema. */
@@ -64,11 +66,6 @@ void hms_schema_set_free(hms_schema_set_t *set);
 /* Adds s, which must have a $id not already in the set; the set owns s
  * afterwards, also on failure. */
 hms_status_t hms_schema_set_add(hms_schema_set_t *set, hms_schema_t *s, hms_err_t *err);
-/* Loads every *.json file in dir into the set; stops at the first file that
- * fails, naming it.  Returns the number of schemas loaded through *count
- * (may be NULL). */
-hms_status_t hms_schema_set_load_dir(hms_schema_set_t *set, const char *dir, size_t *count,
-                                     hms_err_t *err);
 /* The schema whose $id is id, or NULL; owned by the set. */
 const hms_schema_t *hms_schema_set_find(const hms_schema_set_t *set, const char *id);
 

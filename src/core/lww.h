@@ -1,7 +1,7 @@
 /* lww.h -- last-write-wins between two events of one subject, the same rules
  * as the SQL helpers of sql/subscriber/002_lww.sql.
  *
- * Order (DESIGN.md): higher version wins; on a tie the later updatedat; on a
+ * Order (docs/event-contract.md): higher version wins; on a tie the later updatedat; on a
  * tie the greater origin, compared bytewise (as strcmp, i.e. PostgreSQL's
  * "C" collation).  A delete carries the version of the row it removed, so it
  * wins a tie against the live row; the held state is then a tombstone that

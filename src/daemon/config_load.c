@@ -1,72 +1,28 @@
-/* config_load.c -- the I/O half of configuration: the config file and the
- * output streams.  Every decision lives in core/config.c. */
+/* config_load.c -- the I/O half of configuration: reading the config file,
+ * opening the files the settings name, and the output streams.  Every
+ * decision lives in core/config_*.c. */
 #include "daemon/config_load.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/secretfile.h"
+
 #define CONFIG_FILE_MAX (1 << 20)
+/* Far beyond any certificate bundle or key a setting names. */
+#define NAMED_FILE_MAX (16 << 20)
 
 hms_status_t hms_config_read_file(const char *path, char **text, unsigned *mode, hms_err_t *err)
 {
-    hms_status_t st;
-    struct stat sb;
-    char *buf = NULL;
-    size_t len = 0;
-    *text = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return hms_err_set(err, HMS_ERR_CONFIG, "config: config: cannot open %s: %s", path,
-                           strerror(errno));
-    /* fstat on the open descriptor: the mode checked is the mode of the file read. */
-    if (fstat(fd, &sb) != 0) {
-        st = hms_err_set(err, HMS_ERR_CONFIG, "config: config: cannot stat %s: %s", path,
-                         strerror(errno));
-        goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = hms_err_set(err, HMS_ERR_CONFIG, "config: config: %s is not a regular file", path);
-        goto fail;
-    }
-    if (sb.st_size > CONFIG_FILE_MAX) {
-        st = hms_err_set(err, HMS_ERR_CONFIG, "config: config: %s is larger than %d bytes", path,
-                         CONFIG_FILE_MAX);
-        goto fail;
-    }
-    buf = malloc((size_t)sb.st_size + 1);
-    if (buf == NULL) {
-        st = hms_err_set(err, HMS_ERR_NOMEM, "config: config: out of memory reading %s", path);
-        goto fail;
-    }
-    while (len < (size_t)sb.st_size) {
-        ssize_t n = read(fd, buf + len, (size_t)sb.st_size - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            st = hms_err_set(err, HMS_ERR_CONFIG, "config: config: cannot read %s: %s", path,
-                             strerror(errno));
-            goto fail;
-        }
-        if (n == 0)
-            break; /* the file shrank: parse what there is */
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    if (memchr(buf, '\0', len) != NULL) {
-        st = hms_err_set(err, HMS_ERR_CONFIG, "config: config: %s contains a NUL byte", path);
-        goto fail;
-    }
-    close(fd);
-    *text = buf;
-    *mode = (unsigned)sb.st_mode;
-    return HMS_OK;
-fail:
-    free(buf);
-    close(fd);
+    hms_secretfile_t f;
+    hms_status_t st =
+        hms_secretfile_read(path, "config", CONFIG_FILE_MAX, HMS_SECRETFILE_TEXT, &f, err);
+    *text = f.data; /* NULL on error */
+    *mode = f.mode;
     return st;
 }
 
@@ -100,6 +56,8 @@ hms_status_t hms_config_load(hms_config_t *cfg, unsigned cmd, int argc, char **a
         goto fail;
     st = hms_config_check(cfg, cmd, err);
 fail:
+    if (text != NULL)
+        explicit_bzero(text, strlen(text)); /* it may hold a password */
     free(text);
     return st;
 }
@@ -143,4 +101,48 @@ hms_status_t hms_config_warn_env(char **envp, FILE *out)
 {
     hms_buf_t b = HMS_BUF_INIT;
     return write_rendered(&b, hms_config_env_warnings(envp, &b), out);
+}
+
+/* A file the process will append to (log_file): open for appending if it
+ * exists, else its directory must let us create it.  Nothing is created or
+ * written; O_NONBLOCK keeps a FIFO without a reader from blocking the check. */
+static hms_status_t check_writable(const hms_config_file_t *f, hms_err_t *err)
+{
+    int fd = open(f->path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd >= 0) {
+        close(fd);
+        return HMS_OK;
+    }
+    if (errno != ENOENT)
+        return hms_err_set(err, HMS_ERR_CONFIG, "config: %s: cannot open %s for appending: %s",
+                           f->setting, f->path, strerror(errno));
+    char *copy = strdup(f->path);
+    if (copy == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "config: %s: out of memory", f->setting);
+    const char *dir = dirname(copy);
+    hms_status_t st = HMS_OK;
+    if (access(dir, W_OK | X_OK) != 0)
+        st = hms_err_set(err, HMS_ERR_CONFIG, "config: %s: cannot create %s: %s: %s", f->setting,
+                         f->path, dir, strerror(errno));
+    free(copy);
+    return st;
+}
+
+hms_status_t hms_config_open_files(const hms_config_t *cfg, unsigned cmd, hms_err_t *err)
+{
+    hms_config_file_t files[HMS_CONFIG_MAX_SETTINGS];
+    int n = hms_config_files(cfg, cmd, files, HMS_CONFIG_MAX_SETTINGS);
+    for (int i = 0; i < n; i++) {
+        hms_status_t st;
+        if (files[i].write) {
+            st = check_writable(&files[i], err);
+        } else {
+            hms_secretfile_t f;
+            st = hms_secretfile_read(files[i].path, files[i].setting, NAMED_FILE_MAX, 0, &f, err);
+            hms_secretfile_free(&f);
+        }
+        if (st != HMS_OK)
+            return st;
+    }
+    return HMS_OK;
 }

@@ -20,9 +20,17 @@ hms_status_t hms_config_load(hms_config_t *cfg, unsigned cmd, int argc, char **a
                              hms_cli_flags_t *flags, hms_err_t *err);
 
 /* Reads the file at path (at most 1 MiB) into a NUL-terminated string the
- * caller frees, and its st_mode.  Refuses a file that is not regular or holds
- * a NUL byte. */
+ * caller frees (it may hold a password: wipe it first), and its st_mode.
+ * Refuses a file that is not regular or holds a NUL byte. */
 hms_status_t hms_config_read_file(const char *path, char **text, unsigned *mode, hms_err_t *err);
+
+/* Opens and reads every file the settings of cmd name (hms_config_files()),
+ * the way the process would use it: read whole, or for log_file opened for
+ * appending (or, when missing, its directory writable; nothing is created).
+ * HMS_ERR_CONFIG with one line naming the setting, the file and the reason.
+ * What only a TLS library can judge (PEM contents, a key that fits its
+ * certificate, the password file's rules) is hms_amqp_tls_check_files(). */
+hms_status_t hms_config_open_files(const hms_config_t *cfg, unsigned cmd, hms_err_t *err);
 
 /* The renderers of core/config.h, written to a stream.  Return HMS_ERR_IO
  * when the stream fails. */

@@ -1,16 +1,23 @@
 /* http.c -- metrics and health over HTTP with libmicrohttpd. */
 #include "daemon/http.h"
 
-#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#include "common/log.h"
+#include "core/hostport.h"
+
+/* A host name may resolve to an address of each family, and a few more. */
+#define LISTEN_MAX 8
 
 struct hms_http {
-    struct MHD_Daemon *daemon;
+    struct MHD_Daemon *daemons[LISTEN_MAX]; /* one a listening address */
+    int ndaemons;
     pthread_mutex_t lock;
     hms_metrics_t snapshot;
 };
@@ -60,50 +67,85 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "not found: try /metrics\n", 24);
 }
 
+/* Starts a libmicrohttpd daemon listening on ai's address alone. */
+static struct MHD_Daemon *listen_on(hms_http_t *h, const struct addrinfo *ai, int port)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR,
+                            ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_END);
+}
+
+/* True when an earlier entry of the list has the same address: a name
+ * listed twice in /etc/hosts must not make the second bind fail. */
+static bool seen_before(const struct addrinfo *list, const struct addrinfo *ai)
+{
+    for (const struct addrinfo *p = list; p != ai; p = p->ai_next)
+        if (p->ai_addrlen == ai->ai_addrlen && memcmp(p->ai_addr, ai->ai_addr, ai->ai_addrlen) == 0)
+            return true;
+    return false;
+}
+
 hms_status_t hms_http_start(const char *listen, hms_http_t **out, hms_err_t *err)
 {
-    char host[256];
-    const char *colon = strrchr(listen, ':');
-    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host))
-        return hms_err_set(err, HMS_ERR_CONFIG, "metrics: \"%s\" is not HOST:PORT", listen);
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
+    hms_hostport_t hp;
+    char why[128], addr[NI_MAXHOST];
     struct addrinfo hints, *ai = NULL;
+    hms_status_t st;
+    if (!hms_hostport_parse(listen, &hp, why, sizeof(why)))
+        return hms_err_set(err, HMS_ERR_CONFIG, "metrics: \"%s\" is not HOST:PORT: %s", listen,
+                           why);
     memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_INET;
+    hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    int gai = getaddrinfo(host, colon + 1, &hints, &ai);
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(hp.host, hp.service, &hints, &ai);
     if (gai != 0)
-        return hms_err_set(err, HMS_ERR_CONFIG, "metrics: cannot resolve %s: %s", host,
+        return hms_err_set(err, HMS_ERR_CONFIG, "metrics: cannot resolve %s: %s", hp.host,
                            gai_strerror(gai));
     hms_http_t *h = calloc(1, sizeof(*h));
     if (h == NULL) {
-        freeaddrinfo(ai);
-        return hms_err_set(err, HMS_ERR_NOMEM, "metrics: out of memory");
+        st = hms_err_set(err, HMS_ERR_NOMEM, "metrics: out of memory");
+        goto fail;
     }
     pthread_mutex_init(&h->lock, NULL);
-    struct sockaddr_in sa;
-    memcpy(&sa, ai->ai_addr, sizeof(sa));
-    freeaddrinfo(ai);
-    h->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, ntohs(sa.sin_port), NULL, NULL, handle,
-        h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_END);
-    if (h->daemon == NULL) {
-        pthread_mutex_destroy(&h->lock);
-        free(h);
-        return hms_err_set(err, HMS_ERR_IO,
-                           "metrics: cannot listen on %s (address in use or not local?)", listen);
+    /* Every address the host resolves to, as a name means the host: a
+     * scraper of "localhost" may come over either family. */
+    for (const struct addrinfo *p = ai; p != NULL && h->ndaemons < LISTEN_MAX; p = p->ai_next) {
+        if ((p->ai_family != AF_INET && p->ai_family != AF_INET6) || seen_before(ai, p))
+            continue;
+        struct MHD_Daemon *d = listen_on(h, p, hp.port);
+        if (d != NULL) {
+            h->daemons[h->ndaemons++] = d;
+            continue;
+        }
+        if (getnameinfo(p->ai_addr, p->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST))
+            snprintf(addr, sizeof(addr), "?");
+        hms_log(HMS_LOG_WARN, "metrics: cannot listen on one of the host's addresses", "listen",
+                listen, "address", addr, NULL);
     }
+    if (h->ndaemons == 0) {
+        st = hms_err_set(err, HMS_ERR_IO,
+                         "metrics: cannot listen on %s (address in use or not local?)", listen);
+        goto fail;
+    }
+    freeaddrinfo(ai);
     *out = h;
     return HMS_OK;
+fail:
+    hms_http_stop(h);
+    freeaddrinfo(ai);
+    return st;
 }
 
 void hms_http_stop(hms_http_t *h)
 {
     if (h == NULL)
         return;
-    MHD_stop_daemon(h->daemon);
+    for (int i = 0; i < h->ndaemons; i++)
+        MHD_stop_daemon(h->daemons[i]);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }

@@ -12,8 +12,10 @@
 
 typedef struct hms_http hms_http_t;
 
-/* Listens on listen ("HOST:PORT").  On success *out owns the server; stop
- * it with hms_http_stop(). */
+/* Listens on listen (HOST:PORT or [IPV6]:PORT, core/hostport.h): on every
+ * address the host resolves to, warning about any of them it cannot bind,
+ * and failing only when it can bind none.  On success *out owns the server;
+ * stop it with hms_http_stop().  listen is only read. */
 hms_status_t hms_http_start(const char *listen, hms_http_t **out, hms_err_t *err);
 void hms_http_stop(hms_http_t *h);
 

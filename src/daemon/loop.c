@@ -14,34 +14,41 @@
 #include "common/log.h"
 #include "core/backoff.h"
 #include "core/event.h"
+#include "core/feedback.h"
 #include "core/lsn.h"
 #include "core/metrics.h"
 #include "core/outq.h"
 #include "core/pgoutput.h"
 #include "core/tracker.h"
-#include "core/walproto.h"
+#include "daemon/changes.h"
 #include "daemon/http.h"
 #include "daemon/notify.h"
 #include "daemon/progress.h"
 
-/* Feedback is sent at most this often when the flush position advances, so
- * a stream of acks does not become a stream of status messages, yet the
- * slot follows the broker within DESIGN.md's ~100 ms. */
-#define FEEDBACK_COALESCE_MS 20
 /* rabbitmq-c services heartbeats only when called: never sleep longer. */
 #define MAX_POLL_MS 1000
 #define STATS_INTERVAL_MS 30000
 
 static volatile sig_atomic_t stop_signal = 0;
+static volatile sig_atomic_t reload_signal = 0;
 
 static void on_signal(int sig)
 {
     stop_signal = sig;
 }
 
+/* SIGHUP only raises a flag: the reload itself (files, the log) runs in the
+ * loop, where nothing else is half done. */
+static void on_hangup(int sig)
+{
+    (void)sig;
+    reload_signal = 1;
+}
+
 typedef struct {
     const hms_run_opts_t *opts;
-    hms_repl_t *repl;
+    hms_repl_t *repl;       /* the replication session, once streaming */
+    hms_repl_t *pg_attempt; /* a session being opened (connecting) */
     hms_pub_t *pub;
     hms_pgo_decoder_t *dec;
     hms_encoder_t *enc;
@@ -53,16 +60,9 @@ typedef struct {
     char sysid[32];
     char dbname[128];
 
-    bool in_tx;
-    hms_txctx_t tx;
-    uint64_t received_lsn;
+    hms_changes_t ch; /* the stream's decoding state; borrows dec, enc, trk, q */
 
-    uint64_t sent_flush;
-    int64_t last_status_ms;
-    /* Last time PostgreSQL was heard from, or we chose not to listen (a
-     * full queue): a silent, stalled link is noticed only while reading. */
-    int64_t last_recv_ms;
-    bool reply_now;
+    hms_feedback_t fb; /* its last_recv_ms also serves the silence check */
 
     int64_t pg_retry_at, amqp_retry_at, republish_at;
     int pg_backoff, amqp_backoff, republish_backoff;
@@ -77,6 +77,8 @@ typedef struct {
      * the encoder, may create the slot).  A standby stays here until the
      * active connector lets go of the slot. */
     bool pg_first_pending;
+    bool pg_waiting;         /* said so: waiting for a busy slot (or as a standby) */
+    int64_t slot_wait_until; /* the first start waits this long for a busy slot */
     uint64_t n_published, n_confirmed, n_nacked, n_returned;
     hms_metrics_t m;
     hms_http_t *http;
@@ -160,6 +162,13 @@ static const hms_pub_handlers_t handlers = {on_ack, on_nack, on_return, on_block
 
 /* ---- connections --------------------------------------------------------- */
 
+/* The next try after a failure, *backoff growing as it does. */
+static int64_t retry_at(const loop_t *L, int *backoff)
+{
+    *backoff = hms_backoff_next(*backoff, L->opts->retry_min_ms, L->opts->retry_max_ms);
+    return hms_clock_ms() + *backoff;
+}
+
 static void amqp_lost(loop_t *L, const hms_err_t *err)
 {
     char n[24];
@@ -169,9 +178,7 @@ static void amqp_lost(loop_t *L, const hms_err_t *err)
     L->pub = NULL;
     hms_notify_status("RabbitMQ connection lost; reconnecting");
     hms_outq_rewind(L->q);
-    L->amqp_backoff =
-        hms_backoff_next(L->amqp_backoff, L->opts->retry_min_ms, L->opts->retry_max_ms);
-    L->amqp_retry_at = hms_clock_ms() + L->amqp_backoff;
+    L->amqp_retry_at = retry_at(L, &L->amqp_backoff);
 }
 
 static void pg_lost(loop_t *L, const hms_err_t *err)
@@ -187,12 +194,8 @@ static void pg_lost(loop_t *L, const hms_err_t *err)
     hms_notify_status("PostgreSQL replication connection lost; reconnecting");
     /* PostgreSQL resends everything after the confirmed position, so what
      * is queued here would only become duplicates. */
-    hms_outq_clear(L->q);
-    hms_tracker_reset(L->trk, flush);
-    hms_pgo_decoder_reset(L->dec);
-    L->in_tx = false;
-    L->pg_backoff = hms_backoff_next(L->pg_backoff, L->opts->retry_min_ms, L->opts->retry_max_ms);
-    L->pg_retry_at = hms_clock_ms() + L->pg_backoff;
+    hms_changes_restart(&L->ch, flush);
+    L->pg_retry_at = retry_at(L, &L->pg_backoff);
 }
 
 static hms_status_t connect_amqp(loop_t *L, hms_err_t *err)
@@ -206,171 +209,129 @@ static hms_status_t connect_amqp(loop_t *L, hms_err_t *err)
     return HMS_OK;
 }
 
-static hms_status_t connect_pg(loop_t *L, bool first, hms_err_t *err)
+static void update_metrics(loop_t *L, int64_t now);
+
+/* A session is streaming: on the first, the slot's system, database and
+ * position become the stream's. */
+static void pg_streaming(loop_t *L)
 {
-    hms_repl_opts_t ro = L->opts->repl;
-    ro.cancel = &stop_signal;
-    if (!first || L->opts->standby) {
-        /* Never block the loop (and the broker's heartbeats) waiting for a
-         * busy slot: retry on the backoff timer instead. */
-        ro.slot_wait_ms = 0;
-    }
-    if (!first)
-        ro.create_slot = false;
-    uint64_t start = first ? 0 : hms_tracker_flush_lsn(L->trk);
-    hms_status_t st = hms_repl_open(&ro, start, &L->repl, err);
-    if (st != HMS_OK)
-        return st;
-    if (first) {
+    const hms_repl_opts_t *ro = &L->opts->repl;
+    char lsn[HMS_LSN_STR_MAX], status[200];
+    int64_t now = hms_clock_ms();
+    hms_lsn_format(hms_repl_start_lsn(L->repl), lsn);
+    if (L->pg_first_pending) {
         snprintf(L->sysid, sizeof(L->sysid), "%s", hms_repl_sysid(L->repl));
         snprintf(L->dbname, sizeof(L->dbname), "%s", hms_repl_dbname(L->repl));
         hms_tracker_reset(L->trk, hms_repl_start_lsn(L->repl));
-        L->enc = hms_encoder_new(L->sysid, L->dbname, &hms_capture_incidents, 1);
+        L->enc = L->ch.enc = hms_encoder_new(L->sysid, L->dbname, &hms_capture_incidents, 1);
         if (L->enc == NULL) {
-            hms_repl_close(L->repl);
-            L->repl = NULL;
-            return hms_err_set(err, HMS_ERR_FATAL, "out of memory");
+            hms_err_t err;
+            hms_err_set(&err, HMS_ERR_FATAL, "out of memory");
+            set_fatal(L, &err);
+            return;
         }
-        L->pg_first_pending = false;
-    } else if (strcmp(L->sysid, hms_repl_sysid(L->repl)) != 0 ||
-               strcmp(L->dbname, hms_repl_dbname(L->repl)) != 0) {
-        hms_status_t fst = hms_err_set(
-            err, HMS_ERR_FATAL,
-            "pg: after reconnecting, %s is database %s of system %s, not %s of %s; refusing to "
-            "mix event sources (restart hms-sync deliberately)",
-            hms_repl_target(L->repl), hms_repl_dbname(L->repl), hms_repl_sysid(L->repl), L->dbname,
-            L->sysid);
-        hms_repl_close(L->repl);
-        L->repl = NULL;
-        return fst;
-    } else if (hms_repl_start_lsn(L->repl) > start && hms_repl_progress_lsn(L->repl) > start) {
+    } else if (hms_repl_verdict(L->repl) == HMS_RESUME_TAKEOVER) {
         /* Another hms-sync (a standby that took over while we were cut
-         * off) streamed and confirmed past us: what we held is published.
-         * Carry on from the slot. */
-        char lsn[HMS_LSN_STR_MAX];
-        hms_lsn_format(hms_repl_start_lsn(L->repl), lsn);
+         * off) streamed and confirmed past us: what we held is published. */
         hms_log(HMS_LOG_WARN,
                 "another hms-sync advanced the slot while we were away (standby takeover); "
                 "continuing from the slot's position",
-                "slot", ro.slot, "lsn", lsn, NULL);
+                "slot", ro->slot, "lsn", lsn, NULL);
         hms_outq_clear(L->q);
         hms_tracker_reset(L->trk, hms_repl_start_lsn(L->repl));
-    } else if (hms_repl_start_lsn(L->repl) > start) {
-        /* The slot only ever confirms what we told it, so a slot ahead of
-         * us was dropped and recreated (or advanced) by someone else while
-         * we were away: streaming on would skip the changes in between. */
-        char was[HMS_LSN_STR_MAX], now[HMS_LSN_STR_MAX];
-        hms_lsn_format(start, was);
-        hms_lsn_format(hms_repl_start_lsn(L->repl), now);
-        hms_status_t fst = hms_err_set(
-            err, HMS_ERR_FATAL,
-            "pg: after reconnecting, replication slot \"%s\" on %s is at %s, past %s where "
-            "hms-sync left it: it was recreated or advanced by another process and changes in "
-            "between may be lost; re-sync subscribers, then start hms-sync again",
-            ro.slot, hms_repl_target(L->repl), now, was);
-        hms_repl_close(L->repl);
-        L->repl = NULL;
-        return fst;
     }
-    char lsn[HMS_LSN_STR_MAX];
-    hms_lsn_format(hms_repl_start_lsn(L->repl), lsn);
     hms_log(HMS_LOG_INFO, "streaming from replication slot", "target", hms_repl_target(L->repl),
-            "slot", ro.slot, "publication", ro.publication, "lsn", lsn, NULL);
+            "slot", ro->slot, "publication", ro->publication, "lsn", lsn, NULL);
     L->pg_backoff = 0;
-    L->last_recv_ms = hms_clock_ms();
-    L->last_status_ms = 0; /* say where we are at once */
-    L->sent_flush = 0;
-    return HMS_OK;
+    hms_feedback_start(&L->fb, L->opts->feedback_interval_ms, hms_repl_sender_timeout_ms(L->repl),
+                       now);
+    if (!L->pg_first_pending) {
+        L->m.reconnects_pg++;
+        hms_notify_status("streaming");
+    } else if (L->opts->standby && L->pg_waiting) {
+        hms_log(HMS_LOG_INFO, "standby took over the replication slot", "slot", ro->slot, NULL);
+        hms_notify_status("streaming");
+    } else {
+        snprintf(status, sizeof(status), "streaming from slot %s to exchange %s", ro->slot,
+                 L->opts->pub.exchange);
+        update_metrics(L, now);
+        hms_notify_ready(status);
+    }
+    L->pg_first_pending = L->pg_waiting = false;
 }
 
-/* ---- the change stream --------------------------------------------------- */
-
-static hms_status_t on_change(loop_t *L, const hms_pgo_msg_t *m, hms_err_t *err)
+/* An attempt failed.  Failing to start is an error, except that a slot held
+ * by another process (often a walsender of ours still dying after a kill
+ * -9) is waited for up to slot_wait, and a standby waits for it as long as
+ * it takes, polling once a second; later losses are retried with backoff.
+ * Nothing here sleeps: the loop keeps serving the broker meanwhile. */
+static void pg_failed(loop_t *L, hms_status_t st, hms_err_t *err)
 {
-    hms_txctx_t tx = L->tx;
-    L->tx.ordinal++; /* every change the publication sends counts, captured or not */
-    if (hms_encoder_capture(L->enc, m->u.change.rel) == NULL)
-        return HMS_OK;
-    hms_outq_slot_t *slot = hms_outq_reserve(L->q);
-    if (slot == NULL) /* the loop reads only while there is room */
-        return hms_err_set(err, HMS_ERR_STATE, "internal: outbound queue full");
-    hms_status_t st = hms_encoder_encode(L->enc, &tx, m, &slot->ev, err);
-    if (st != HMS_OK) {
-        /* err->msg cannot be both the format's argument and its output. */
-        char why[sizeof(err->msg)];
-        snprintf(why, sizeof(why), "%s", err->msg);
-        return hms_err_set(err, HMS_ERR_FATAL,
-                           "%s; the slot stays before this change, so nothing is lost: fix the "
-                           "row or the table and restart",
-                           why);
+    const hms_run_opts_t *o = L->opts;
+    int64_t now = hms_clock_ms();
+    if (st == HMS_ERR_FATAL) {
+        set_fatal(L, err);
+    } else if (!L->pg_first_pending) {
+        L->pg_retry_at = retry_at(L, &L->pg_backoff);
+        hms_log(HMS_LOG_WARN, "cannot resume streaming from PostgreSQL yet; retrying", "error",
+                err->msg, NULL);
+    } else if (o->standby || (st == HMS_ERR_RETRY && now < L->slot_wait_until)) {
+        if (!L->pg_waiting && o->standby) {
+            hms_log(HMS_LOG_INFO, "standby: waiting to take over the replication slot", "slot",
+                    o->repl.slot, "reason", err->msg, NULL);
+            hms_notify_ready("standby: waiting for the replication slot");
+        } else if (!L->pg_waiting) {
+            char wait[16];
+            snprintf(wait, sizeof(wait), "%d", o->repl.slot_wait_ms);
+            hms_log(HMS_LOG_WARN, "replication slot is in use by another process; waiting", "slot",
+                    o->repl.slot, "reason", err->msg, "max_wait_ms", wait, NULL);
+        }
+        L->pg_waiting = true;
+        L->pg_retry_at = now + 1000;
+    } else {
+        if (st == HMS_ERR_RETRY) {
+            char why[sizeof(err->msg)];
+            snprintf(why, sizeof(why), "%s", err->msg);
+            hms_err_set(err, HMS_ERR_PG,
+                        "%s and stayed busy for %d ms; stop the other consumer or raise slot_wait",
+                        why, o->repl.slot_wait_ms);
+        }
+        set_fatal(L, err);
     }
-    uint64_t seq;
-    st = hms_tracker_add_event(L->trk, &seq);
+}
+
+/* Starts opening a session when one is due. */
+static void pg_begin(loop_t *L, int64_t now)
+{
+    hms_err_t err;
+    if (L->repl != NULL || L->pg_attempt != NULL || L->stopping || now < L->pg_retry_at)
+        return;
+    hms_repl_want_t want = {.first = L->pg_first_pending,
+                            .confirmed = hms_tracker_flush_lsn(L->trk),
+                            .sysid = L->sysid,
+                            .dbname = L->dbname};
+    hms_status_t st = hms_repl_begin(&L->opts->repl, &want, now, &L->pg_attempt, &err);
     if (st != HMS_OK)
-        return hms_err_set(err, st, "internal: change outside a transaction");
-    hms_outq_push(L->q, seq);
-    return HMS_OK;
+        pg_failed(L, st, &err);
 }
 
-static hms_status_t on_pgoutput(loop_t *L, const uint8_t *buf, size_t len, hms_err_t *err)
+/* Advances the session being opened; revents: what poll() said of it. */
+static void pg_advance(loop_t *L, short revents, int64_t now)
 {
-    hms_pgo_msg_t m;
-    hms_status_t st = hms_pgo_decode(L->dec, buf, len, &m, err);
-    if (st != HMS_OK) {
-        char why[sizeof(err->msg)];
-        snprintf(why, sizeof(why), "%s", err->msg);
-        return hms_err_set(err, HMS_ERR_FATAL, "pg: cannot decode the replication stream: %s", why);
+    hms_err_t err;
+    if (L->pg_attempt == NULL)
+        return;
+    int rc = L->stopping ? HMS_ERR_STATE : hms_repl_attempt_poll(L->pg_attempt, revents, now, &err);
+    if (rc > 0) {
+        L->repl = L->pg_attempt;
+        L->pg_attempt = NULL;
+        pg_streaming(L);
+    } else if (rc < 0) {
+        hms_repl_close(L->pg_attempt);
+        L->pg_attempt = NULL;
+        if (!L->stopping) /* abandoned when stopping */
+            pg_failed(L, (hms_status_t)rc, &err);
     }
-    switch (m.kind) {
-    case HMS_PGO_BEGIN:
-        if (hms_tracker_begin(L->trk) != HMS_OK)
-            return hms_err_set(err, HMS_ERR_FATAL, "pg: Begin inside a transaction");
-        L->in_tx = true;
-        L->tx.commit_lsn = m.u.begin.final_lsn;
-        L->tx.xid = m.u.begin.xid;
-        L->tx.commit_time = m.u.begin.commit_time;
-        L->tx.ordinal = 0;
-        return HMS_OK;
-    case HMS_PGO_COMMIT:
-        if (!L->in_tx)
-            return hms_err_set(err, HMS_ERR_FATAL, "pg: Commit outside a transaction");
-        L->in_tx = false;
-        return hms_tracker_commit(L->trk, m.u.commit.end_lsn, m.u.commit.commit_time);
-    case HMS_PGO_INSERT:
-    case HMS_PGO_UPDATE:
-    case HMS_PGO_DELETE: return on_change(L, &m, err);
-    case HMS_PGO_RELATION:
-        hms_log(HMS_LOG_DEBUG, "relation described", "schema", m.u.relation.rel->nspname, "table",
-                m.u.relation.rel->relname, NULL);
-        return HMS_OK;
-    case HMS_PGO_TRUNCATE:
-        hms_log(HMS_LOG_WARN, "TRUNCATE seen in the stream; it is not published as events", NULL);
-        return HMS_OK;
-    case HMS_PGO_ORIGIN:
-    case HMS_PGO_TYPE:
-    case HMS_PGO_MESSAGE: return HMS_OK;
-    }
-    return HMS_OK;
-}
-
-static hms_status_t on_copydata(loop_t *L, const uint8_t *buf, size_t len, hms_err_t *err)
-{
-    hms_walmsg_t w;
-    hms_status_t st = hms_walmsg_parse(buf, len, &w, err);
-    if (st != HMS_OK) {
-        char why[sizeof(err->msg)];
-        snprintf(why, sizeof(why), "%s", err->msg);
-        return hms_err_set(err, HMS_ERR_FATAL, "pg: bad replication message: %s", why);
-    }
-    if (w.wal_end > L->received_lsn)
-        L->received_lsn = w.wal_end;
-    if (w.kind == 'k') {
-        hms_tracker_keepalive(L->trk, w.wal_end);
-        if (w.reply_requested)
-            L->reply_now = true;
-        return HMS_OK;
-    }
-    return on_pgoutput(L, w.data, w.len, err);
 }
 
 /* Reads what PostgreSQL has sent while the queue has room.
@@ -406,8 +367,11 @@ static void read_pg(loop_t *L, bool readable, bool hangup)
             pg_lost(L, &err);
             return;
         }
-        L->last_recv_ms = hms_clock_ms();
-        hms_status_t st = on_copydata(L, buf, len, &err);
+        hms_feedback_heard(&L->fb, hms_clock_ms());
+        bool reply = false;
+        hms_status_t st = hms_changes_take(&L->ch, buf, len, &reply, &err);
+        if (reply)
+            hms_feedback_reply_asked(&L->fb);
         if (st == HMS_ERR_FATAL) {
             set_fatal(L, &err);
             return;
@@ -480,33 +444,17 @@ static void maybe_republish(loop_t *L, int64_t now)
     }
 }
 
-/* How often a standby status goes out when nothing else prompts one.
- * While the queue is full nothing is read, so the walsender's
- * reply-requested keepalives go unseen: the timer must be short enough for
- * its wal_sender_timeout as well as for feedback_interval. */
-static int64_t status_interval(const loop_t *L)
-{
-    int64_t interval = L->opts->feedback_interval_ms;
-    int sender_timeout = hms_repl_sender_timeout_ms(L->repl);
-    if (sender_timeout > 0 && sender_timeout / 3 < interval)
-        interval = sender_timeout / 3;
-    return interval;
-}
-
+/* The timing rules are core/feedback.h's. */
 static void send_feedback(loop_t *L, int64_t now)
 {
     if (L->repl == NULL)
         return;
     uint64_t flush = hms_tracker_flush_lsn(L->trk);
-    bool advanced = flush > L->sent_flush;
-    bool due = now - L->last_status_ms >= status_interval(L);
-    if (!(L->reply_now || due || (advanced && now - L->last_status_ms >= FEEDBACK_COALESCE_MS)))
+    if (!hms_feedback_due(&L->fb, flush, now))
         return;
     hms_err_t err;
-    uint64_t write = L->received_lsn > flush ? L->received_lsn : flush;
-    /* On a quiet stream ask for a keepalive back, so silence means a dead
-     * link rather than an idle server. */
-    bool ask = now - L->last_recv_ms >= L->opts->feedback_interval_ms;
+    uint64_t write = hms_feedback_write_lsn(L->ch.received_lsn, flush);
+    bool ask = hms_feedback_ask(&L->fb, now);
     hms_status_t st = hms_repl_send_status(L->repl, write, flush, ask, &err);
     if (st == HMS_ERR_FULL)
         return;
@@ -514,14 +462,12 @@ static void send_feedback(loop_t *L, int64_t now)
         pg_lost(L, &err);
         return;
     }
-    if (advanced && hms_log_enabled(HMS_LOG_DEBUG)) {
+    if (flush > L->fb.sent_flush && hms_log_enabled(HMS_LOG_DEBUG)) {
         char lsn[HMS_LSN_STR_MAX];
         hms_lsn_format(flush, lsn);
         hms_log(HMS_LOG_DEBUG, "confirmed to the slot", "lsn", lsn, NULL);
     }
-    L->sent_flush = flush;
-    L->last_status_ms = now;
-    L->reply_now = false;
+    hms_feedback_sent(&L->fb, flush, now);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     L->m.last_feedback_unix = (double)tv.tv_sec + tv.tv_usec / 1e6;
@@ -542,16 +488,17 @@ static void log_stats(loop_t *L, int64_t now)
 
 /* ---- the loop ------------------------------------------------------------ */
 
-static int poll_timeout(loop_t *L, int64_t now)
+/* wake: another deadline (a connection attempt's; 0: none). */
+static int poll_timeout(loop_t *L, int64_t now, int64_t wake)
 {
     int64_t t = now + MAX_POLL_MS;
+    if (wake != 0 && wake < t)
+        t = wake;
     if (L->repl != NULL) {
-        int64_t due = L->last_status_ms + status_interval(L);
-        if (hms_tracker_flush_lsn(L->trk) > L->sent_flush || L->reply_now)
-            due = L->last_status_ms + FEEDBACK_COALESCE_MS;
+        int64_t due = hms_feedback_next_ms(&L->fb, hms_tracker_flush_lsn(L->trk));
         if (due < t)
             t = due;
-    } else if (L->pg_retry_at < t) {
+    } else if (L->pg_attempt == NULL && L->pg_retry_at < t) {
         t = L->pg_retry_at;
     }
     if (L->pub == NULL && !L->opts->discard && L->amqp_retry_at < t)
@@ -576,35 +523,11 @@ static void reconnect(loop_t *L, int64_t now)
             L->m.reconnects_amqp++;
             hms_notify_status("streaming");
         } else {
-            L->amqp_backoff =
-                hms_backoff_next(L->amqp_backoff, L->opts->retry_min_ms, L->opts->retry_max_ms);
-            L->amqp_retry_at = hms_clock_ms() + L->amqp_backoff;
+            L->amqp_retry_at = retry_at(L, &L->amqp_backoff);
             hms_log(HMS_LOG_WARN, "RabbitMQ still unreachable; retrying", "error", err.msg, NULL);
         }
     }
-    if (L->repl == NULL && now >= L->pg_retry_at && !L->stopping) {
-        bool first = L->pg_first_pending;
-        hms_status_t st = connect_pg(L, first, &err);
-        if (st == HMS_OK) {
-            if (first)
-                hms_log(HMS_LOG_INFO, "standby took over the replication slot", "slot",
-                        L->opts->repl.slot, NULL);
-            else
-                L->m.reconnects_pg++;
-            hms_notify_status("streaming");
-        } else if (st == HMS_ERR_FATAL) {
-            set_fatal(L, &err);
-        } else if (first && L->opts->standby) {
-            /* Poll the busy slot once a second: takeover within seconds. */
-            L->pg_retry_at = hms_clock_ms() + 1000;
-        } else {
-            L->pg_backoff =
-                hms_backoff_next(L->pg_backoff, L->opts->retry_min_ms, L->opts->retry_max_ms);
-            L->pg_retry_at = hms_clock_ms() + L->pg_backoff;
-            hms_log(HMS_LOG_WARN, "cannot resume streaming from PostgreSQL yet; retrying", "error",
-                    err.msg, NULL);
-        }
-    }
+    pg_begin(L, now);
 }
 
 /* A network stall (a dropped route, a hung proxy) leaves the socket open
@@ -615,10 +538,10 @@ static void check_pg_silence(loop_t *L, int64_t now)
     if (L->repl == NULL || L->opts->replication_timeout_ms <= 0)
         return;
     if (L->stopping || hms_outq_full(L->q)) {
-        L->last_recv_ms = now; /* not listening: silence proves nothing */
+        hms_feedback_heard(&L->fb, now); /* not listening: silence proves nothing */
         return;
     }
-    if (now - L->last_recv_ms < L->opts->replication_timeout_ms)
+    if (now - L->fb.last_recv_ms < L->opts->replication_timeout_ms)
         return;
     hms_err_t err;
     hms_err_set(&err, HMS_ERR_PG,
@@ -633,9 +556,10 @@ static void update_metrics(loop_t *L, int64_t now)
 {
     hms_metrics_t *m = &L->m;
     m->inflight = hms_outq_outstanding(L->q);
-    m->confirmed_flush_lsn = L->sent_flush;
-    m->lag_bytes = L->received_lsn > L->sent_flush ? L->received_lsn - L->sent_flush : 0;
-    bool pending = hms_outq_len(L->q) > 0 || L->in_tx;
+    m->confirmed_flush_lsn = L->fb.sent_flush;
+    m->lag_bytes =
+        L->ch.received_lsn > L->fb.sent_flush ? L->ch.received_lsn - L->fb.sent_flush : 0;
+    bool pending = hms_outq_len(L->q) > 0 || L->ch.in_tx;
     if (!pending) {
         L->pending_since_ms = 0;
         m->lag_seconds = 0;
@@ -663,11 +587,29 @@ static void update_metrics(loop_t *L, int64_t now)
     hms_notify_watchdog(now);
 }
 
+/* Adds fd to the poll set; returns its index (-1 for no fd). */
+static int watch(struct pollfd *fds, int *nfds, int fd, short events)
+{
+    if (fd < 0)
+        return -1;
+    fds[*nfds] = (struct pollfd){fd, events, 0};
+    return (*nfds)++;
+}
+
+static short revents_of(const struct pollfd *fds, int i, int rc)
+{
+    return i >= 0 && rc > 0 ? fds[i].revents : 0;
+}
+
+/* One turn: a poll over the replication socket, the AMQP socket and, while
+ * they connect or write, the replication attempt's and the progress
+ * connection's, bounded by every timer. */
 static void loop_once(loop_t *L)
 {
-    struct pollfd fds[2];
-    int nfds = 0, pg_i = -1, amqp_i = -1;
-    int64_t now = hms_clock_ms();
+    struct pollfd fds[4];
+    int nfds = 0, pg_i = -1, att_i, prog_i;
+    int64_t now = hms_clock_ms(), wake = 0, prog_wake;
+    short att_ev, prog_ev;
 
     if (L->repl != NULL) {
         short ev = 0;
@@ -675,19 +617,23 @@ static void loop_once(loop_t *L)
             ev |= POLLIN;
         if (hms_repl_flush(L->repl) == 1)
             ev |= POLLOUT;
-        fds[nfds] = (struct pollfd){hms_repl_fd(L->repl), ev, 0};
-        pg_i = nfds++;
+        pg_i = watch(fds, &nfds, hms_repl_fd(L->repl), ev);
     }
+    int att_fd = hms_repl_attempt_fd(L->pg_attempt, &att_ev, &wake);
+    att_i = watch(fds, &nfds, att_fd, att_ev);
+    int prog_fd = hms_progress_fd(L->progress, &prog_ev, &prog_wake);
+    prog_i = watch(fds, &nfds, prog_fd, prog_ev);
+    if (prog_i >= 0 && prog_wake != 0 && (wake == 0 || prog_wake < wake))
+        wake = prog_wake;
     if (L->pub != NULL) {
         short ev = POLLIN;
         hms_outq_slot_t *s = hms_outq_next(L->q);
         if (s != NULL && hms_outq_outstanding(L->q) < (size_t)L->opts->window &&
             !hms_pub_blocked(L->pub) && !hms_pub_writable(L->pub, s->ev.body.len))
             ev |= POLLOUT;
-        fds[nfds] = (struct pollfd){hms_pub_fd(L->pub), ev, 0};
-        amqp_i = nfds++;
+        watch(fds, &nfds, hms_pub_fd(L->pub), ev);
     }
-    int rc = poll(fds, (nfds_t)nfds, poll_timeout(L, now));
+    int rc = poll(fds, (nfds_t)nfds, poll_timeout(L, now, wake));
     if (rc < 0 && errno != EINTR) {
         hms_err_t err;
         hms_err_set(&err, HMS_ERR_IO, "poll failed: %s", strerror(errno));
@@ -708,10 +654,10 @@ static void loop_once(loop_t *L)
     }
     if (L->repl != NULL) {
         /* Buffered messages are read even when the socket is quiet. */
-        short rev = pg_i >= 0 && rc > 0 ? fds[pg_i].revents : 0;
+        short rev = revents_of(fds, pg_i, rc);
         read_pg(L, (rev & (POLLIN | POLLERR | POLLHUP)) != 0, (rev & (POLLERR | POLLHUP)) != 0);
     }
-    (void)amqp_i;
+    pg_advance(L, revents_of(fds, att_i, rc), now);
     if (L->fatal)
         return;
     maybe_republish(L, now);
@@ -721,9 +667,8 @@ static void loop_once(loop_t *L)
     check_pg_silence(L, now);
     reconnect(L, now);
     update_metrics(L, now);
-    if (L->repl != NULL)
-        hms_progress_tick(L->progress, hms_tracker_flush_lsn(L->trk),
-                          hms_tracker_flushed_commit_time(L->trk), now);
+    hms_progress_tick(L->progress, revents_of(fds, prog_i, rc), hms_tracker_flush_lsn(L->trk),
+                      hms_tracker_flushed_commit_time(L->trk), now);
     log_stats(L, now);
 }
 
@@ -735,7 +680,18 @@ static void install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hangup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+static void reload_if_asked(loop_t *L)
+{
+    if (reload_signal == 0)
+        return;
+    reload_signal = 0;
+    if (L->opts->reload != NULL)
+        L->opts->reload(L->opts->reload_arg);
 }
 
 /* SIGTERM: stop reading, wait (bounded) for the broker to settle what is
@@ -747,7 +703,7 @@ static void shutdown_stream(loop_t *L)
     uint64_t flush = hms_tracker_flush_lsn(L->trk);
     if (L->repl != NULL) {
         hms_err_t err;
-        uint64_t write = L->received_lsn > flush ? L->received_lsn : flush;
+        uint64_t write = hms_feedback_write_lsn(L->ch.received_lsn, flush);
         if (hms_repl_send_status(L->repl, write, flush, false, &err) == HMS_OK)
             hms_repl_finish(L->repl);
     }
@@ -759,14 +715,18 @@ static void shutdown_stream(loop_t *L)
 
 static void loop_free(loop_t *L)
 {
+    /* The listener first: its thread renders snapshots that borrow strings
+     * (event type names) from the encoder freed below. */
+    hms_http_stop(L->http);
+    L->http = NULL;
     hms_repl_close(L->repl);
+    hms_repl_close(L->pg_attempt);
     hms_pub_close(L->pub);
     hms_pgo_decoder_free(L->dec);
     hms_encoder_free(L->enc);
     hms_tracker_free(L->trk);
     hms_outq_free(L->q);
     hms_progress_free(L->progress);
-    hms_http_stop(L->http);
     free(L->confirmed);
 }
 
@@ -783,39 +743,27 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
     L.confirmed = calloc(L.confirmed_cap, sizeof(*L.confirmed));
     L.dec = hms_pgo_decoder_new();
     L.trk = hms_tracker_new(0);
-    L.progress = hms_progress_new(opts->repl.conninfo, opts->repl.slot);
+    L.progress =
+        hms_progress_new(opts->repl.conninfo, opts->repl.slot, opts->repl.connect_timeout_s);
+    L.ch = (hms_changes_t){.dec = L.dec, .trk = L.trk, .q = L.q};
     if (L.q == NULL || L.confirmed == NULL || L.dec == NULL || L.trk == NULL ||
         L.progress == NULL) {
         st = hms_err_set(err, HMS_ERR_NOMEM, "out of memory");
         goto done;
     }
     stop_signal = 0;
+    reload_signal = 0;
     install_signals();
     hms_notify_init();
     if (opts->metrics != NULL && (st = hms_http_start(opts->metrics, &L.http, err)) != HMS_OK)
         goto done;
     if (!opts->discard && (st = connect_amqp(&L, err)) != HMS_OK)
         goto done;
+    /* The loop opens the replication session (pg_begin): readiness and the
+     * standby's wait are decided there. */
     L.pg_first_pending = true;
-    if ((st = connect_pg(&L, true, err)) != HMS_OK) {
-        if (!opts->standby || st == HMS_ERR_FATAL)
-            goto done;
-        /* A hot standby: another connector holds the slot (or PostgreSQL
-         * is away); keep trying from the loop, not ready meanwhile. */
-        hms_log(HMS_LOG_INFO, "standby: waiting to take over the replication slot", "slot",
-                opts->repl.slot, "reason", err->msg, NULL);
-        hms_notify_ready("standby: waiting for the replication slot");
-        L.pg_retry_at = hms_clock_ms() + 1000;
-        st = HMS_OK;
-    }
+    L.slot_wait_until = hms_clock_ms() + opts->repl.slot_wait_ms;
     L.last_stats_ms = hms_clock_ms();
-    if (L.repl != NULL) {
-        char status[200];
-        snprintf(status, sizeof(status), "streaming from slot %s to exchange %s", opts->repl.slot,
-                 opts->pub.exchange);
-        update_metrics(&L, hms_clock_ms());
-        hms_notify_ready(status);
-    }
     for (;;) {
         if (stop_signal != 0 && !L.stopping) {
             L.stopping = true;
@@ -827,6 +775,7 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
         if (L.stopping &&
             (hms_outq_outstanding(L.q) == 0 || L.pub == NULL || hms_clock_ms() >= L.stop_deadline))
             break;
+        reload_if_asked(&L);
         loop_once(&L);
         if (L.fatal) {
             *err = L.fatal_err;

@@ -29,6 +29,10 @@ typedef struct {
     bool discard;        /* debugging: drop events instead of publishing */
     const char *metrics; /* HOST:PORT for /metrics, /healthz, /readyz; NULL: off */
     bool standby;        /* wait (not ready) while another process holds the slot */
+    /* Called from the loop after SIGHUP (NULL: SIGHUP is ignored): re-read
+     * what can change without a restart and reopen the log. */
+    void (*reload)(void *arg);
+    void *reload_arg;
 } hms_run_opts_t;
 
 /* Runs until SIGTERM/SIGINT (HMS_OK after a clean stop) or a fatal error

@@ -313,14 +313,69 @@ fail:
     return st;
 }
 
-hms_status_t hms_migrate_run(const char *conninfo, FILE *out, hms_err_t *err)
+/* The publication migration 003 makes is hms_sync_incidents; an operator
+ * who names another one gets it made here, by the same rule: created for
+ * public.incidents when missing, an existing one kept but made to carry the
+ * table.  It is not a migration file because its name is a setting. */
+static hms_status_t ensure_publication(PGconn *conn, const char *name, FILE *out, hms_err_t *err)
+{
+    char target[300], line[HMS_ERR_MSG_MAX], sql[400];
+    hms_status_t st = HMS_ERR_PG;
+    char *ident = NULL;
+    hms_pg_target(conn, target, sizeof(target));
+    const char *params[] = {name};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication "
+                                 "WHERE pubname = $1), "
+                                 "EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables "
+                                 "WHERE pubname = $1 AND schemaname = 'public' "
+                                 "AND tablename = 'incidents')",
+                                 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        goto fail;
+    bool exists = PQgetvalue(res, 0, 0)[0] == 't';
+    bool carries = PQgetvalue(res, 0, 1)[0] == 't';
+    PQclear(res);
+    res = NULL;
+    if (exists && carries)
+        return HMS_OK;
+    if ((ident = PQescapeIdentifier(conn, name, strlen(name))) == NULL)
+        goto fail;
+    snprintf(sql, sizeof(sql),
+             exists ? "ALTER PUBLICATION %s ADD TABLE public.incidents"
+                    : "CREATE PUBLICATION %s FOR TABLE public.incidents",
+             ident);
+    res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        /* Another migrate made it a moment ago: what we wanted exists. */
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state == NULL || strcmp(state, "42710") != 0)
+            goto fail;
+    } else if (out != NULL) {
+        fprintf(out, "publication %s: %s public.incidents\n", name,
+                exists ? "added" : "created for");
+    }
+    st = HMS_OK;
+fail:
+    if (st != HMS_OK)
+        hms_err_set(err, HMS_ERR_PG, "migrate: publication \"%s\" on %s: %s", name, target,
+                    hms_pg_one_line(PQerrorMessage(conn), line, sizeof(line)));
+    PQclear(res);
+    PQfreemem(ident);
+    return st;
+}
+
+hms_status_t hms_migrate_run(const char *conninfo, const char *publication, int connect_timeout_s,
+                             FILE *out, hms_err_t *err)
 {
     PGconn *conn = NULL;
-    hms_status_t st = hms_pg_open(conninfo, "migrate", &conn, err);
+    hms_status_t st = hms_pg_open(conninfo, "migrate", connect_timeout_s, &conn, err);
     if (st != HMS_OK)
         return st;
     st = hms_migrate_apply(conn, hms_sql_migrations, hms_sql_migrations_count, HMS_MIGRATE_LEDGER,
                            out, err);
+    if (st == HMS_OK && publication != NULL)
+        st = ensure_publication(conn, publication, out, err);
     PQfinish(conn);
     return st;
 }

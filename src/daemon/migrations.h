@@ -35,8 +35,12 @@
 hms_status_t hms_migrate_apply(PGconn *conn, const hms_sql_file_t *files, size_t count,
                                const char *ledger, FILE *out, hms_err_t *err);
 
-/* `hms-sync migrate --pg CONNINFO`: connects, applies hms_sql_migrations
- * with ledger HMS_MIGRATE_LEDGER, disconnects.  Same returns as above. */
-hms_status_t hms_migrate_run(const char *conninfo, FILE *out, hms_err_t *err);
+/* `hms-sync migrate --pg CONNINFO [--publication NAME]`: connects, applies
+ * hms_sql_migrations with ledger HMS_MIGRATE_LEDGER, makes sure publication
+ * (NULL: only the migrations' own hms_sync_incidents) exists and carries
+ * public.incidents, disconnects; connect_timeout_s as hms_pg_open.  Same
+ * returns as above. */
+hms_status_t hms_migrate_run(const char *conninfo, const char *publication, int connect_timeout_s,
+                             FILE *out, hms_err_t *err);
 
 #endif

@@ -2,35 +2,43 @@
 #include "daemon/progress.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/pgconn.h"
 #include "core/lsn.h"
 #include "core/pgoutput.h"
-#include "common/log.h"
 
 #define PROGRESS_INTERVAL_MS 1000
 #define PROGRESS_RETRY_MS 30000
+#define PROGRESS_FINAL_WAIT_MS 2000
 
 struct hms_progress {
     char *conninfo;
     char *slot;
+    int connect_timeout_s;
+    hms_pg_connecting_t attempt; /* attempt.conn is set while connecting */
     PGconn *conn;
-    bool busy;
+    bool busy;     /* an upsert is in flight */
+    bool flushing; /* libpq still holds part of it: wait for POLLOUT */
     int64_t last_write_ms;
     int64_t retry_at_ms;
     int64_t written_commit_time;
     bool warned;
 };
 
-hms_progress_t *hms_progress_new(const char *conninfo, const char *slot)
+hms_progress_t *hms_progress_new(const char *conninfo, const char *slot, int connect_timeout_s)
 {
     hms_progress_t *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return NULL;
+    p->attempt.fd = -1;
+    p->connect_timeout_s = connect_timeout_s;
     p->conninfo = strdup(conninfo);
     p->slot = strdup(slot);
     if (p->conninfo == NULL || p->slot == NULL) {
@@ -44,6 +52,7 @@ void hms_progress_free(hms_progress_t *p)
 {
     if (p == NULL)
         return;
+    hms_pg_connect_cancel(&p->attempt);
     if (p->conn != NULL)
         PQfinish(p->conn);
     free(p->conninfo);
@@ -54,29 +63,29 @@ void hms_progress_free(hms_progress_t *p)
 static void give_up_for_now(hms_progress_t *p, const char *why, int64_t now_ms)
 {
     if (!p->warned) {
-        /* libpq messages can span lines; keep the first. */
         char line[300];
-        snprintf(line, sizeof(line), "%s", why);
-        line[strcspn(line, "\n")] = '\0';
         hms_log(HMS_LOG_WARN,
                 "cannot record progress in hms_sync.slot_progress (status will not know the lag "
                 "in seconds); streaming continues",
-                "error", line, NULL);
+                "error", hms_pg_one_line(why, line, sizeof(line)), NULL);
         p->warned = true;
     }
+    hms_pg_connect_cancel(&p->attempt);
     if (p->conn != NULL)
         PQfinish(p->conn);
     p->conn = NULL;
-    p->busy = false;
+    p->busy = p->flushing = false;
     p->retry_at_ms = now_ms + PROGRESS_RETRY_MS;
 }
 
 static void collect(hms_progress_t *p, int64_t now_ms)
 {
-    if (PQconsumeInput(p->conn) == 0) {
+    int flushed = PQflush(p->conn);
+    if (flushed < 0 || PQconsumeInput(p->conn) == 0) {
         give_up_for_now(p, PQerrorMessage(p->conn), now_ms);
         return;
     }
+    p->flushing = flushed == 1;
     if (PQisBusy(p->conn))
         return;
     PGresult *res;
@@ -96,21 +105,49 @@ static void collect(hms_progress_t *p, int64_t now_ms)
         p->warned = false;
 }
 
-static bool connect_now(hms_progress_t *p, int64_t now_ms)
+/* Starts or advances the connection without waiting; true once there is
+ * one.  revents: what poll() said about the attempt's socket. */
+static bool connected(hms_progress_t *p, short revents, int64_t now_ms)
 {
-    const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
-    const char *vals[] = {p->conninfo, "hms-sync progress", "5", NULL};
-    p->conn = PQconnectdbParams(keys, vals, 1);
-    if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
-        give_up_for_now(p, p->conn ? PQerrorMessage(p->conn) : "out of memory", now_ms);
+    hms_err_t err;
+    if (p->conn != NULL)
+        return true;
+    if (p->attempt.conn == NULL) {
+        hms_pg_params_t params = {.conninfo = p->conninfo,
+                                  .application_name = "hms-sync progress",
+                                  .connect_timeout_s = p->connect_timeout_s};
+        if (hms_pg_connect_start(&p->attempt, &params, now_ms, &err) != HMS_OK)
+            give_up_for_now(p, err.msg, now_ms);
         return false;
     }
+    if (revents == 0 && (p->attempt.deadline_ms == 0 || now_ms < p->attempt.deadline_ms))
+        return false;
+    int rc = hms_pg_connect_poll(&p->attempt, now_ms, &p->conn, &err);
+    if (rc < 0)
+        give_up_for_now(p, err.msg, now_ms);
+    if (rc <= 0)
+        return false;
     PQsetnonblocking(p->conn, 1);
     return true;
 }
 
-void hms_progress_tick(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit_time,
-                       int64_t now_ms)
+int hms_progress_fd(const hms_progress_t *p, short *events, int64_t *deadline_ms)
+{
+    *events = 0;
+    *deadline_ms = 0;
+    if (p->attempt.conn != NULL) {
+        *events = p->attempt.events;
+        *deadline_ms = p->attempt.deadline_ms;
+        return p->attempt.fd;
+    }
+    if (!p->busy)
+        return -1;
+    *events = (short)(POLLIN | (p->flushing ? POLLOUT : 0));
+    return PQsocket(p->conn);
+}
+
+void hms_progress_tick(hms_progress_t *p, short revents, uint64_t confirmed_lsn,
+                       int64_t commit_time, int64_t now_ms)
 {
     if (p->busy) {
         collect(p, now_ms);
@@ -121,7 +158,7 @@ void hms_progress_tick(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit
         return;
     if (now_ms - p->last_write_ms < PROGRESS_INTERVAL_MS || now_ms < p->retry_at_ms)
         return;
-    if (p->conn == NULL && !connect_now(p, now_ms))
+    if (!connected(p, revents, now_ms))
         return;
     char lsn[HMS_LSN_STR_MAX], ts[32];
     hms_lsn_format(confirmed_lsn, lsn);
@@ -140,12 +177,13 @@ void hms_progress_tick(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit
         "EXCLUDED.last_commit_lsn, last_commit_time = EXCLUDED.last_commit_time, updated_at = "
         "now()",
         3, NULL, params, NULL, NULL, 0);
-    if (!sent) {
+    int flushed = sent ? PQflush(p->conn) : -1;
+    if (flushed < 0) {
         give_up_for_now(p, PQerrorMessage(p->conn), now_ms);
         return;
     }
-    PQflush(p->conn);
     p->busy = true;
+    p->flushing = flushed == 1;
     p->last_write_ms = now_ms;
     p->written_commit_time = commit_time;
 }
@@ -153,12 +191,19 @@ void hms_progress_tick(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit
 void hms_progress_final(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit_time,
                         int64_t now_ms)
 {
-    for (int i = 0; i < 2; i++) {
-        for (int waited = 0; p->busy && waited < 1000; waited += 10) {
-            usleep(10 * 1000);
-            collect(p, now_ms);
-        }
+    int64_t now = now_ms, end = now_ms + PROGRESS_FINAL_WAIT_MS;
+    short revents = 0;
+    for (;;) {
         p->last_write_ms = 0; /* the once-a-second limit does not apply now */
-        hms_progress_tick(p, confirmed_lsn, commit_time, now_ms);
+        hms_progress_tick(p, revents, confirmed_lsn, commit_time, now);
+        short events;
+        int64_t deadline;
+        int fd = hms_progress_fd(p, &events, &deadline);
+        if (fd < 0 || now >= end) /* written, nothing to write, or given up */
+            return;
+        int64_t wait = deadline != 0 && deadline < end ? deadline - now : end - now;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        revents = poll(&pfd, 1, wait > 0 ? (int)wait : 0) > 0 ? pfd.revents : 0;
+        now = hms_clock_ms();
     }
 }

@@ -3,11 +3,11 @@
  * status` can say how many seconds behind the slot is, and so a slot that
  * vanished is noticed instead of silently recreated.
  *
- * It uses its own normal (non-replication) connection, writes without
- * blocking (one upsert in flight at a time, at most one a second, and only
- * when the confirmed commit changed, so an idle database sees no writes),
- * and never stops the stream: if the table is missing or the write fails it
- * says so once and keeps trying now and then. */
+ * It uses its own normal (non-replication) connection, connects and writes
+ * without blocking (one upsert in flight at a time, at most one a second,
+ * and only when the confirmed commit changed, so an idle database sees no
+ * writes), and never stops the stream: if the server is away, the table is
+ * missing or the write fails it says so once and keeps trying now and then. */
 #ifndef HMS_DAEMON_PROGRESS_H
 #define HMS_DAEMON_PROGRESS_H
 
@@ -15,18 +15,27 @@
 
 typedef struct hms_progress hms_progress_t;
 
-/* Both strings are copied.  NULL on out of memory.  Connects lazily. */
-hms_progress_t *hms_progress_new(const char *conninfo, const char *slot);
+/* Both strings are copied.  NULL on out of memory.  Connects lazily, with
+ * common/pgconn.h's policy (connect_timeout_s its default limit). */
+hms_progress_t *hms_progress_new(const char *conninfo, const char *slot, int connect_timeout_s);
 void hms_progress_free(hms_progress_t *p);
 
-/* Called on every loop turn: collects the result of a finished write and,
- * when due, starts the next one.  commit_time is microseconds since
- * 2000-01-01 (0: nothing confirmed yet). */
-void hms_progress_tick(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit_time,
-                       int64_t now_ms);
+/* The socket the caller's poll should watch for p, or -1 when p waits for
+ * nothing (*events 0 then); *events gets POLLIN and/or POLLOUT,
+ * *deadline_ms the hms_clock_ms() by which hms_progress_tick must run
+ * again (0: none). */
+int hms_progress_fd(const hms_progress_t *p, short *events, int64_t *deadline_ms);
 
-/* On a clean stop: waits (at most about two seconds) for a write in flight
- * and records the final position if it changed since. */
+/* Called on every loop turn with what poll() reported for hms_progress_fd's
+ * socket (0: nothing, or not polled): advances a connection attempt,
+ * collects the result of a finished write and, when due, starts the next
+ * one.  commit_time is microseconds since 2000-01-01 (0: nothing confirmed
+ * yet). */
+void hms_progress_tick(hms_progress_t *p, short revents, uint64_t confirmed_lsn,
+                       int64_t commit_time, int64_t now_ms);
+
+/* On a clean stop: waits (about two seconds at most) for a connection or a
+ * write under way and records the final position if it changed since. */
 void hms_progress_final(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commit_time,
                         int64_t now_ms);
 

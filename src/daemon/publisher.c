@@ -14,20 +14,13 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "core/amqpframe.h"
 #include "core/buf.h"
-#include "core/bytes.h"
 #include "common/amqp_tls.h"
 #include "common/log.h"
 
 #define HMS_PUB_CHANNEL 1
 #define HMS_PUB_FRAME_MAX 131072
-/* Frame type, channel and size before a frame's payload, frame-end after. */
-#define FRAME_HEADER_SIZE 7
-#define FRAME_OVERHEAD 8
-/* Room kept for a publish's method and header frames: two short strings of
- * at most 255 bytes, and the properties (message_id, type, content_type and
- * app_id are each far shorter). */
-#define PUBLISH_FRAMES_MAX 2048
 /* How long one write may wait for the kernel to take it without a single
  * byte moving before the connection is taken for dead (heartbeats off). */
 #define SEND_STALL_MS 30000
@@ -40,10 +33,10 @@ typedef enum { RET_NONE, RET_HEADER, RET_BODY } ret_state_t;
  * amqp_basic_publish writes every message with three send() calls (method,
  * header, body), and on a virtual machine each system call costs more than
  * encoding the event did.  Over TCP the frames of a whole batch are encoded
- * into `out` (the arguments and properties with rabbitmq-c's own encoders)
- * and written with one send() by hms_pub_flush().  TLS connections keep
- * amqp_basic_publish: rabbitmq-c offers no way to write raw bytes through
- * its TLS socket.
+ * into `out` by core/amqpframe.h (the arguments and properties with
+ * rabbitmq-c's own encoders) and written with one send() by
+ * hms_pub_flush().  TLS connections keep amqp_basic_publish: rabbitmq-c
+ * offers no way to write raw bytes through its TLS socket.
  *
  * rabbitmq-c writes on its own socket too (heartbeats, channel.close-ok), so
  * `out` is always empty before control passes to it: hms_pub_poll() and
@@ -178,8 +171,10 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
     if (getsockopt(p->fd, SOL_SOCKET, SO_SNDBUF, &p->sndbuf, &sl) != 0)
         p->sndbuf = 65536;
     p->framed = strncmp(opts->url, "amqps://", 8) != 0;
+    /* Every peer takes frames of AMQP's minimum size: 0 (no limit) and
+     * anything smaller become that. */
     int fmax = amqp_get_frame_max(p->conn);
-    p->frame_max = fmax > FRAME_OVERHEAD ? (size_t)fmax : 4096;
+    p->frame_max = fmax > HMS_AMQPFRAME_MIN ? (size_t)fmax : HMS_AMQPFRAME_MIN;
     p->stall_ms = opts->heartbeat_s > 0 ? opts->heartbeat_s * 1000 : SEND_STALL_MS;
     p->next_tag = 1;
     *out = p;
@@ -247,7 +242,7 @@ bool hms_pub_writable(hms_pub_t *p, size_t len)
         return false;
     if (!p->room_known)
         read_room(p);
-    if (len + PUBLISH_FRAMES_MAX <= p->room)
+    if (len + HMS_AMQPFRAME_PUBLISH_MAX <= p->room)
         return true;
     /* An event larger than the budget goes alone onto an empty socket. */
     return p->sock_empty && p->out.len == 0;
@@ -264,69 +259,17 @@ const char *hms_pub_target(const hms_pub_t *p)
     return p->target;
 }
 
-/* Starts a frame at o; the caller writes size payload bytes after the
- * returned pointer, then end_frame(). */
-static uint8_t *begin_frame(uint8_t *o, uint8_t type, uint32_t size)
-{
-    o[0] = type;
-    hms_store_be16(o + 1, HMS_PUB_CHANNEL);
-    hms_store_be32(o + 3, size);
-    return o + FRAME_HEADER_SIZE;
-}
-
-static uint8_t *end_frame(uint8_t *payload_end)
-{
-    *payload_end = AMQP_FRAME_END;
-    return payload_end + 1;
-}
-
 /* Appends basic.publish, its content header and body frames to p->out. */
 static hms_status_t frame_publish(hms_pub_t *p, const amqp_basic_publish_t *m,
                                   const amqp_basic_properties_t *props, amqp_bytes_t body,
                                   hms_err_t *err)
 {
-    size_t chunk = p->frame_max - FRAME_OVERHEAD;
-    size_t nbody = (body.len + chunk - 1) / chunk;
-    if (hms_buf_reserve(&p->out, PUBLISH_FRAMES_MAX + body.len + nbody * FRAME_OVERHEAD) != HMS_OK)
-        return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
-    uint8_t *start = (uint8_t *)p->out.data + p->out.len;
-    uint8_t *limit = start + PUBLISH_FRAMES_MAX / 2;
-
-    /* basic.publish: method id, then the arguments */
-    uint8_t *pl = start + FRAME_HEADER_SIZE;
-    amqp_bytes_t enc = {(size_t)(limit - pl - 5), pl + 4};
-    int n = amqp_encode_method(AMQP_BASIC_PUBLISH_METHOD, (void *)m, enc);
-    if (n < 0)
-        return hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot encode basic.publish: %s",
-                           amqp_error_string2(n));
-    hms_store_be32(pl, AMQP_BASIC_PUBLISH_METHOD);
-    begin_frame(start, AMQP_FRAME_METHOD, (uint32_t)n + 4);
-    uint8_t *o = end_frame(pl + 4 + n);
-
-    /* content header: class, weight, body size, then the properties */
-    pl = o + FRAME_HEADER_SIZE;
-    limit = o + PUBLISH_FRAMES_MAX / 2;
-    enc = (amqp_bytes_t){(size_t)(limit - pl - 13), pl + 12};
-    n = amqp_encode_properties(AMQP_BASIC_CLASS, (void *)props, enc);
-    if (n < 0)
-        return hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot encode message properties: %s",
-                           amqp_error_string2(n));
-    hms_store_be16(pl, AMQP_BASIC_CLASS);
-    hms_store_be16(pl + 2, 0); /* weight */
-    hms_store_be64(pl + 4, body.len);
-    begin_frame(o, AMQP_FRAME_HEADER, (uint32_t)n + 12);
-    o = end_frame(pl + 12 + n);
-
-    for (size_t off = 0; off < body.len; off += chunk) {
-        size_t len = body.len - off < chunk ? body.len - off : chunk;
-        pl = begin_frame(o, AMQP_FRAME_BODY, (uint32_t)len);
-        memcpy(pl, (const uint8_t *)body.bytes + off, len);
-        o = end_frame(pl + len);
-    }
-    size_t added = (size_t)(o - start);
-    p->out.len += added;
-    consume_room(p, added);
-    return HMS_OK;
+    size_t before = p->out.len;
+    hms_status_t st =
+        hms_amqpframe_publish(&p->out, HMS_PUB_CHANNEL, p->frame_max, m, props, body, err);
+    if (st == HMS_OK)
+        consume_room(p, p->out.len - before);
+    return st;
 }
 
 hms_status_t hms_pub_flush(hms_pub_t *p, hms_err_t *err)

@@ -5,8 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -16,63 +14,26 @@
 #include "core/pgoutput.h"
 #include "core/walproto.h"
 
+/* Every value's text form must be unambiguous for the encoder (repl.h). */
+#define SESSION_OPTIONS                                                                            \
+    "-c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 -c intervalstyle=iso_8601"
+
 struct hms_repl {
+    hms_repl_opts_t opts;
+    bool first;            /* want->first */
+    uint64_t confirmed;    /* want->confirmed */
+    char want_sysid[32];   /* want->sysid */
+    char want_dbname[128]; /* want->dbname */
+    hms_pg_connecting_t attempt;
     PGconn *conn;
     char *copybuf;
     char sysid[32];
     char dbname[128];
     char target[300];
     uint64_t start_lsn;
-    uint64_t progress_lsn; /* hms_sync.slot_progress.confirmed_lsn, 0 if none */
+    hms_resume_verdict_t verdict;
     int sender_timeout_ms; /* this walsender's wal_sender_timeout; 0 = none */
 };
-
-/* The value the user gave for keyword in conninfo, or NULL.  Copied. */
-static char *conninfo_value(const char *conninfo, const char *keyword)
-{
-    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
-    char *v = NULL;
-    if (opts == NULL)
-        return NULL;
-    for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-        if (strcmp(o->keyword, keyword) == 0 && o->val != NULL && o->val[0] != '\0')
-            v = strdup(o->val);
-    PQconninfoFree(opts);
-    return v;
-}
-
-static PGconn *connect_replication(const hms_repl_opts_t *opts, hms_err_t *err, hms_status_t *st)
-{
-    char timeout[16], options[1024], line[600];
-    char *user_options = conninfo_value(opts->conninfo, "options");
-    char *user_timeout = conninfo_value(opts->conninfo, "connect_timeout");
-    snprintf(timeout, sizeof(timeout), "%d", opts->connect_timeout_s);
-    snprintf(
-        options, sizeof(options),
-        "%s -c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 -c intervalstyle=iso_8601",
-        user_options ? user_options : "");
-    const char *keys[] = {
-        "dbname",           "replication", "options",         "fallback_application_name",
-        "connect_timeout",  "keepalives",  "keepalives_idle", "keepalives_interval",
-        "keepalives_count", NULL};
-    const char *vals[] = {
-        opts->conninfo, "database", options, "hms-sync", user_timeout ? user_timeout : timeout, "1",
-        "10",           "5",        "3",     NULL};
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    free(user_options);
-    free(user_timeout);
-    if (conn == NULL) {
-        *st = hms_err_set(err, HMS_ERR_NOMEM, "pg: out of memory");
-        return NULL;
-    }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        *st = hms_err_set(err, HMS_ERR_PG, "pg: cannot connect to PostgreSQL: %s",
-                          hms_pg_one_line(PQerrorMessage(conn), line, sizeof(line)));
-        PQfinish(conn);
-        return NULL;
-    }
-    return conn;
-}
 
 /* Runs a query expecting tuples; returns NULL (and sets err) on failure. */
 static PGresult *query(hms_repl_t *r, const char *sql, ExecStatusType want, hms_err_t *err,
@@ -104,8 +65,6 @@ static hms_status_t identify(hms_repl_t *r, hms_err_t *err)
     snprintf(r->sysid, sizeof(r->sysid), "%s", PQgetvalue(res, 0, 0));
     snprintf(r->dbname, sizeof(r->dbname), "%s", PQgetvalue(res, 0, 3));
     PQclear(res);
-    snprintf(r->target + strlen(r->target), sizeof(r->target) - strlen(r->target), "/%s",
-             r->dbname);
 
     res = query(r, "SHOW wal_level", PGRES_TUPLES_OK, err, "SHOW wal_level");
     if (res == NULL)
@@ -153,9 +112,9 @@ static hms_status_t check_publication(hms_repl_t *r, const char *pub, hms_err_t 
     return HMS_OK;
 }
 
-/* A slot that is missing although hms_sync.slot_progress remembers it was
- * dropped behind our back: recreating it would silently skip changes. */
-static bool slot_remembered(hms_repl_t *r, const char *lit_slot, char *lsn, size_t lsnlen)
+/* Reads hms_sync.slot_progress's row for the slot into f (the table is
+ * absent until migrate has run, the row until something was confirmed). */
+static void read_progress(hms_repl_t *r, const char *lit_slot, hms_resume_facts_t *f)
 {
     char sql[512];
     PGresult *res = PQexec(r->conn, "SELECT to_regclass('hms_sync.slot_progress') IS NOT NULL");
@@ -163,29 +122,29 @@ static bool slot_remembered(hms_repl_t *r, const char *lit_slot, char *lsn, size
                 strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     if (!have)
-        return false;
+        return;
     snprintf(sql, sizeof(sql),
              "SELECT confirmed_lsn::text FROM hms_sync.slot_progress WHERE slot_name = %s",
              lit_slot);
     res = PQexec(r->conn, sql);
-    bool found = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
-    if (found)
-        snprintf(lsn, lsnlen, "%s", PQgetvalue(res, 0, 0));
+    f->remembered = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (f->remembered)
+        hms_lsn_parse(PQgetvalue(res, 0, 0), &f->progress_lsn);
     PQclear(res);
-    return found;
 }
 
-typedef enum { SLOT_READY, SLOT_BUSY } slot_state_t;
-
-static hms_status_t check_slot(hms_repl_t *r, const hms_repl_opts_t *opts, slot_state_t *state,
-                               int *holder, uint64_t *confirmed, hms_err_t *err)
+/* Looks the slot up: whether it exists and where it is, whether another
+ * process holds it (*holder: its pid, 0 if unknown), and refuses a slot
+ * hms-sync cannot use whatever the resume decision. */
+static hms_status_t check_slot(hms_repl_t *r, hms_resume_facts_t *f, bool *busy, int *holder,
+                               hms_err_t *err)
 {
-    char sql[768], remembered[32];
+    char sql[768];
+    const char *slot = r->opts.slot;
     hms_status_t st = HMS_OK;
-    char *lit = PQescapeLiteral(r->conn, opts->slot, strlen(opts->slot));
-    char *ident = PQescapeIdentifier(r->conn, opts->slot, strlen(opts->slot));
     PGresult *res = NULL;
-    if (lit == NULL || ident == NULL) {
+    char *lit = PQescapeLiteral(r->conn, slot, strlen(slot));
+    if (lit == NULL) {
         st = hms_err_set(err, HMS_ERR_NOMEM, "pg: out of memory");
         goto done;
     }
@@ -198,41 +157,10 @@ static hms_status_t check_slot(hms_repl_t *r, const hms_repl_opts_t *opts, slot_
         st = HMS_ERR_PG;
         goto done;
     }
-    if (PQntuples(res) == 0) {
-        if (!opts->create_slot) {
-            st = hms_err_set(err, HMS_ERR_FATAL,
-                             "pg: replication slot \"%s\" disappeared from %s while hms-sync was "
-                             "running (dropped?); changes after the last confirmed position may "
-                             "be lost: re-sync subscribers, then start hms-sync again to create "
-                             "a new slot",
-                             opts->slot, r->target);
-            goto done;
-        }
-        if (slot_remembered(r, lit, remembered, sizeof(remembered))) {
-            st =
-                hms_err_set(err, HMS_ERR_FATAL,
-                            "pg: replication slot \"%s\" is missing on %s but hms-sync had "
-                            "confirmed up to %s with it: it was dropped, and changes since may "
-                            "be lost; re-sync subscribers, then DELETE FROM hms_sync.slot_progress "
-                            "WHERE slot_name = '%s' and start again",
-                            opts->slot, r->target, remembered, opts->slot);
-            goto done;
-        }
-        PQclear(res);
-        snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-                 ident);
-        res = query(r, sql, PGRES_TUPLES_OK, err, "CREATE_REPLICATION_SLOT");
-        if (res == NULL) {
-            st = HMS_ERR_PG;
-            goto done;
-        }
-        const char *lsn = PQntuples(res) == 1 ? PQgetvalue(res, 0, 1) : "";
-        hms_lsn_parse(lsn, confirmed);
-        hms_log(HMS_LOG_INFO, "created replication slot", "slot", opts->slot, "lsn", lsn, "target",
-                r->target, NULL);
-        *state = SLOT_READY;
+    read_progress(r, lit, f);
+    f->slot_exists = PQntuples(res) > 0;
+    if (!f->slot_exists)
         goto done;
-    }
     const char *plugin = PQgetvalue(res, 0, 0), *type = PQgetvalue(res, 0, 1);
     const char *db = PQgetvalue(res, 0, 2), *wal_status = PQgetvalue(res, 0, 5);
     if (strcmp(type, "logical") != 0 || strcmp(plugin, "pgoutput") != 0 ||
@@ -241,7 +169,7 @@ static hms_status_t check_slot(hms_repl_t *r, const hms_repl_opts_t *opts, slot_
                          "pg: replication slot \"%s\" exists but is a %s slot with plugin '%s' "
                          "on database '%s'; hms-sync needs a logical pgoutput slot on '%s' "
                          "(choose another --slot)",
-                         opts->slot, type, plugin, db, r->dbname);
+                         slot, type, plugin, db, r->dbname);
         goto done;
     }
     if (strcmp(wal_status, "lost") == 0) {
@@ -250,28 +178,92 @@ static hms_status_t check_slot(hms_repl_t *r, const hms_repl_opts_t *opts, slot_
                          "removed WAL it still needed, so changes are gone; hms-sync will not "
                          "recreate it silently: re-sync subscribers, drop the slot "
                          "(SELECT pg_drop_replication_slot('%s')) and start again",
-                         opts->slot, r->target, opts->slot);
+                         slot, r->target, slot);
         goto done;
     }
-    *state = strcmp(PQgetvalue(res, 0, 3), "t") == 0 ? SLOT_BUSY : SLOT_READY;
+    *busy = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
     *holder = PQgetisnull(res, 0, 4) ? 0 : atoi(PQgetvalue(res, 0, 4));
-    hms_lsn_parse(PQgetvalue(res, 0, 6), confirmed);
-    if (slot_remembered(r, lit, remembered, sizeof(remembered)))
-        hms_lsn_parse(remembered, &r->progress_lsn);
+    hms_lsn_parse(PQgetvalue(res, 0, 6), &f->slot_lsn);
 done:
     PQclear(res);
     PQfreemem(lit);
-    PQfreemem(ident);
     return st;
 }
 
-static hms_status_t start_replication(hms_repl_t *r, const hms_repl_opts_t *opts, uint64_t lsn,
-                                      bool *busy, hms_err_t *err)
+static hms_status_t create_slot(hms_repl_t *r, uint64_t *lsn_out, hms_err_t *err)
+{
+    char sql[512];
+    char *ident = PQescapeIdentifier(r->conn, r->opts.slot, strlen(r->opts.slot));
+    if (ident == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "pg: out of memory");
+    snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+             ident);
+    PQfreemem(ident);
+    PGresult *res = query(r, sql, PGRES_TUPLES_OK, err, "CREATE_REPLICATION_SLOT");
+    if (res == NULL)
+        return HMS_ERR_PG;
+    const char *lsn = PQntuples(res) == 1 ? PQgetvalue(res, 0, 1) : "";
+    hms_lsn_parse(lsn, lsn_out);
+    hms_log(HMS_LOG_INFO, "created replication slot", "slot", r->opts.slot, "lsn", lsn, "target",
+            r->target, NULL);
+    PQclear(res);
+    return HMS_OK;
+}
+
+/* The message of each refusal: what happened and what the operator does. */
+static hms_status_t refuse(hms_repl_t *r, hms_resume_verdict_t v, const hms_resume_facts_t *f,
+                           hms_err_t *err)
+{
+    const char *slot = r->opts.slot;
+    char ours[HMS_LSN_STR_MAX], theirs[HMS_LSN_STR_MAX];
+    hms_lsn_format(f->ours, ours);
+    hms_lsn_format(v == HMS_RESUME_DROPPED ? f->progress_lsn : f->slot_lsn, theirs);
+    switch (v) {
+    case HMS_RESUME_VANISHED:
+        return hms_err_set(err, HMS_ERR_FATAL,
+                           "pg: replication slot \"%s\" disappeared from %s while hms-sync was "
+                           "running (dropped?); changes after the last confirmed position may "
+                           "be lost: re-sync subscribers, then start hms-sync again to create "
+                           "a new slot",
+                           slot, r->target);
+    case HMS_RESUME_DROPPED:
+        return hms_err_set(err, HMS_ERR_FATAL,
+                           "pg: replication slot \"%s\" is missing on %s but hms-sync had "
+                           "confirmed up to %s with it: it was dropped, and changes since may "
+                           "be lost; re-sync subscribers, then DELETE FROM hms_sync.slot_progress "
+                           "WHERE slot_name = '%s' and start again",
+                           slot, r->target, theirs, slot);
+    case HMS_RESUME_OTHER_SOURCE:
+        return hms_err_set(err, HMS_ERR_FATAL,
+                           "pg: after reconnecting, %s is database %s of system %s, not %s of "
+                           "%s; refusing to mix event sources (restart hms-sync deliberately)",
+                           r->target, r->dbname, r->sysid, r->want_dbname, r->want_sysid);
+    default:
+        /* The slot only ever confirms what we told it, so a slot ahead of
+         * us was dropped and recreated (or advanced) by someone else while
+         * we were away: streaming on would skip the changes in between. */
+        return hms_err_set(err, HMS_ERR_FATAL,
+                           "pg: after reconnecting, replication slot \"%s\" on %s is at %s, past "
+                           "%s where hms-sync left it: it was recreated or advanced by another "
+                           "process and changes in between may be lost; re-sync subscribers, "
+                           "then start hms-sync again",
+                           slot, r->target, theirs, ours);
+    }
+}
+
+static hms_status_t slot_busy(hms_repl_t *r, int holder, hms_err_t *err)
+{
+    return hms_err_set(err, HMS_ERR_RETRY,
+                       "pg: replication slot \"%s\" on %s is in use by another process (pid %d)",
+                       r->opts.slot, r->target, holder);
+}
+
+static hms_status_t start_replication(hms_repl_t *r, uint64_t lsn, bool *busy, hms_err_t *err)
 {
     char sql[1024], lsnbuf[HMS_LSN_STR_MAX], line[600];
     hms_status_t st = HMS_OK;
-    char *ident = PQescapeIdentifier(r->conn, opts->slot, strlen(opts->slot));
-    char *pubident = PQescapeIdentifier(r->conn, opts->publication, strlen(opts->publication));
+    char *ident = PQescapeIdentifier(r->conn, r->opts.slot, strlen(r->opts.slot));
+    char *pubident = PQescapeIdentifier(r->conn, r->opts.publication, strlen(r->opts.publication));
     char *publit = pubident ? PQescapeLiteral(r->conn, pubident, strlen(pubident)) : NULL;
     if (ident == NULL || publit == NULL) {
         st = hms_err_set(err, HMS_ERR_NOMEM, "pg: out of memory");
@@ -282,7 +274,6 @@ static hms_status_t start_replication(hms_repl_t *r, const hms_repl_opts_t *opts
              "START_REPLICATION SLOT %s LOGICAL %s (proto_version '1', publication_names %s)",
              ident, lsnbuf, publit);
     PGresult *res = PQexec(r->conn, sql);
-    *busy = false;
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {
         const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         *busy = code != NULL && strcmp(code, "55006") == 0; /* object_in_use */
@@ -297,89 +288,106 @@ done:
     return st;
 }
 
-static int64_t mono_ms(void)
+/* The session's setup on a server that has just answered the login.  Its
+ * queries block: they are few and short, and run only once the server has
+ * shown it is there (an outage before the login stalls nothing, see
+ * repl.h). */
+static hms_status_t setup(hms_repl_t *r, hms_err_t *err)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    hms_resume_facts_t f = {
+        .first = r->first, .may_create = r->first && r->opts.create_slot, .ours = r->confirmed};
+    bool busy = false;
+    int holder = 0;
+    uint64_t request, start;
+    hms_status_t st = identify(r, err);
+    if (st == HMS_OK)
+        st = check_publication(r, r->opts.publication, err);
+    if (st == HMS_OK)
+        st = check_slot(r, &f, &busy, &holder, err);
+    if (st != HMS_OK)
+        return st;
+    if (busy) /* often a walsender of ours still dying after a kill -9 */
+        return slot_busy(r, holder, err);
+    f.same_source =
+        f.first || (strcmp(r->sysid, r->want_sysid) == 0 && strcmp(r->dbname, r->want_dbname) == 0);
+    hms_resume_verdict_t v = hms_resume_decide(&f, &request, &start);
+    if (v == HMS_RESUME_CREATE) {
+        if ((st = create_slot(r, &f.slot_lsn, err)) != HMS_OK)
+            return st;
+        f.slot_exists = true;
+        v = hms_resume_decide(&f, &request, &start);
+    }
+    if (hms_resume_refused(v))
+        return refuse(r, v, &f, err);
+    r->verdict = v;
+    r->start_lsn = start;
+    st = start_replication(r, request, &busy, err);
+    if (busy)
+        return slot_busy(r, 0, err);
+    if (st != HMS_OK)
+        return st;
+    if (PQsetnonblocking(r->conn, 1) != 0)
+        return hms_err_set(err, HMS_ERR_PG, "pg: cannot make the connection non-blocking");
+    return HMS_OK;
 }
 
-hms_status_t hms_repl_open(const hms_repl_opts_t *opts, uint64_t start_lsn, hms_repl_t **out,
-                           hms_err_t *err)
+hms_status_t hms_repl_begin(const hms_repl_opts_t *opts, const hms_repl_want_t *want,
+                            int64_t now_ms, hms_repl_t **out, hms_err_t *err)
 {
-    hms_status_t st;
+    *out = NULL;
     hms_repl_t *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return hms_err_set(err, HMS_ERR_NOMEM, "pg: out of memory");
-    int64_t deadline = mono_ms() + opts->slot_wait_ms;
-    bool said_waiting = false;
-    for (;;) {
-        r->conn = connect_replication(opts, err, &st);
-        if (r->conn == NULL)
-            goto fail;
-        snprintf(r->target, sizeof(r->target), "%s:%s", PQhost(r->conn), PQport(r->conn));
-        st = identify(r, err);
-        if (st == HMS_OK)
-            st = check_publication(r, opts->publication, err);
-        slot_state_t state = SLOT_READY;
-        int holder = 0;
-        uint64_t confirmed = 0;
-        if (st == HMS_OK)
-            st = check_slot(r, opts, &state, &holder, &confirmed, err);
-        if (st != HMS_OK)
-            goto fail;
-        bool busy = state == SLOT_BUSY;
-        if (!busy) {
-            r->start_lsn = start_lsn > confirmed ? start_lsn : confirmed;
-            st = start_replication(r, opts, start_lsn, &busy, err);
-            if (st == HMS_OK)
-                break;
-            if (!busy)
-                goto fail;
-        }
-        /* Another process holds the slot: often a walsender of ours still
-         * dying after a kill -9, or an active twin.  Wait a bounded time. */
-        if (mono_ms() >= deadline) {
-            st = hms_err_set(err, HMS_ERR_PG,
-                             "pg: replication slot \"%s\" on %s is in use by another process "
-                             "(pid %d) and stayed busy for %d ms; stop the other consumer or "
-                             "raise slot_wait",
-                             opts->slot, r->target, holder, opts->slot_wait_ms);
-            goto fail;
-        }
-        if (!said_waiting) {
-            char pid[16], wait[16];
-            snprintf(pid, sizeof(pid), "%d", holder);
-            snprintf(wait, sizeof(wait), "%d", opts->slot_wait_ms);
-            hms_log(HMS_LOG_WARN, "replication slot is in use by another process; waiting", "slot",
-                    opts->slot, "pid", pid, "max_wait_ms", wait, NULL);
-            said_waiting = true;
-        }
-        PQfinish(r->conn);
-        r->conn = NULL;
-        for (int i = 0; i < 10 && !(opts->cancel && *opts->cancel); i++)
-            usleep(100 * 1000);
-        if (opts->cancel && *opts->cancel) {
-            st = hms_err_set(err, HMS_ERR_PG,
-                             "pg: stopped while waiting for replication slot \"%s\"", opts->slot);
-            goto fail;
-        }
+    r->opts = *opts;
+    r->first = want->first;
+    r->confirmed = want->confirmed;
+    if (!want->first) {
+        snprintf(r->want_sysid, sizeof(r->want_sysid), "%s", want->sysid);
+        snprintf(r->want_dbname, sizeof(r->want_dbname), "%s", want->dbname);
     }
-    if (PQsetnonblocking(r->conn, 1) != 0) {
-        st = hms_err_set(err, HMS_ERR_PG, "pg: cannot make the connection non-blocking");
-        goto fail;
+    hms_pg_params_t p = {.conninfo = opts->conninfo,
+                         .application_name = "hms-sync",
+                         .replication = true,
+                         .options = SESSION_OPTIONS,
+                         .connect_timeout_s = opts->connect_timeout_s};
+    hms_status_t st = hms_pg_connect_start(&r->attempt, &p, now_ms, err);
+    if (st != HMS_OK) {
+        free(r);
+        return st;
     }
+    snprintf(r->target, sizeof(r->target), "%s", r->attempt.target);
     *out = r;
     return HMS_OK;
-fail:
-    hms_repl_close(r);
-    return st;
+}
+
+int hms_repl_attempt_fd(const hms_repl_t *r, short *events, int64_t *deadline_ms)
+{
+    *events = 0;
+    *deadline_ms = 0;
+    if (r == NULL || r->attempt.conn == NULL)
+        return -1;
+    *events = r->attempt.events;
+    *deadline_ms = r->attempt.deadline_ms;
+    return r->attempt.fd;
+}
+
+int hms_repl_attempt_poll(hms_repl_t *r, short revents, int64_t now_ms, hms_err_t *err)
+{
+    if (revents == 0 && (r->attempt.deadline_ms == 0 || now_ms < r->attempt.deadline_ms))
+        return 0;
+    int rc = hms_pg_connect_poll(&r->attempt, now_ms, &r->conn, err);
+    if (rc <= 0)
+        return rc;
+    hms_pg_target(r->conn, r->target, sizeof(r->target));
+    hms_status_t st = setup(r, err);
+    return st == HMS_OK ? 1 : st;
 }
 
 void hms_repl_close(hms_repl_t *r)
 {
     if (r == NULL)
         return;
+    hms_pg_connect_cancel(&r->attempt);
     if (r->copybuf != NULL)
         PQfreemem(r->copybuf);
     if (r->conn != NULL)
@@ -412,9 +420,9 @@ uint64_t hms_repl_start_lsn(const hms_repl_t *r)
     return r->start_lsn;
 }
 
-uint64_t hms_repl_progress_lsn(const hms_repl_t *r)
+hms_resume_verdict_t hms_repl_verdict(const hms_repl_t *r)
 {
-    return r->progress_lsn;
+    return r->verdict;
 }
 
 int hms_repl_fd(const hms_repl_t *r)

@@ -8,11 +8,11 @@
 #ifndef HMS_DAEMON_REPL_H
 #define HMS_DAEMON_REPL_H
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/resume.h"
 #include "core/status.h"
 
 typedef struct {
@@ -20,24 +20,51 @@ typedef struct {
     const char *slot;
     const char *publication;
     int connect_timeout_s;
-    int slot_wait_ms; /* how long to wait for a slot held by another process */
-    bool create_slot; /* create the slot when it is missing (first start only) */
-    /* When set and non-zero, waiting for a busy slot gives up at once (a
-     * signal handler sets it on SIGTERM). */
-    const volatile sig_atomic_t *cancel;
+    int slot_wait_ms; /* how long the first start waits for a slot another process holds */
+    bool create_slot; /* the first start may create the slot when it is missing */
 } hms_repl_opts_t;
+
+/* Where the connector stands when it opens a session: what the resume
+ * decision (core/resume.h) weighs the slot against. */
+typedef struct {
+    bool first;         /* no session yet: the slot's position becomes ours */
+    uint64_t confirmed; /* our confirmed position; unused when first */
+    const char *sysid;  /* the first session's system and database; unused when first */
+    const char *dbname;
+} hms_repl_want_t;
 
 typedef struct hms_repl hms_repl_t;
 
-
-/* Connects, identifies the system, checks wal_level, the publication and the
- * slot (creating it when missing and opts->create_slot; refusing a lost or
- * mismatched one; waiting up to slot_wait_ms while another process holds
- * it) and starts streaming from start_lsn (0: the slot's confirmed
- * position).  Returns HMS_ERR_FATAL for problems a retry cannot fix (the
- * message says how to fix them) and HMS_ERR_PG for the others. */
-hms_status_t hms_repl_open(const hms_repl_opts_t *opts, uint64_t start_lsn, hms_repl_t **out,
-                           hms_err_t *err);
+/* Opening a session never blocks the caller's loop while the server is
+ * unreachable: hms_repl_begin starts a connection attempt (common/pgconn.h's
+ * policy), the loop polls hms_repl_attempt_fd with its other sockets and
+ * calls hms_repl_attempt_poll when that is ready or its deadline has passed.
+ * Once the server has answered the login, that call runs the setup to its
+ * end: it identifies the system, checks wal_level, the publication and the
+ * slot (creating it on a first start when it never existed; refusing a lost
+ * or mismatched one), decides where to resume (core/resume.h) and runs
+ * START_REPLICATION.  Those few queries do block, briefly: they go to a
+ * server that has just answered.
+ *
+ * hms_repl_begin copies want; opts and its strings are borrowed until
+ * hms_repl_close.  On HMS_OK *out is the caller's (hms_repl_close): an
+ * attempt under way. */
+hms_status_t hms_repl_begin(const hms_repl_opts_t *opts, const hms_repl_want_t *want,
+                            int64_t now_ms, hms_repl_t **out, hms_err_t *err);
+/* While the attempt connects: returns the socket to poll and sets *events
+ * (POLLIN or POLLOUT) and *deadline_ms (the hms_clock_ms() at which
+ * hms_repl_attempt_poll must be called even if the socket stays quiet: the
+ * attempt then fails; 0: none).  -1, *events 0 and *deadline_ms 0 when r is
+ * NULL or no longer connects. */
+int hms_repl_attempt_fd(const hms_repl_t *r, short *events, int64_t *deadline_ms);
+/* Advances the attempt, given what poll() reported for its socket (0:
+ * nothing, or not polled).  Returns 0 while it connects, 1 once streaming (see
+ * hms_repl_verdict), or a negative status when it failed, after which r is
+ * only fit for hms_repl_close: HMS_ERR_FATAL for what a retry cannot fix
+ * (the message says how to fix it), HMS_ERR_RETRY when another process holds
+ * the slot, HMS_ERR_PG (or another) for the rest. */
+int hms_repl_attempt_poll(hms_repl_t *r, short revents, int64_t now_ms, hms_err_t *err);
+/* Closes a session or abandons an attempt; r may be NULL. */
 void hms_repl_close(hms_repl_t *r);
 
 /* The decimal system identifier and the database name. */
@@ -45,11 +72,9 @@ const char *hms_repl_sysid(const hms_repl_t *r);
 const char *hms_repl_dbname(const hms_repl_t *r);
 /* "host:port/db" of the server, without secrets. */
 const char *hms_repl_target(const hms_repl_t *r);
-/* Where streaming began. */
+/* Where streaming began, and how the session resumed (STREAM or TAKEOVER). */
 uint64_t hms_repl_start_lsn(const hms_repl_t *r);
-/* The position hms_sync.slot_progress records for the slot (written by
- * whichever hms-sync last streamed from it), or 0 when unknown. */
-uint64_t hms_repl_progress_lsn(const hms_repl_t *r);
+hms_resume_verdict_t hms_repl_verdict(const hms_repl_t *r);
 int hms_repl_fd(const hms_repl_t *r);
 /* The walsender's wal_sender_timeout in milliseconds (0: disabled or unknown). */
 int hms_repl_sender_timeout_ms(const hms_repl_t *r);

@@ -11,40 +11,49 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/hostport.h"
 
+/* Connects to the first address of the host that answers, as a client of
+ * "localhost" should when the connector listens on only one family. */
 static int dial(const char *listen, hms_err_t *err)
 {
-    char host[256];
-    const char *colon = strrchr(listen, ':');
-    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host)) {
-        hms_err_set(err, HMS_ERR_CONFIG, "status: metrics: \"%s\" is not HOST:PORT", listen);
+    hms_hostport_t hp;
+    char why[128];
+    if (!hms_hostport_parse(listen, &hp, why, sizeof(why))) {
+        hms_err_set(err, HMS_ERR_CONFIG, "status: metrics: \"%s\" is not HOST:PORT: %s", listen,
+                    why);
         return -1;
     }
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
-    int gai = getaddrinfo(host, colon + 1, &hints, &ai);
+    hints.ai_flags = AI_NUMERICSERV;
+    int gai = getaddrinfo(hp.host, hp.service, &hints, &ai);
     if (gai != 0) {
-        hms_err_set(err, HMS_ERR_IO, "status: metrics: cannot resolve %s: %s", host,
+        hms_err_set(err, HMS_ERR_IO, "status: metrics: cannot resolve %s: %s", hp.host,
                     gai_strerror(gai));
         return -1;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct timeval tv = {3, 0};
-    if (fd >= 0) {
+    int fd = -1, last_errno = 0;
+    for (const struct addrinfo *p = ai; p != NULL && fd < 0; p = p->ai_next) {
+        fd = socket(p->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            last_errno = errno;
+            continue;
+        }
+        struct timeval tv = {3, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    }
-    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        hms_err_set(err, HMS_ERR_IO, "status: cannot reach the connector's metrics at %s: %s",
-                    listen, strerror(errno));
-        if (fd >= 0)
+        if (connect(fd, p->ai_addr, p->ai_addrlen) != 0) {
+            last_errno = errno;
             close(fd);
-        fd = -1;
+            fd = -1;
+        }
     }
     freeaddrinfo(ai);
+    if (fd < 0)
+        hms_err_set(err, HMS_ERR_IO, "status: cannot reach the connector's metrics at %s: %s",
+                    listen, strerror(last_errno));
     return fd;
 }
 

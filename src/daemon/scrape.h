@@ -1,4 +1,4 @@
-/* scrape.h -- `hms-sync status --metrics HOST:PORT`: reads a running
+/* scrape.h -- `hms-sync status --metrics HOST:PORT` (or [IPV6]:PORT): reads a running
  * connector's /metrics so status can show its figures (events, confirms,
  * in-flight, lag) next to the slot's. */
 #ifndef HMS_DAEMON_SCRAPE_H

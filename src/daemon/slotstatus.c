@@ -136,8 +136,8 @@ fail:
                        line);
 }
 
-hms_status_t hms_slot_status(const char *conninfo, const char *slot, bool json, FILE *out,
-                             hms_err_t *err)
+hms_status_t hms_slot_status(const char *conninfo, const char *slot, int connect_timeout_s,
+                             bool json, FILE *out, hms_err_t *err)
 {
     char target[256], line[256];
     PGconn *conn = NULL;
@@ -150,7 +150,7 @@ hms_status_t hms_slot_status(const char *conninfo, const char *slot, bool json, 
     if (*slot == '\0' || strlen(slot) > 63)
         return hms_err_set(err, HMS_ERR_CONFIG,
                            "status: slot name must be 1 to 63 characters, got \"%.80s\"", slot);
-    if ((st = hms_pg_open(conninfo, "status", &conn, err)) != HMS_OK)
+    if ((st = hms_pg_open(conninfo, "status", connect_timeout_s, &conn, err)) != HMS_OK)
         return st;
     hms_pg_target(conn, target, sizeof(target));
 

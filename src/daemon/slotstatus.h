@@ -17,10 +17,10 @@
  * pg_stat_replication, and writes them to out: aligned "key: value" lines,
  * or with json one JSON object on one line (byte counts and pids as
  * numbers, LSNs and times as strings, unknowns as null).  Borrows every
- * argument.  Returns HMS_OK; HMS_ERR_PG when the server cannot be reached or
- * the slot does not exist (the message says how to create it);
- * HMS_ERR_CONFIG for an unparsable conninfo or an empty slot name. */
-hms_status_t hms_slot_status(const char *conninfo, const char *slot, bool json, FILE *out,
-                             hms_err_t *err);
+ * argument; connect_timeout_s as hms_pg_open.  Returns HMS_OK; HMS_ERR_PG when the server cannot be
+ * reached or the slot does not exist (the message says how to create it); HMS_ERR_CONFIG for an
+ * unparsable conninfo or an empty slot name. */
+hms_status_t hms_slot_status(const char *conninfo, const char *slot, int connect_timeout_s,
+                             bool json, FILE *out, hms_err_t *err);
 
 #endif

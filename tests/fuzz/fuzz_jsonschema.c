@@ -23,6 +23,7 @@
 #include <json-c/json.h>
 
 #include "core/jsonschema.h"
+#include "schema_files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -50,8 +51,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     hms_err_t err = {{0}};
     project_schemas = hms_schema_set_new();
     if (project_schemas == NULL ||
-        hms_schema_set_load_dir(project_schemas, dir != NULL ? dir : HMS_SCHEMAS_DIR, NULL, &err) !=
-            HMS_OK) {
+        hms_test_schema_load_dir(project_schemas, dir != NULL ? dir : HMS_SCHEMAS_DIR, NULL,
+                                 &err) != HMS_OK) {
         fprintf(stderr, "fuzz_jsonschema: cannot load schemas: %s\n", err.msg);
         abort();
     }

@@ -332,20 +332,4 @@ static Suite *errors_suite(void)
     return s;
 }
 
-int main(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    int rc = it_env_init(&g_env, "errors");
-    if (rc == IT_SKIP)
-        return IT_SKIP;
-    if (rc != 0) {
-        it_env_cleanup(&g_env);
-        return 1;
-    }
-    SRunner *sr = srunner_create(errors_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    it_env_cleanup(&g_env);
-    return failed == 0 ? 0 : 1;
-}
+IT_MAIN(.name = "errors", .env = &g_env, .suite = errors_suite)

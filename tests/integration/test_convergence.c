@@ -1,5 +1,5 @@
-/* test_convergence.c -- issue 3's convergence property: two concurrent writers, the real event
- * stream, three replicas fed with duplicates and reordering, all ending equal to the source.
+/* test_convergence.c -- the subscribers' convergence property: two concurrent writers, the real
+ * event stream, three replicas fed with duplicates and reordering, all ending equal to the source.
  *
  * Per trial: a source database (publisher migrations) gets an initial batch
  * of incidents, then two writers (origins hms-ehr and casemgmt) insert,
@@ -191,7 +191,7 @@ static int migrate(const char *conninfo, const hms_sql_file_t *files, size_t n, 
 {
     PGconn *c = NULL;
     hms_err_t err;
-    if (hms_pg_open(conninfo, "convergence", &c, &err) != HMS_OK ||
+    if (hms_pg_open(conninfo, "convergence", 10, &c, &err) != HMS_OK ||
         hms_migrate_apply(c, files, n, ledger, NULL, &err) != HMS_OK) {
         fprintf(stderr, "convergence: migrate %s: %s\n", ledger, err.msg);
         PQfinish(c);
@@ -223,18 +223,10 @@ static void drop_leftovers(PGconn *admin)
     json_object_put(names);
 }
 
+/* The program's setup: it_main has seen HMS_TEST_PG set. */
 static int setup(void)
 {
     const char *pg = getenv("HMS_TEST_PG");
-    const char *req = getenv("HMS_TEST_REQUIRE_SERVERS");
-    if (pg == NULL || *pg == '\0') {
-        if (req != NULL && strcmp(req, "1") == 0) {
-            fprintf(stderr, "convergence: HMS_TEST_PG is required (HMS_TEST_REQUIRE_SERVERS=1)\n");
-            return -1;
-        }
-        fprintf(stderr, "convergence: HMS_TEST_PG not set: skipping\n");
-        return IT_SKIP;
-    }
     snprintf(admin_conninfo, sizeof(admin_conninfo), "%s", pg);
     long pid = (long)getpid();
     snprintf(src_name, sizeof(src_name), "converge_src_%ld", pid);
@@ -1466,22 +1458,14 @@ START_TEST(test_convergence)
 }
 END_TEST
 
-int main(void)
+static Suite *convergence_suite(void)
 {
-    int rc = setup();
-    if (rc != 0) {
-        teardown();
-        return rc == IT_SKIP ? IT_SKIP : EXIT_FAILURE;
-    }
     Suite *s = suite_create("convergence");
     TCase *tc = tcase_create("convergence");
     tcase_set_timeout(tc, 3600);
     tcase_add_test(tc, test_convergence);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    teardown();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }
+
+IT_MAIN(.name = "convergence", .setup = setup, .teardown = teardown, .suite = convergence_suite)

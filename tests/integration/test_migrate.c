@@ -14,6 +14,7 @@
 
 #include "daemon/migrations.h"
 #include "daemon/slotstatus.h"
+#include "it.h"
 
 static const char *admin_conninfo; /* HMS_TEST_PG: a superuser conninfo */
 static char db_a[64], db_b[64], db_c[64], db_d[64], db_e[64];
@@ -91,7 +92,7 @@ static hms_status_t migrate_db(const char *db, char **output, hms_err_t *err)
     char *buf = NULL;
     FILE *out = open_memstream(&buf, &len);
     err->msg[0] = '\0';
-    hms_status_t st = hms_migrate_run(ci, out, err);
+    hms_status_t st = hms_migrate_run(ci, NULL, 10, out, err);
     fclose(out);
     free(ci);
     if (output != NULL)
@@ -382,27 +383,28 @@ START_TEST(test_connect_errors_name_target_not_password)
 {
     hms_err_t err;
     hms_status_t st = hms_migrate_run(
-        "host=127.0.0.1 port=1 dbname=nodb user=u password=sekret connect_timeout=3", NULL, &err);
+        "host=127.0.0.1 port=1 dbname=nodb user=u password=sekret connect_timeout=3", NULL, 10,
+        NULL, &err);
     ck_assert_int_eq(st, HMS_ERR_PG);
     ck_assert_msg(strstr(err.msg, "127.0.0.1:1/nodb") != NULL &&
                       strstr(err.msg, "sekret") == NULL && strchr(err.msg, '\n') == NULL,
                   "message: %s", err.msg);
 
-    st = hms_migrate_run("host=127.0.0.1 password=sekret junk", NULL, &err);
+    st = hms_migrate_run("host=127.0.0.1 password=sekret junk", NULL, 10, NULL, &err);
     ck_assert_int_eq(st, HMS_ERR_CONFIG);
     ck_assert_msg(strstr(err.msg, "sekret") == NULL, "message: %s", err.msg);
-    st = hms_migrate_run("host=127.0.0.1 nosuchoption=1", NULL, &err);
+    st = hms_migrate_run("host=127.0.0.1 nosuchoption=1", NULL, 10, NULL, &err);
     ck_assert_int_eq(st, HMS_ERR_CONFIG);
     ck_assert_msg(strstr(err.msg, "nosuchoption") != NULL, "message: %s", err.msg);
 
     char *ci = conninfo_for("hms_it_no_such_database");
-    st = hms_migrate_run(ci, NULL, &err);
+    st = hms_migrate_run(ci, NULL, 10, NULL, &err);
     free(ci);
     ck_assert_int_eq(st, HMS_ERR_PG);
     ck_assert_msg(strstr(err.msg, "/hms_it_no_such_database") != NULL, "message: %s", err.msg);
 
     st = hms_slot_status("host=127.0.0.1 port=1 dbname=nodb password=sekret connect_timeout=3",
-                         NULL, false, stdout, &err);
+                         NULL, 10, false, stdout, &err);
     ck_assert_int_eq(st, HMS_ERR_PG);
     ck_assert_msg(strstr(err.msg, "sekret") == NULL, "message: %s", err.msg);
 }
@@ -415,7 +417,7 @@ static char *status_of(const char *db, const char *slot, bool json, hms_status_t
     size_t len;
     char *buf = NULL;
     FILE *out = open_memstream(&buf, &len);
-    *st = hms_slot_status(ci, slot, json, out, err);
+    *st = hms_slot_status(ci, slot, 10, json, out, err);
     fclose(out);
     free(ci);
     return buf;
@@ -569,18 +571,11 @@ START_TEST(test_status_missing_slot)
 }
 END_TEST
 
-int main(void)
+/* The program's setup: this run's database and slot names, from the pid so
+ * that runs side by side never meet.  The fixture makes the databases. */
+static int name_dbs(void)
 {
     admin_conninfo = getenv("HMS_TEST_PG");
-    if (admin_conninfo == NULL || *admin_conninfo == '\0') {
-        const char *req = getenv("HMS_TEST_REQUIRE_SERVERS");
-        if (req != NULL && strcmp(req, "1") == 0) {
-            fprintf(stderr, "test_migrate: HMS_TEST_PG is not set but servers are required\n");
-            return 1;
-        }
-        fprintf(stderr, "test_migrate: HMS_TEST_PG not set; skipping\n");
-        return 77;
-    }
     int pid = (int)getpid();
     snprintf(db_a, sizeof(db_a), "hms_it_migrate_%d_a", pid);
     snprintf(db_b, sizeof(db_b), "hms_it_migrate_%d_b", pid);
@@ -588,7 +583,11 @@ int main(void)
     snprintf(db_d, sizeof(db_d), "hms_it_migrate_%d_d", pid);
     snprintf(db_e, sizeof(db_e), "hms_it_migrate_%d_e", pid);
     snprintf(slot_name, sizeof(slot_name), "hms_it_migrate_%d", pid);
+    return 0;
+}
 
+static Suite *migrate_suite(void)
+{
     Suite *s = suite_create("migrate");
     TCase *tc = tcase_create("postgres");
     tcase_add_unchecked_fixture(tc, setup_dbs, teardown_dbs);
@@ -604,9 +603,7 @@ int main(void)
     tcase_add_test(tc, test_status_reports_slot);
     tcase_add_test(tc, test_status_missing_slot);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return s;
 }
+
+IT_MAIN(.name = "migrate", .setup = name_dbs, .suite = migrate_suite)

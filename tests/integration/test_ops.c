@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "it.h"
+#include "it_proxy.h"
 
 #ifndef HMS_SCHEMAS_DIR
 #error "HMS_SCHEMAS_DIR must name <repo>/schemas"
@@ -48,42 +49,7 @@ typedef struct {
 /* GETs path from 127.0.0.1:port into r; returns r->status. */
 static int http_get(int port, const char *path, http_resp_t *r)
 {
-    r->status = -1;
-    r->body[0] = '\0';
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = {3, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    static char raw[sizeof r->body + 4096];
-    size_t len = 0;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        goto done;
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n)
-        goto done;
-    for (;;) {
-        ssize_t got = read(fd, raw + len, sizeof raw - 1 - len);
-        if (got <= 0)
-            break;
-        len += (size_t)got;
-        if (len == sizeof raw - 1)
-            break;
-    }
-    raw[len] = '\0';
-    int code;
-    char *body = strstr(raw, "\r\n\r\n");
-    if (sscanf(raw, "HTTP/1.%*d %d", &code) == 1 && body) {
-        r->status = code;
-        snprintf(r->body, sizeof r->body, "%s", body + 4);
-    }
-done:
-    close(fd);
+    r->status = it_http_get("127.0.0.1", port, path, r->body, sizeof r->body);
     return r->status;
 }
 
@@ -145,192 +111,6 @@ static double wait_http(int port, const char *path, int want, const char *needle
     }
 }
 
-/* ---- a TCP proxy to PostgreSQL that can be switched off ---- */
-
-#define PROXY_MAX_PAIRS 16
-
-/* One thread forwards every connection to the target; "down" closes them
- * all and the listener (new connections are refused) until "up" listens on
- * the same port again.  The main thread sets `want` and waits for `state`. */
-typedef struct {
-    int port;
-    int target_port;
-    int listen_fd;
-    int pairs[PROXY_MAX_PAIRS][2]; /* client, server; -1 when free */
-    atomic_int want;               /* 0 up, 1 down, 2 quit */
-    atomic_int state;
-    pthread_t thread;
-    bool started;
-} proxy_t;
-
-static int proxy_listen(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 16) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void proxy_close_all(proxy_t *px)
-{
-    for (int i = 0; i < PROXY_MAX_PAIRS; i++) {
-        if (px->pairs[i][0] >= 0) {
-            close(px->pairs[i][0]);
-            close(px->pairs[i][1]);
-            px->pairs[i][0] = px->pairs[i][1] = -1;
-        }
-    }
-}
-
-static void proxy_accept(proxy_t *px)
-{
-    int c = accept(px->listen_fd, NULL, NULL);
-    if (c < 0)
-        return;
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)px->target_port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(c);
-        if (s >= 0)
-            close(s);
-        return;
-    }
-    for (int i = 0; i < PROXY_MAX_PAIRS; i++) {
-        if (px->pairs[i][0] < 0) {
-            px->pairs[i][0] = c;
-            px->pairs[i][1] = s;
-            return;
-        }
-    }
-    close(c);
-    close(s);
-}
-
-/* Copies what is readable on from to to; false when either side is done. */
-static bool proxy_pump(int from, int to)
-{
-    char buf[16384];
-    ssize_t n = read(from, buf, sizeof buf);
-    if (n <= 0)
-        return false;
-    for (ssize_t off = 0; off < n;) {
-        ssize_t w = write(to, buf + off, (size_t)(n - off));
-        if (w <= 0)
-            return false;
-        off += w;
-    }
-    return true;
-}
-
-static void *proxy_main(void *arg)
-{
-    proxy_t *px = arg;
-    for (;;) {
-        int want = atomic_load(&px->want);
-        if (want == 2)
-            break;
-        if (want == 1 && px->listen_fd >= 0) {
-            close(px->listen_fd);
-            px->listen_fd = -1;
-            proxy_close_all(px);
-        } else if (want == 0 && px->listen_fd < 0) {
-            px->listen_fd = proxy_listen(px->port);
-        }
-        if (want != 0 || px->listen_fd >= 0)
-            atomic_store(&px->state, want);
-        struct pollfd fds[1 + 2 * PROXY_MAX_PAIRS];
-        int idx[1 + 2 * PROXY_MAX_PAIRS];
-        nfds_t n = 0;
-        if (px->listen_fd >= 0) {
-            fds[n] = (struct pollfd){px->listen_fd, POLLIN, 0};
-            idx[n++] = -1;
-        }
-        for (int i = 0; i < PROXY_MAX_PAIRS; i++) {
-            if (px->pairs[i][0] < 0)
-                continue;
-            for (int side = 0; side < 2; side++) {
-                fds[n] = (struct pollfd){px->pairs[i][side], POLLIN, 0};
-                idx[n++] = i * 2 + side;
-            }
-        }
-        if (poll(fds, n, 50) <= 0)
-            continue;
-        for (nfds_t k = 0; k < n; k++) {
-            if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR)))
-                continue;
-            if (idx[k] < 0) {
-                proxy_accept(px);
-                continue;
-            }
-            int i = idx[k] / 2, side = idx[k] % 2;
-            if (px->pairs[i][0] < 0)
-                continue;
-            if (!proxy_pump(px->pairs[i][side], px->pairs[i][1 - side])) {
-                close(px->pairs[i][0]);
-                close(px->pairs[i][1]);
-                px->pairs[i][0] = px->pairs[i][1] = -1;
-            }
-        }
-    }
-    if (px->listen_fd >= 0)
-        close(px->listen_fd);
-    proxy_close_all(px);
-    return NULL;
-}
-
-static int proxy_start(proxy_t *px, int target_port)
-{
-    memset(px, 0, sizeof *px);
-    px->target_port = target_port;
-    for (int i = 0; i < PROXY_MAX_PAIRS; i++)
-        px->pairs[i][0] = px->pairs[i][1] = -1;
-    px->port = it_free_port();
-    px->listen_fd = proxy_listen(px->port);
-    if (px->listen_fd < 0)
-        return -1;
-    atomic_store(&px->want, 0);
-    atomic_store(&px->state, 0);
-    if (pthread_create(&px->thread, NULL, proxy_main, px) != 0) {
-        close(px->listen_fd);
-        return -1;
-    }
-    px->started = true;
-    return 0;
-}
-
-/* Switches the proxy up (0) or down (1) and waits until it is so. */
-static int proxy_set(proxy_t *px, int want)
-{
-    atomic_store(&px->want, want);
-    double deadline = it_now_ms() + 5000;
-    while (atomic_load(&px->state) != want) {
-        if (it_now_ms() > deadline)
-            return -1;
-        it_sleep_ms(10);
-    }
-    return 0;
-}
-
-static void proxy_stop(proxy_t *px)
-{
-    if (!px->started)
-        return;
-    atomic_store(&px->want, 2);
-    pthread_join(px->thread, NULL);
-    px->started = false;
-}
-
 /* ---- fixture ---- */
 
 typedef struct {
@@ -340,7 +120,7 @@ typedef struct {
     it_proc_t conn, conn2;
     bool exchange_declared;
     bool broker_blocked; /* the memory alarm is raised: teardown clears it */
-    proxy_t proxy;
+    it_proxy_t proxy;
     char notify_path[108];
     int notify_fd;
 } fx_t;
@@ -374,7 +154,7 @@ static void fx_teardown(void)
                         "`rabbitmqctl set_vm_memory_high_watermark 0.4`\n");
     it_proc_kill(&F.conn);
     it_proc_kill(&F.conn2);
-    proxy_stop(&F.proxy);
+    it_proxy_stop(&F.proxy);
     if (F.notify_fd >= 0) {
         close(F.notify_fd);
         unlink(F.notify_path);
@@ -661,7 +441,7 @@ END_TEST
 
 START_TEST(test_readiness)
 {
-    ck_assert_int_eq(proxy_start(&F.proxy, atoi(g_env.port)), 0);
+    ck_assert_int_eq(it_proxy_start(&F.proxy, atoi(g_env.port)), 0);
     char via[IT_CONNINFO_MAX + 64];
     /* libpq takes the last of repeated keys: the proxy's address wins. */
     snprintf(via, sizeof via, "%s host=127.0.0.1 port=%d", g_env.conninfo, F.proxy.port);
@@ -681,14 +461,14 @@ START_TEST(test_readiness)
     ck_assert_int_eq(http_get(pa, "/nope", &r), 404);
 
     /* PostgreSQL unreachable: not ready (saying why), still alive. */
-    ck_assert_int_eq(proxy_set(&F.proxy, 1), 0);
+    ck_assert_int_eq(it_proxy_set(&F.proxy, IT_PROXY_DOWN), 0);
     ck_assert_msg(wait_http(pa, "/readyz", 503, "PostgreSQL", 5000) >= 0,
                   "A stayed ready with PostgreSQL unreachable");
     ck_assert_int_eq(http_get(pa, "/healthz", &r), 200);
     scrape(pa, &s);
     ck_assert(s.up == 0);
     /* Back: ready again, and the reconnect counted. */
-    ck_assert_int_eq(proxy_set(&F.proxy, 0), 0);
+    ck_assert_int_eq(it_proxy_set(&F.proxy, IT_PROXY_PASS), 0);
     if (wait_http(pa, "/readyz", 200, "ready", 10000) < 0) {
         dump_log(&F.conn, "A");
         ck_abort_msg("A not ready after PostgreSQL came back");
@@ -708,7 +488,7 @@ START_TEST(test_readiness)
 
     /* A cut off again: its walsender dies with the link and the standby
      * takes the slot. */
-    ck_assert_int_eq(proxy_set(&F.proxy, 1), 0);
+    ck_assert_int_eq(it_proxy_set(&F.proxy, IT_PROXY_DOWN), 0);
     ck_assert_msg(wait_http(pa, "/readyz", 503, "PostgreSQL", 5000) >= 0,
                   "A stayed ready with PostgreSQL unreachable");
     ck_assert_msg(wait_http(pb, "/readyz", 200, "ready", 10000) >= 0,
@@ -719,7 +499,7 @@ START_TEST(test_readiness)
      * finally gets the slot back it now exits 1, "slot ... past where
      * hms-sync left it": B moved it.  Deliberately not asserted here; see
      * the ops report.) */
-    ck_assert_int_eq(proxy_set(&F.proxy, 0), 0);
+    ck_assert_int_eq(it_proxy_set(&F.proxy, IT_PROXY_PASS), 0);
     double until = it_now_ms() + 3000;
     while (it_now_ms() < until) {
         ck_assert_int_eq(http_get(pa, "/readyz", &r), 503);
@@ -994,6 +774,68 @@ START_TEST(test_unit_files)
 }
 END_TEST
 
+/* ---- (6) the listener on an IPv6 address and on a host name ---- */
+
+/* Whether this machine can listen on ::1 at all: a CI container may run
+ * without IPv6. */
+static bool ipv6_loopback(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/* `run --metrics listen` answers GET /metrics at host:port, `status
+ * --metrics listen` reads the same figures, and the run stops cleanly. */
+static void check_listener(const char *tag, const char *host, const char *listen, int port)
+{
+    static char body[65536];
+    char stag[64];
+    const char *const extra[] = {"--metrics", listen, NULL};
+    spawn_run(&F.conn, tag, NULL, extra, NULL);
+    wait_streaming(&F.conn, tag);
+    int code = it_http_get(host, port, "/metrics", body, sizeof body);
+    if (code != 200)
+        dump_log(&F.conn, tag);
+    ck_assert_msg(code == 200, "%s: GET http://%s/metrics: status %d", tag, listen, code);
+    ck_assert_msg(strstr(body, "\nhms_sync_up ") != NULL, "%s: no hms_sync_up in %s", tag, body);
+
+    const char *const status[] = {"status", "--pg",      g_env.conninfo, "--slot",
+                                  F.slot,   "--metrics", listen,         NULL};
+    it_proc_t p;
+    snprintf(stag, sizeof stag, "%s-status", tag);
+    ck_assert_int_eq(it_proc_spawn(&g_env, &p, stag, status), 0);
+    code = it_proc_wait(&p, 30000);
+    it_proc_kill(&p);
+    char *out = it_proc_output(&p);
+    ck_assert_msg(code == 0 && out && strstr(out, "hms_sync_confirms_total"),
+                  "%s: status --metrics %s exited %d: %s", tag, listen, code, out ? out : "");
+    free(out);
+    it_proc_signal(&F.conn, SIGTERM);
+    ck_assert_int_eq(it_proc_wait(&F.conn, 20000), 0);
+}
+
+START_TEST(test_listen_forms)
+{
+    char listen[64];
+    int port = it_free_port();
+    if (ipv6_loopback()) {
+        snprintf(listen, sizeof listen, "[::1]:%d", port);
+        check_listener("listen-ipv6", "::1", listen, port);
+    } else {
+        fprintf(stderr, "ops: listen: SKIPPING the [::1]:PORT case: this machine cannot bind "
+                        "::1 (no IPv6)\n");
+    }
+    port = it_free_port();
+    snprintf(listen, sizeof listen, "localhost:%d", port);
+    check_listener("listen-name", "localhost", listen, port);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *fn, bool servers)
 {
     TCase *tc = tcase_create(name);
@@ -1004,40 +846,25 @@ static TCase *tcase(const char *name, const TTest *fn, bool servers)
     return tc;
 }
 
-int main(void)
+/* The unit files need no server: checked even when the servers are not
+ * configured. */
+static Suite *files_suite(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    /* The unit files need no server: checked even when the servers are
-     * not configured. */
-    Suite *files = suite_create("ops-files");
-    suite_add_tcase(files, tcase("units", test_unit_files, false));
-    SRunner *fr = srunner_create(files);
-    srunner_run_all(fr, CK_NORMAL);
-    int failed = srunner_ntests_failed(fr);
-    srunner_free(fr);
+    Suite *s = suite_create("ops-files");
+    suite_add_tcase(s, tcase("units", test_unit_files, false));
+    return s;
+}
 
-    int rc = it_env_init(&g_env, "ops");
-    if (rc == IT_SKIP)
-        return failed ? 1 : IT_SKIP;
-    if (rc != 0) {
-        it_env_cleanup(&g_env);
-        return 1;
-    }
-    g_source = it_env_source(&g_env);
-    if (!g_source) {
-        it_env_cleanup(&g_env);
-        return 1;
-    }
+static Suite *ops_suite(void)
+{
     Suite *s = suite_create("ops");
     suite_add_tcase(s, tcase("metrics", test_metrics_live, true));
     suite_add_tcase(s, tcase("readiness", test_readiness, true));
     suite_add_tcase(s, tcase("sd_notify", test_sd_notify, true));
     suite_add_tcase(s, tcase("ha", test_ha_takeover, true));
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed += srunner_ntests_failed(sr);
-    srunner_free(sr);
-    it_env_cleanup(&g_env);
-    free(g_source);
-    return failed == 0 ? 0 : 1;
+    suite_add_tcase(s, tcase("listen", test_listen_forms, true));
+    return s;
 }
+
+IT_MAIN(.name = "ops", .env = &g_env, .source = &g_source, .offline = files_suite,
+        .suite = ops_suite)

@@ -50,9 +50,10 @@ static void clear_alarm(void)
         g_alarm_held = false;
 }
 
-static void at_exit_clear_alarm(void)
+/* The program's setup: the alarm is cleared however the program ends. */
+static int clear_alarm_at_exit(void)
 {
-    clear_alarm();
+    return atexit(clear_alarm) == 0 ? 0 : -1;
 }
 
 static void fx_setup(void)
@@ -702,27 +703,5 @@ static Suite *reconnect_suite(void)
     return s;
 }
 
-int main(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    int rc = it_env_init(&g_env, "reconnect");
-    if (rc == IT_SKIP)
-        return IT_SKIP;
-    if (rc != 0) {
-        it_env_cleanup(&g_env);
-        return 1;
-    }
-    atexit(at_exit_clear_alarm);
-    g_source = it_env_source(&g_env);
-    if (!g_source) {
-        it_env_cleanup(&g_env);
-        return 1;
-    }
-    SRunner *sr = srunner_create(reconnect_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    it_env_cleanup(&g_env);
-    free(g_source);
-    return failed == 0 ? 0 : 1;
-}
+IT_MAIN(.name = "reconnect", .env = &g_env, .source = &g_source, .suite = reconnect_suite,
+        .setup = clear_alarm_at_exit)

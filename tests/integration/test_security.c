@@ -7,10 +7,12 @@
  * config file or password file that holds a password is refused.
  *
  * Permissions, on the shared broker with users of the test's own (deleted
- * at the end): the connector's user may configure and write only its
- * exchange and read nothing; the subscriber's user may set up and read its
- * own queue and dead-letter queue but not publish to the exchange (403
- * ACCESS_REFUSED); both work end to end.  The PostgreSQL roles that migrate
+ * at the end) holding exactly the patterns docs/security.md gives: the
+ * connector's user may configure and write only its exchange and read
+ * nothing; the subscriber's user may configure only its own queue and
+ * dead-letter queue, and may neither publish to nor delete the exchange nor
+ * delete the shared dead-letter exchange (403 ACCESS_REFUSED); both work
+ * end to end, dead letters included.  The PostgreSQL roles that migrate
  * creates are not superusers and only the connector's may replicate. */
 #include <check.h>
 #include <signal.h>
@@ -117,6 +119,75 @@ static void url_for(char *out, size_t n, const char *user, const char *password)
         snprintf(out, n, "amqp://%s:%s@%s/", user, password, g_host_port);
     else
         snprintf(out, n, "amqp://%s@%s/", user, g_host_port);
+}
+
+/* The code of the channel.close the broker answered r with (the channel
+ * and connection are then closed: a's connection is gone), 0 when r is a
+ * normal reply, -1 for a library error. */
+static int close_code(it_amqp_t *a, amqp_rpc_reply_t r)
+{
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || r.reply.id != AMQP_CHANNEL_CLOSE_METHOD) {
+        it_amqp_abandon(a);
+        return -1;
+    }
+    int code = ((amqp_channel_close_t *)r.reply.decoded)->reply_code;
+    amqp_channel_close_ok_t ok = {0};
+    amqp_send_method(a->conn, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    amqp_connection_close(a->conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(a->conn);
+    a->conn = NULL;
+    return code;
+}
+
+/* What refused() tries as a user. */
+typedef enum {
+    OP_PUBLISH,         /* "{}" to the exchange */
+    OP_DECLARE_QUEUE,   /* an exclusive queue */
+    OP_DELETE_EXCHANGE, /* */
+    OP_DECLARE_TOPIC,   /* a durable exchange */
+    OP_DECLARE_DIRECT,  /* */
+} op_t;
+
+/* Does op on name as url's user: the code of the channel.close the broker
+ * answered with (403 for ACCESS_REFUSED), 0 when it allowed it, -1 when
+ * the connection failed.  A publish is not answered, so a passive declare
+ * of the exchange follows it to hear the verdict. */
+static int refused(const char *url, op_t op, const char *name)
+{
+    it_amqp_t a;
+    amqp_bytes_t n = amqp_cstring_bytes(name);
+    if (it_amqp_open(&a, url) != 0)
+        return -1;
+    switch (op) {
+    case OP_PUBLISH:
+        amqp_basic_publish(a.conn, 1, n, amqp_cstring_bytes("incident.created.north"), 0, 0, NULL,
+                           amqp_cstring_bytes("{}"));
+        amqp_exchange_declare(a.conn, 1, n, amqp_cstring_bytes("topic"), 1, 0, 0, 0,
+                              amqp_empty_table);
+        break;
+    case OP_DECLARE_QUEUE: amqp_queue_declare(a.conn, 1, n, 0, 0, 0, 1, amqp_empty_table); break;
+    case OP_DELETE_EXCHANGE: amqp_exchange_delete(a.conn, 1, n, 0); break;
+    case OP_DECLARE_TOPIC:
+    case OP_DECLARE_DIRECT:
+        amqp_exchange_declare(a.conn, 1, n,
+                              amqp_cstring_bytes(op == OP_DECLARE_TOPIC ? "topic" : "direct"), 0, 1,
+                              0, 0, amqp_empty_table);
+        break;
+    }
+    int code = close_code(&a, amqp_get_rpc_reply(a.conn));
+    it_amqp_close(&a);
+    return code;
+}
+
+/* Messages ready in queue name (a passive declare on a's connection); -1
+ * when it does not exist. */
+static long queue_depth(it_amqp_t *a, const char *name)
+{
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(a->conn, 1, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
+    return ok ? (long)ok->message_count : -1;
 }
 
 /* ---- secrets --------------------------------------------------------- */
@@ -251,6 +322,20 @@ START_TEST(test_least_privilege_end_to_end)
         dump_log(&sub, "consume");
     }
     ck_assert_msg(applied, "the event did not reach the subscriber's table");
+    /* A poison message: the subscriber's user may dead-letter it. */
+    char pub_url[256], dlq[80];
+    url_for(pub_url, sizeof pub_url, g_pub_user, g_pub_secret);
+    snprintf(dlq, sizeof dlq, "%s.dlq", g_queue);
+    ck_assert_int_eq(refused(pub_url, OP_PUBLISH, g_exchange), 0);
+    it_amqp_t adm;
+    ck_assert_int_eq(it_amqp_open(&adm, g_env.amqp_url), 0);
+    long dead = 0;
+    for (end = it_now_ms() + 20000; dead < 1 && it_now_ms() < end; it_sleep_ms(200))
+        dead = queue_depth(&adm, dlq);
+    it_amqp_close(&adm);
+    if (dead != 1)
+        dump_log(&sub, "consume");
+    ck_assert_msg(dead == 1, "%s holds %ld messages, want the one dead letter", dlq, dead);
     it_proc_signal(&run, SIGTERM);
     it_proc_signal(&sub, SIGTERM);
     ck_assert_int_eq(it_proc_wait(&run, 20000), 0);
@@ -259,80 +344,43 @@ START_TEST(test_least_privilege_end_to_end)
     free(check_no_secrets(&sub, "sec-consume (debug log)"));
     it_pg_drop_slot(g_env.pg, slot);
     fprintf(stderr, "sec: run (config file + password file) and consume as least-privilege "
-                    "users delivered and applied an event\n");
+                    "users delivered and applied an event, and dead-lettered a poison one\n");
 }
 END_TEST
-
-/* Publishes to exchange as url's user, then makes an RPC on the channel:
- * returns the reply code of the channel.close the broker answers with, or
- * 0 when the channel survived. */
-static int publish_refused(const char *url, const char *exchange)
-{
-    it_amqp_t a;
-    ck_assert_int_eq(it_amqp_open(&a, url), 0);
-    amqp_bytes_t body = amqp_cstring_bytes("{}");
-    amqp_basic_publish(a.conn, 1, amqp_cstring_bytes(exchange),
-                       amqp_cstring_bytes("incident.created.north"), 0, 0, NULL, body);
-    amqp_exchange_declare(a.conn, 1, amqp_cstring_bytes(exchange), amqp_cstring_bytes("topic"), 1,
-                          0, 0, 0, amqp_empty_table);
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(a.conn);
-    int code = 0;
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        amqp_channel_close_t *c = r.reply.decoded;
-        code = c->reply_code;
-        amqp_channel_close_ok_t ok = {0};
-        amqp_send_method(a.conn, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-        amqp_connection_close(a.conn, AMQP_REPLY_SUCCESS);
-        amqp_destroy_connection(a.conn);
-        a.conn = NULL;
-    } else if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        code = -1;
-        it_amqp_abandon(&a);
-    }
-    it_amqp_close(&a);
-    return code;
-}
-
-/* Declares queue name as url's user; the channel.close code, 0 if allowed. */
-static int declare_refused(const char *url, const char *name)
-{
-    it_amqp_t a;
-    ck_assert_int_eq(it_amqp_open(&a, url), 0);
-    amqp_queue_declare(a.conn, 1, amqp_cstring_bytes(name), 0, 0, 0, 1, amqp_empty_table);
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(a.conn);
-    int code = 0;
-    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        amqp_channel_close_t *c = r.reply.decoded;
-        code = c->reply_code;
-        amqp_channel_close_ok_t ok = {0};
-        amqp_send_method(a.conn, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-        amqp_connection_close(a.conn, AMQP_REPLY_SUCCESS);
-        amqp_destroy_connection(a.conn);
-        a.conn = NULL;
-    }
-    it_amqp_close(&a);
-    return code;
-}
 
 START_TEST(test_broker_permissions)
 {
     char sub_url[256], pub_url[256];
     url_for(sub_url, sizeof sub_url, g_sub_user, g_sub_secret);
     url_for(pub_url, sizeof pub_url, g_pub_user, g_pub_secret);
-    /* The exchange exists (the connector's user may declare it). */
+
+    /* What subscribers share is not theirs to delete. */
+    int code = refused(sub_url, OP_DELETE_EXCHANGE, g_exchange);
+    ck_assert_msg(code == 403, "subscriber's user deleting %s: channel close %d, want 403",
+                  g_exchange, code);
+    fprintf(stderr, "sec: the subscriber's user deleting %s: 403 ACCESS_REFUSED\n", g_exchange);
+    code = refused(sub_url, OP_DELETE_EXCHANGE, g_dlx);
+    ck_assert_msg(code == 403, "subscriber's user deleting %s: channel close %d, want 403", g_dlx,
+                  code);
+    fprintf(stderr, "sec: the subscriber's user deleting %s: 403 ACCESS_REFUSED\n", g_dlx);
     it_amqp_t a;
-    ck_assert_int_eq(it_amqp_open(&a, pub_url), 0);
-    ck_assert_int_eq(it_amqp_declare_exchange(&a, g_exchange), 0);
+    ck_assert_int_eq(it_amqp_open(&a, g_env.amqp_url), 0);
+    amqp_exchange_declare(a.conn, 1, amqp_cstring_bytes(g_exchange), amqp_cstring_bytes("topic"), 1,
+                          0, 0, 0, amqp_empty_table);
+    ck_assert_int_eq(close_code(&a, amqp_get_rpc_reply(a.conn)), 0);
+    amqp_exchange_declare(a.conn, 1, amqp_cstring_bytes(g_dlx), amqp_cstring_bytes("direct"), 1, 0,
+                          0, 0, amqp_empty_table);
+    ck_assert_int_eq(close_code(&a, amqp_get_rpc_reply(a.conn)), 0);
     it_amqp_close(&a);
 
-    int code = publish_refused(sub_url, g_exchange);
+    code = refused(sub_url, OP_PUBLISH, g_exchange);
     ck_assert_msg(code == 403, "subscriber's user publishing to %s: channel close %d, want 403",
                   g_exchange, code);
     fprintf(stderr, "sec: the subscriber's user publishing to %s: 403 ACCESS_REFUSED\n",
             g_exchange);
-    code = publish_refused(pub_url, g_exchange);
+    code = refused(pub_url, OP_PUBLISH, g_exchange);
     ck_assert_msg(code == 0, "the connector's user cannot publish: %d", code);
-    code = declare_refused(pub_url, g_queue);
+    code = refused(pub_url, OP_DECLARE_QUEUE, g_queue);
     ck_assert_msg(code == 403, "the connector's user declaring queue %s: %d, want 403", g_queue,
                   code);
 }
@@ -377,16 +425,7 @@ static void cleanup_all(void)
         it_rabbitmqctl(&g_env, 30000, "delete_user", g_pub_user, NULL);
         it_rabbitmqctl(&g_env, 30000, "delete_user", g_sub_user, NULL);
         g_users_made = false;
-        it_amqp_t a;
-        if (it_amqp_open(&a, g_env.amqp_url) == 0) {
-            char dlq[80];
-            snprintf(dlq, sizeof dlq, "%s.dlq", g_queue);
-            it_amqp_delete_queue(&a, g_queue);
-            it_amqp_delete_queue(&a, dlq);
-            it_amqp_delete_exchange(&a, g_exchange);
-            it_amqp_delete_exchange(&a, g_dlx);
-            it_amqp_close(&a);
-        }
+        it_amqp_drop_subscriber(g_env.amqp_url, g_queue, g_exchange, g_dlx);
     }
     if (g_pg_role[0] && g_env.pg) {
         it_pg_exec(g_env.pg, "DROP ROLE IF EXISTS %s", g_pg_role);
@@ -455,11 +494,11 @@ static int setup_all(void)
     char e_re[300], pub_read[] = "^$", sub_conf[600], sub_write[600], sub_read[600], dlq[80];
     snprintf(dlq, sizeof dlq, "%s.dlq", g_queue);
     const char *const e_names[] = {g_exchange, NULL};
-    /* No configure on hms.incidents: consume only checks that it exists
-     * (the connector declared it).  The DLX may not exist yet, so consume
-     * may have to declare it. */
-    const char *const conf_names[] = {g_queue, dlq, g_dlx, NULL};
-    const char *const read_names[] = {g_queue, dlq, g_exchange, g_dlx, NULL};
+    /* docs/security.md's patterns: configure only its own queues (consume
+     * checks the two exchanges passively), write its queues (to bind them)
+     * and the DLX (to dead-letter), read its queue and the two exchanges. */
+    const char *const conf_names[] = {g_queue, dlq, NULL};
+    const char *const read_names[] = {g_queue, g_exchange, g_dlx, NULL};
     const char *const write_names[] = {g_queue, dlq, g_dlx, NULL};
     exact(e_re, sizeof e_re, e_names);
     exact(sub_conf, sizeof sub_conf, conf_names);
@@ -473,29 +512,41 @@ static int setup_all(void)
         it_rabbitmqctl(&g_env, 30000, "set_permissions", g_sub_user, sub_conf, sub_write, sub_read,
                        NULL) != 0)
         return -1;
+    /* The connector's user declares the exchange (as run does); the
+     * dead-letter exchange is the administrator's (deploy/'s definitions). */
+    char pub_url[256];
+    url_for(pub_url, sizeof pub_url, g_pub_user, g_pub_secret);
+    if (refused(pub_url, OP_DECLARE_TOPIC, g_exchange) != 0 ||
+        refused(g_env.amqp_url, OP_DECLARE_DIRECT, g_dlx) != 0)
+        return -1;
     fprintf(stderr, "sec: %s configure %s write %s read %s\n", g_pub_user, e_re, e_re, pub_read);
     fprintf(stderr, "sec: %s configure %s write %s read %s\n", g_sub_user, sub_conf, sub_write,
             sub_read);
     return 0;
 }
 
-int main(void)
+static double g_t0; /* when setup began */
+
+/* The program's setup: the users, roles and scratch directory every test
+ * shares, made with rabbitmqctl. */
+static int security_setup(void)
 {
-    int rc = it_env_init(&g_env, "security");
-    if (rc != 0)
-        return rc == IT_SKIP ? IT_SKIP : 1;
-    if (!g_env.rabbitmqctl) {
-        fprintf(stderr, "test_security: HMS_TEST_RABBITMQCTL is not set\n");
-        it_env_cleanup(&g_env);
-        return getenv("HMS_TEST_REQUIRE_SERVERS") ? 1 : IT_SKIP;
-    }
-    double t0 = it_now_ms();
-    if (setup_all() != 0) {
-        fprintf(stderr, "test_security: setup failed\n");
-        cleanup_all();
-        it_env_cleanup(&g_env);
-        return 1;
-    }
+    g_t0 = it_now_ms();
+    if (!g_env.rabbitmqctl)
+        return it_missing("security", "HMS_TEST_RABBITMQCTL is not set");
+    return setup_all();
+}
+
+/* Removes what setup made and says how many outputs were searched. */
+static void security_teardown(void)
+{
+    cleanup_all();
+    fprintf(stderr, "test_security: %d outputs checked for secrets, total %.0f ms\n",
+            g_outputs_checked, it_now_ms() - g_t0);
+}
+
+static Suite *security_suite(void)
+{
     Suite *s = suite_create("security");
     TCase *tc = tcase_create("security");
     tcase_set_timeout(tc, 300);
@@ -504,13 +555,8 @@ int main(void)
     tcase_add_test(tc, test_least_privilege_end_to_end);
     tcase_add_test(tc, test_pg_roles);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    cleanup_all();
-    it_env_cleanup(&g_env);
-    fprintf(stderr, "test_security: %d outputs checked for secrets, total %.0f ms\n",
-            g_outputs_checked, it_now_ms() - t0);
-    return failed == 0 ? 0 : 1;
+    return s;
 }
+
+IT_MAIN(.name = "security", .env = &g_env, .setup = security_setup, .teardown = security_teardown,
+        .suite = security_suite)

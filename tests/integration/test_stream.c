@@ -695,6 +695,47 @@ END_TEST
  * - wal_level not logical: needs a second PostgreSQL cluster (initdb + start
  *   costs more than this whole program). */
 
+/* migrate --publication NAME makes that publication, and run --publication
+ * NAME streams from it. */
+START_TEST(test_custom_publication)
+{
+    char pub[64];
+    snprintf(pub, sizeof pub, "hms_it_pub_%d", (int)getpid());
+    const char *mig[] = {HMS_BIN,         "migrate", "--pg", g_env.super_conninfo,
+                         "--publication", pub,       NULL};
+    ck_assert_int_eq(it_cmd_run(&g_env, "migrate-publication", 60000, mig), 0);
+    char *tables = it_pg_value(g_env.pg,
+                               "SELECT string_agg(schemaname || '.' || tablename, ',') "
+                               "FROM pg_publication_tables WHERE pubname = '%s'",
+                               pub);
+    ck_assert_msg(tables != NULL && strcmp(tables, "public.incidents") == 0,
+                  "publication %s carries %s", pub, tables ? tables : "nothing");
+    free(tables);
+
+    /* Told apart from the default publication: this one publishes inserts
+     * only, so an update between two inserts must not arrive. */
+    ck_assert_int_eq(it_pg_exec(g_env.pg, "ALTER PUBLICATION %s SET (publish = 'insert')", pub), 0);
+    ck_assert_int_eq(it_amqp_queue(&F.amqp, F.exchange, 0, false), 0);
+    ck_assert_int_eq(it_amqp_consume(&F.amqp), 0);
+    const char *const extra[] = {"--publication", pub, NULL};
+    start_connector(&F.conn, "custom-publication", extra);
+    ck_assert_int_eq(it_pg_exec(g_env.pg, "INSERT INTO incidents (region) VALUES ('pub1')"), 0);
+    ck_assert_int_eq(
+        it_pg_exec(g_env.pg, "UPDATE incidents SET severity = 1 WHERE region = 'pub1'"), 0);
+    ck_assert_int_eq(it_pg_exec(g_env.pg, "INSERT INTO incidents (region) VALUES ('pub2')"), 0);
+    for (int i = 1; i <= 2; i++) {
+        it_msg_t m;
+        ck_assert_int_eq(it_amqp_get(&F.amqp, 30000, &m), 1);
+        bool created = strcmp(m.type, CREATED) == 0;
+        it_msg_free(&m);
+        ck_assert_msg(created, "event %d is not an IncidentCreated: run ignored --publication", i);
+    }
+    it_proc_kill(&F.conn);
+    it_pg_drop_slot(g_env.pg, F.slot);
+    ck_assert_int_eq(it_pg_exec(g_env.pg, "DROP PUBLICATION %s", pub), 0);
+}
+END_TEST
+
 /* SIGTERM: a clean stop within the shutdown timeout, final feedback sent. */
 START_TEST(test_sigterm)
 {
@@ -737,6 +778,7 @@ static Suite *stream_suite(void)
         {"errors", test_err_wrong_password},
         {"errors", test_err_no_publication},
         {"errors", test_err_slot_busy},
+        {"publication", test_custom_publication},
         {"sigterm", test_sigterm},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -749,28 +791,4 @@ static Suite *stream_suite(void)
     return s;
 }
 
-int main(void)
-{
-    /* A SIGPIPE from a broken broker connection must fail a test, not kill
-     * the program before its cleanup. */
-    signal(SIGPIPE, SIG_IGN);
-    int rc = it_env_init(&g_env, "stream");
-    if (rc == IT_SKIP)
-        return IT_SKIP;
-    if (rc != 0) {
-        it_env_cleanup(&g_env);
-        return 1;
-    }
-    g_source = it_env_source(&g_env);
-    if (!g_source) {
-        it_env_cleanup(&g_env);
-        return 1;
-    }
-    SRunner *sr = srunner_create(stream_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    it_env_cleanup(&g_env);
-    free(g_source);
-    return failed == 0 ? 0 : 1;
-}
+IT_MAIN(.name = "stream", .env = &g_env, .source = &g_source, .suite = stream_suite)

@@ -957,18 +957,10 @@ END_TEST
 
 /* ---- main ---- */
 
+/* The program's setup: it_main has seen HMS_TEST_PG set. */
 static int setup(void)
 {
     const char *pg = getenv("HMS_TEST_PG");
-    const char *req = getenv("HMS_TEST_REQUIRE_SERVERS");
-    if (pg == NULL || *pg == '\0') {
-        if (req != NULL && strcmp(req, "1") == 0) {
-            fprintf(stderr, "subsql: HMS_TEST_PG is required (HMS_TEST_REQUIRE_SERVERS=1)\n");
-            return -1;
-        }
-        fprintf(stderr, "subsql: HMS_TEST_PG not set: skipping\n");
-        return IT_SKIP;
-    }
     snprintf(admin_conninfo, sizeof(admin_conninfo), "%s", pg);
     snprintf(db_name, sizeof(db_name), "subsql_%d", (int)getpid());
     snprintf(icu_name, sizeof(icu_name), "subsql_icu_%d", (int)getpid());
@@ -1012,7 +1004,7 @@ static int setup(void)
     if (icu_made) {
         PGconn *icu = NULL;
         hms_err_t err;
-        if (hms_pg_open(icu_conninfo, "subsql", &icu, &err) != HMS_OK ||
+        if (hms_pg_open(icu_conninfo, "subsql", 10, &icu, &err) != HMS_OK ||
             hms_migrate_apply(icu, hms_sql_subscriber_migrations,
                               hms_sql_subscriber_migrations_count, "subscriber_migrations", NULL,
                               &err) != HMS_OK) {
@@ -1044,13 +1036,8 @@ static void teardown(void)
     PQfinish(admin);
 }
 
-int main(void)
+static Suite *subscriber_sql_suite(void)
 {
-    int rc = setup();
-    if (rc != 0) {
-        teardown();
-        return rc == IT_SKIP ? IT_SKIP : EXIT_FAILURE;
-    }
     Suite *s = suite_create("subscriber_sql");
     TCase *tc = tcase_create("subscriber_sql");
     tcase_set_timeout(tc, 300);
@@ -1065,10 +1052,8 @@ int main(void)
     tcase_add_test(tc, test_race_pairs);
     tcase_add_test(tc, test_race_stress);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    teardown();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }
+
+IT_MAIN(.name = "subscriber_sql", .setup = setup, .teardown = teardown,
+        .suite = subscriber_sql_suite)

@@ -320,6 +320,10 @@ START_TEST(test_amqps)
         it_sleep_ms(500);
     ck_assert_int_eq(open_rc, 0);
     ck_assert_int_eq(it_amqp_declare_exchange(&a, exchange), 0);
+    /* consume checks that its dead-letter exchange exists. */
+    amqp_exchange_declare(a.conn, 1, amqp_cstring_bytes("hms.it.tls.dlx"),
+                          amqp_cstring_bytes("direct"), 0, 1, 0, 0, amqp_empty_table);
+    ck_assert_int_eq(amqp_get_rpc_reply(a.conn).reply_type, AMQP_RESPONSE_NORMAL);
     ck_assert_int_eq(it_amqp_queue(&a, exchange, 0, false), 0);
     ck_assert_int_eq(it_amqp_consume(&a), 0);
     it_proc_t p;
@@ -484,21 +488,29 @@ static int setup_all(void)
     return code == 0 ? 0 : -1;
 }
 
-int main(void)
+static double g_t0; /* when setup began */
+
+/* The program's setup: certificates, a PostgreSQL cluster and a RabbitMQ
+ * node of its own, stopped however the program ends. */
+static int tls_setup(void)
 {
-    int rc = it_env_init(&g_env, "tls");
-    if (rc != 0)
-        return rc == IT_SKIP ? IT_SKIP : 1;
+    g_t0 = it_now_ms();
     atexit(cleanup_all);
-    double t0 = it_now_ms();
-    if (setup_all() != 0) {
-        fprintf(stderr, "test_tls: setup failed\n");
-        cleanup_all();
-        it_env_cleanup(&g_env);
-        return 1;
-    }
+    if (setup_all() != 0)
+        return -1;
     fprintf(stderr, "test_tls: setup (certificates, cluster; RabbitMQ starting) took %.0f ms\n",
-            it_now_ms() - t0);
+            it_now_ms() - g_t0);
+    return 0;
+}
+
+static void tls_teardown(void)
+{
+    cleanup_all();
+    fprintf(stderr, "test_tls: total %.0f ms\n", it_now_ms() - g_t0);
+}
+
+static Suite *tls_suite(void)
+{
     Suite *s = suite_create("tls");
     TCase *pg = tcase_create("postgresql");
     tcase_set_timeout(pg, 300);
@@ -508,12 +520,8 @@ int main(void)
     tcase_set_timeout(mq, 300);
     tcase_add_test(mq, test_amqps);
     suite_add_tcase(s, mq);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    cleanup_all();
-    it_env_cleanup(&g_env);
-    fprintf(stderr, "test_tls: total %.0f ms\n", it_now_ms() - t0);
-    return failed == 0 ? 0 : 1;
+    return s;
 }
+
+IT_MAIN(.name = "tls", .env = &g_env, .setup = tls_setup, .teardown = tls_teardown,
+        .suite = tls_suite)

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hms_check.h"
+
 #define FFFD "\xEF\xBF\xBD"
 
 START_TEST(test_append)
@@ -349,11 +351,4 @@ static Suite *buf_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(buf_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+HMS_CHECK_MAIN(buf_suite)

@@ -2,11 +2,13 @@
  * rejected values, layering and precedence, file errors, redaction, and that
  * the example file and the docs match the table.
  *
- * The loader in src/daemon/config_load.c is compiled into this test so the
- * file-reading and permission paths are tested too; it needs only libc and
- * hms_core.  HMS_CONFIG_REGENERATE=1 rewrites the generated files instead of
- * comparing them. */
+ * The loader in src/daemon/config_load.c and the file reader it uses
+ * (src/common/secretfile.c) are compiled into this test so the file-reading
+ * and permission paths are tested too; they need only libc and hms_core.
+ * HMS_CONFIG_REGENERATE=1 rewrites the generated files instead of comparing
+ * them. */
 #include <check.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,9 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/config_int.h"
+#include "hms_check.h"
+#include "../../src/common/secretfile.c"
 #include "../../src/daemon/config_load.c"
 
 #define EXAMPLE_PATH HMS_TEST_DATA "/../../deploy/hms-sync.ini.example"
@@ -468,6 +473,224 @@ START_TEST(checks)
 }
 END_TEST
 
+/* ---- ranges ---------------------------------------------------------- */
+
+/* Every number's bounds: accepted at each bound, refused one step past it
+ * (NULL: nothing below 0 parses, so no value is one step past it). */
+typedef struct {
+    const char *name;
+    const char *lo, *below, *hi, *above;
+    const char *allowed;
+} bounds_t;
+
+#define DURATIONS ", as 500ms, 10s, 2m, 1h; a bare number is seconds"
+
+static const bounds_t bounds[] = {
+    {"window", "1", "0", "65535", "65536", "1..65535"},
+    {"feedback_interval", "100ms", "99ms", "1h", "3600001ms", "100ms..1h" DURATIONS},
+    {"replication_timeout", "1s", "999ms", "1h", "3600001ms", "0 (off) or 1s..1h" DURATIONS},
+    {"slot_wait", "0", NULL, "1h", "3600001ms", "0s..1h" DURATIONS},
+    {"shutdown_timeout", "0", NULL, "10m", "600001ms", "0s..10m" DURATIONS},
+    {"heartbeat", "1s", "999ms", "1h", "3601s",
+     "0 (off) or 1s..1h in whole seconds, as 10s, 2m, 1h; a bare number is seconds"},
+    {"connect_timeout", "1s", "999ms", "10m", "600001ms", "1s..10m" DURATIONS},
+    {"retry_min", "10ms", "9ms", "1h", "3600001ms", "10ms..1h" DURATIONS},
+    {"retry_max", "10ms", "9ms", "1h", "3600001ms", "10ms..1h" DURATIONS},
+    {"prefetch", "1", "0", "65535", "65536", "1..65535"},
+    {"delivery_limit", "1", "0", "1000", "1001", "1..1000"},
+};
+
+static void refuse_out_of_range(const bounds_t *b, const char *value)
+{
+    char opt[64], want[400];
+    hms_config_option_name(b->name, opt, sizeof(opt));
+    REJECT(b->name, value);
+    snprintf(want, sizeof(want), "config: %s: \"%s\" from flag --%s is out of range (allowed: %s)",
+             b->name, value, opt, b->allowed);
+    ck_assert_str_eq(err.msg, want);
+}
+
+START_TEST(ranges)
+{
+    for (size_t k = 0; k < sizeof(bounds) / sizeof(bounds[0]); k++) {
+        const bounds_t *b = &bounds[k];
+        ACCEPT(b->name, b->lo);
+        ACCEPT(b->name, b->hi);
+        if (b->below != NULL)
+            refuse_out_of_range(b, b->below);
+        refuse_out_of_range(b, b->above);
+    }
+    /* Every number in the table has its bounds tested above. */
+    for (int i = 0; i < hms_config_nsettings; i++) {
+        const hms_config_setting_t *s = &hms_config_settings[i];
+        if (s->type != HMS_CONFIG_T_INT && s->type != HMS_CONFIG_T_DURATION)
+            continue;
+        bool listed = false;
+        for (size_t k = 0; k < sizeof(bounds) / sizeof(bounds[0]); k++)
+            listed = listed || strcmp(bounds[k].name, s->name) == 0;
+        ck_assert_msg(listed, "%s has no bounds test", s->name);
+        ck_assert_msg(s->min < s->max, "%s: empty range", s->name);
+    }
+    /* The message names where the value came from, whichever layer. */
+    ck_assert_int_eq(hms_config_set(&cfg, "retry_min", "0", HMS_CONFIG_FROM_ENV, NULL, 0, &err),
+                     HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: retry_min: \"0\" from env HMS_SYNC_RETRY_MIN is out of "
+                              "range (allowed: 10ms..1h" DURATIONS ")");
+    ck_assert_int_eq(apply_text("\n\nheartbeat = 2h\n", 0600), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: heartbeat: \"2h\" from /x.ini:3 is out of range (allowed: "
+                              "0 (off) or 1s..1h in whole seconds, as 10s, 2m, 1h; a bare number "
+                              "is seconds)");
+}
+END_TEST
+
+/* 0 turns heartbeats and the replication timeout off; AMQP heartbeats are
+ * whole seconds, so a fraction would be cut without a word. */
+START_TEST(zero_and_seconds)
+{
+    ACCEPT("heartbeat", "0");
+    ck_assert_int_eq(cfg.heartbeat_ms, 0);
+    ACCEPT("replication_timeout", "0s");
+    ck_assert_int_eq(cfg.replication_timeout_ms, 0);
+    ACCEPT("heartbeat", "2m");
+    REJECT("heartbeat", "1500ms");
+    ck_assert_str_eq(err.msg, "config: heartbeat: \"1500ms\" from flag --heartbeat is not a whole "
+                              "number of seconds (allowed: 0 (off) or 1s..1h in whole seconds, "
+                              "as 10s, 2m, 1h; a bare number is seconds)");
+    ck_assert_int_eq(cfg.heartbeat_ms, 120000);
+    REJECT("retry_min", "0"); /* a backoff from 0 spins */
+    REJECT("window", "0");
+}
+END_TEST
+
+/* Ranges that depend on another setting: one line naming both. */
+START_TEST(cross_ranges)
+{
+    ACCEPT("pg", "host=h");
+    ACCEPT("sink", "discard");
+    ACCEPT("retry_min", "10ms");
+    ACCEPT("retry_max", "10ms");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+    ACCEPT("retry_max", "1s");
+    ACCEPT("retry_min", "1001ms");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: retry_min: 1001ms from flag --retry-min is greater than "
+                              "retry_max 1s from flag --retry-max (allowed: retry_min <= "
+                              "retry_max)");
+    ACCEPT("retry_min", "1s");
+
+    /* feedback_interval 10s (default): replication_timeout must pass 20s. */
+    ACCEPT("replication_timeout", "20001ms");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+    ACCEPT("replication_timeout", "20s");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: replication_timeout: 20s from flag --replication-timeout "
+                              "is not more than twice feedback_interval 10s from default "
+                              "(allowed: 0 (off) or more than twice feedback_interval)");
+    ACCEPT("replication_timeout", "0");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+    ck_assert_int_eq(apply_text("feedback_interval = 1s\nreplication_timeout = 2s\n", 0600),
+                     HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: replication_timeout: 2s from /x.ini:2 is not more than "
+                              "twice feedback_interval 1s from /x.ini:1 (allowed: 0 (off) or "
+                              "more than twice feedback_interval)");
+}
+END_TEST
+
+/* ---- the metrics address --------------------------------------------- */
+
+START_TEST(listen_addresses)
+{
+    ck_assert_ptr_null(cfg.metrics);
+    ACCEPT("metrics", "127.0.0.1:9187");
+    ACCEPT("metrics", "[::1]:9187");
+    ck_assert_str_eq(cfg.metrics, "[::1]:9187");
+    ACCEPT("metrics", "localhost:9187");
+    ACCEPT("metrics", "[::]:1");
+    REJECT("metrics", "::1:9187");
+    ck_assert_str_eq(err.msg, "config: metrics: \"::1:9187\" from flag --metrics is not "
+                              "HOST:PORT or [IPV6]:PORT: an IPv6 address needs brackets, as in "
+                              "[::1]:9187 (allowed: HOST:PORT or [IPV6]:PORT, e.g. "
+                              "127.0.0.1:9187, [::1]:9187 or localhost:9187)");
+    REJECT("metrics", "[::1]");
+    ck_assert_ptr_nonnull(strstr(err.msg, "is not HOST:PORT or [IPV6]:PORT: no port ("));
+    REJECT("metrics", "localhost:0");
+    ck_assert_ptr_nonnull(strstr(err.msg, ": the port is not a number 1..65535 ("));
+    REJECT("metrics", "localhost:65536");
+    REJECT("metrics", ":9187");
+    ck_assert_ptr_nonnull(strstr(err.msg, ": the host is empty ("));
+    ck_assert_str_eq(cfg.metrics, "[::]:1"); /* unchanged by the refusals */
+}
+END_TEST
+
+/* ---- SIGHUP and the log file ------------------------------------------ */
+
+START_TEST(reloadable)
+{
+    const char *reload[] = {"log_level", "log_format", "log_file"};
+    int n = 0;
+    for (int i = 0; i < hms_config_setting_count(); i++) {
+        bool want = false;
+        for (size_t k = 0; k < sizeof(reload) / sizeof(reload[0]); k++)
+            want = want || strcmp(hms_config_setting_name(i), reload[k]) == 0;
+        ck_assert_msg(hms_config_setting_reloadable(i) == want, "%s", hms_config_setting_name(i));
+        n += want;
+    }
+    ck_assert_int_eq(n, 3);
+    ck_assert(!hms_config_setting_reloadable(-1));
+    ck_assert(!hms_config_setting_reloadable(hms_config_setting_count()));
+    ck_assert_ptr_null(hms_config_setting_name(hms_config_setting_count()));
+
+    /* log_file: unset is stderr; only the services (run, consume) take it,
+     * so a one-shot command's errors stay on its terminal. */
+    ck_assert_ptr_null(cfg.log_file);
+    hms_cli_flags_t f;
+    char *a[] = {"--log-file", "/var/log/hms.log", NULL};
+    ck_assert_int_eq(argv_run(HMS_CMD_STATUS, &f, a), HMS_ERR_CONFIG);
+    ck_assert_int_eq(argv_run(HMS_CMD_MIGRATE, &f, a), HMS_ERR_CONFIG);
+    ck_assert_int_eq(argv_run(HMS_CMD_CONSUME, &f, a), HMS_OK);
+    ck_assert_int_eq(argv_run(HMS_CMD_RUN, &f, a), HMS_OK);
+    ck_assert_str_eq(cfg.log_file, "/var/log/hms.log");
+}
+END_TEST
+
+/* ---- settings a subcommand would accept and ignore --------------------- */
+
+/* Narrowed: an option the subcommand has no use for is refused like any
+ * unknown one (main exits 2 on HMS_ERR_CONFIG); a shared config file or
+ * the environment may still carry it. */
+START_TEST(refused_where_unused)
+{
+    static const struct {
+        unsigned cmd;
+        const char *option, *value;
+    } refused[] = {
+        {HMS_CMD_CONSUME, "--shutdown-timeout", "5s"},
+        {HMS_CMD_STATUS, "--shutdown-timeout", "5s"},
+        {HMS_CMD_MIGRATE, "--shutdown-timeout", "5s"},
+    };
+    hms_cli_flags_t f;
+    char want[200];
+    for (size_t k = 0; k < sizeof(refused) / sizeof(refused[0]); k++) {
+        char *argv[] = {(char *)refused[k].option, (char *)refused[k].value, NULL};
+        const char *cmd = hms_config_cmd_name(refused[k].cmd);
+        ck_assert_int_eq(argv_run(refused[k].cmd, &f, argv), HMS_ERR_CONFIG);
+        snprintf(want, sizeof(want),
+                 "config: option %s is not accepted by %s (see hms-sync %s --help)",
+                 refused[k].option, cmd, cmd);
+        ck_assert_str_eq(err.msg, want);
+    }
+    char *run[] = {"--shutdown-timeout", "5s", NULL};
+    ck_assert_int_eq(argv_run(HMS_CMD_RUN, &f, run), HMS_OK);
+    char *envp[] = {"HMS_SYNC_SHUTDOWN_TIMEOUT=7s", NULL};
+    ck_assert_int_eq(hms_config_apply_env(&cfg, envp, &err), HMS_OK);
+    hms_buf_t b = HMS_BUF_INIT;
+    ck_assert_int_eq(hms_config_render_usage(HMS_CMD_CONSUME, &b), HMS_OK);
+    ck_assert_ptr_null(strstr(b.data, "--shutdown-timeout"));
+    hms_buf_free(&b);
+}
+END_TEST
+
 /* ---- the loader with real files ---------------------------------------- */
 
 static char tmpdir[64];
@@ -492,12 +715,22 @@ static void loader_setup(void)
     memset(&cfg, 0, sizeof(cfg));
 }
 
+/* Removes what the tests wrote into tmpdir (files and empty directories,
+ * one level deep) and tmpdir itself. */
 static void loader_teardown(void)
 {
-    char path[128];
+    char path[384];
     hms_config_free(&cfg);
-    snprintf(path, sizeof(path), "%s/a.ini", tmpdir);
-    unlink(path);
+    DIR *d = opendir(tmpdir);
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", tmpdir, e->d_name);
+        if (unlink(path) != 0)
+            rmdir(path);
+    }
+    if (d != NULL)
+        closedir(d);
     rmdir(tmpdir);
 }
 
@@ -584,6 +817,69 @@ START_TEST(loader_file_errors)
     char *dir[] = {"--config", tmpdir, NULL};
     ck_assert_int_eq(load(HMS_CMD_STATUS, dir, noenv, &f), HMS_ERR_CONFIG);
     ck_assert_ptr_nonnull(strstr(err.msg, "is not a regular file"));
+}
+END_TEST
+
+/* run --check-config opens every file the settings name; each failure is
+ * one line naming the setting, the file and the reason. */
+START_TEST(open_files)
+{
+    char path[6][200], dir[100], want[512];
+    const char *base[] = {"ca.pem", "cert.pem", "key.pem", "pw", "out.log"};
+    for (int k = 0; k < 5; k++)
+        snprintf(path[k], sizeof(path[k]), "%s", write_tmp(base[k], "text\n", 0600));
+    snprintf(dir, sizeof(dir), "%s/sub", tmpdir);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ck_assert_int_eq(hms_config_init(&cfg), HMS_OK);
+    ACCEPT("amqp_cacert", path[0]);
+    ACCEPT("amqp_cert", path[1]);
+    ACCEPT("amqp_key", path[2]);
+    ACCEPT("amqp_password_file", path[3]);
+    ACCEPT("log_file", path[4]);
+
+    hms_config_file_t files[HMS_CONFIG_MAX_SETTINGS];
+    ck_assert_int_eq(hms_config_files(&cfg, HMS_CMD_RUN, files, HMS_CONFIG_MAX_SETTINGS), 5);
+    ck_assert_str_eq(files[0].setting, "amqp_cacert");
+    ck_assert_str_eq(files[0].path, path[0]);
+    ck_assert(!files[0].write);
+    ck_assert_str_eq(files[4].setting, "log_file");
+    ck_assert(files[4].write);
+    /* status uses none of the amqp_* files, nor the log file. */
+    ck_assert_int_eq(hms_config_files(&cfg, HMS_CMD_STATUS, files, HMS_CONFIG_MAX_SETTINGS), 0);
+    ck_assert_msg(hms_config_open_files(&cfg, HMS_CMD_RUN, &err) == HMS_OK, "%s", err.msg);
+
+    /* A file that is missing, a directory where a file belongs. */
+    snprintf(path[5], sizeof(path[5]), "%s/missing.pem", tmpdir);
+    ACCEPT("amqp_key", path[5]);
+    ck_assert_int_eq(hms_config_open_files(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    snprintf(want, sizeof(want), "config: amqp_key: cannot open %s: No such file or directory",
+             path[5]);
+    ck_assert_str_eq(err.msg, want);
+    ACCEPT("amqp_key", path[2]);
+    ACCEPT("amqp_cacert", dir);
+    ck_assert_int_eq(hms_config_open_files(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    snprintf(want, sizeof(want), "config: amqp_cacert: %s is not a regular file", dir);
+    ck_assert_str_eq(err.msg, want);
+    ACCEPT("amqp_cacert", path[0]);
+
+    /* The log file: appended to when it exists, else created in a
+     * directory that must exist; the check creates nothing. */
+    snprintf(path[5], sizeof(path[5]), "%s/new.log", dir);
+    ACCEPT("log_file", path[5]);
+    ck_assert_msg(hms_config_open_files(&cfg, HMS_CMD_RUN, &err) == HMS_OK, "%s", err.msg);
+    ck_assert_int_eq(access(path[5], F_OK), -1);
+    snprintf(path[5], sizeof(path[5]), "%s/nodir/hms.log", tmpdir);
+    ACCEPT("log_file", path[5]);
+    ck_assert_int_eq(hms_config_open_files(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    snprintf(want, sizeof(want),
+             "config: log_file: cannot create %s: %s/nodir: No such file or directory", path[5],
+             tmpdir);
+    ck_assert_str_eq(err.msg, want);
+    ACCEPT("log_file", dir);
+    ck_assert_int_eq(hms_config_open_files(&cfg, HMS_CMD_CONSUME, &err), HMS_ERR_CONFIG);
+    snprintf(want, sizeof(want), "config: log_file: cannot open %s for appending: Is a directory",
+             dir);
+    ck_assert_str_eq(err.msg, want);
 }
 END_TEST
 
@@ -823,21 +1119,21 @@ static Suite *config_suite(void)
     tcase_add_test(pure, example_parses);
     tcase_add_test(pure, example_drift);
     tcase_add_test(pure, markdown_drift);
+    tcase_add_test(pure, ranges);
+    tcase_add_test(pure, zero_and_seconds);
+    tcase_add_test(pure, cross_ranges);
+    tcase_add_test(pure, listen_addresses);
+    tcase_add_test(pure, reloadable);
+    tcase_add_test(pure, refused_where_unused);
     suite_add_tcase(s, pure);
 
     TCase *loader = tcase_create("loader");
     tcase_add_checked_fixture(loader, loader_setup, loader_teardown);
     tcase_add_test(loader, precedence);
     tcase_add_test(loader, loader_file_errors);
+    tcase_add_test(loader, open_files);
     suite_add_tcase(s, loader);
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
-}
+HMS_CHECK_MAIN(config_suite)

@@ -17,6 +17,8 @@
 
 #include "core/jsonschema.h"
 #include "core/lsn.h"
+#include "hms_check.h"
+#include "schema_files.h"
 
 #define DOC_PATH HMS_SCHEMAS_DIR "/../docs/event-contract.md"
 #define TABLE_BEGIN "<!-- contract-table: "
@@ -320,7 +322,7 @@ START_TEST(test_examples_validate)
     hms_err_t err;
     hms_schema_set_t *set = hms_schema_set_new();
     ck_assert_ptr_nonnull(set);
-    ck_assert_msg(hms_schema_set_load_dir(set, HMS_SCHEMAS_DIR, NULL, &err) == HMS_OK, "%s",
+    ck_assert_msg(hms_test_schema_load_dir(set, HMS_SCHEMAS_DIR, NULL, &err) == HMS_OK, "%s",
                   err.msg);
     const hms_schema_t *env =
         hms_schema_set_find(set, "https://hms.gov/schemas/ehr/envelope.v1.json");
@@ -379,7 +381,7 @@ START_TEST(test_examples_validate)
 }
 END_TEST
 
-int main(void)
+static Suite *contract_docs_suite(void)
 {
     Suite *s = suite_create("contract_docs");
     TCase *tc = tcase_create("contract_docs");
@@ -387,9 +389,7 @@ int main(void)
     tcase_add_test(tc, test_checker_sees_drift);
     tcase_add_test(tc, test_examples_validate);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }
+
+HMS_CHECK_MAIN(contract_docs_suite)

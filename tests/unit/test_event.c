@@ -10,6 +10,8 @@
 
 #include "core/event.h"
 #include "core/jsonschema.h"
+#include "hms_check.h"
+#include "schema_files.h"
 
 #ifndef HMS_SCHEMAS_DIR
 #define HMS_SCHEMAS_DIR "schemas"
@@ -50,6 +52,22 @@ static void teardown(void)
 {
     hms_event_free(&ev);
     hms_encoder_free(enc);
+}
+
+/* The schemas are read once, before the tests are forked off. */
+static void load_schemas(void)
+{
+    hms_err_t e = {0};
+    schemas = hms_schema_set_new();
+    ck_assert_msg(schemas != NULL &&
+                      hms_test_schema_load_dir(schemas, HMS_SCHEMAS_DIR, NULL, &e) == HMS_OK,
+                  "loading %s: %s", HMS_SCHEMAS_DIR, e.msg);
+}
+
+static void free_schemas(void)
+{
+    hms_schema_set_free(schemas);
+    schemas = NULL;
 }
 
 static void incident_row(hms_pgo_value_t v[10], const char *region, const char *summary)
@@ -499,6 +517,7 @@ static Suite *event_suite(void)
 {
     Suite *s = suite_create("event");
     TCase *tc = tcase_create("encode");
+    tcase_add_unchecked_fixture(tc, load_schemas, free_schemas);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, insert_exact);
     tcase_add_test(tc, id_and_lsn_forms);
@@ -517,18 +536,4 @@ static Suite *event_suite(void)
     return s;
 }
 
-int main(void)
-{
-    hms_err_t e;
-    schemas = hms_schema_set_new();
-    if (schemas == NULL || hms_schema_set_load_dir(schemas, HMS_SCHEMAS_DIR, NULL, &e) != HMS_OK) {
-        fprintf(stderr, "test_event: loading %s: %s\n", HMS_SCHEMAS_DIR, e.msg);
-        return 1;
-    }
-    SRunner *sr = srunner_create(event_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    hms_schema_set_free(schemas);
-    return failed == 0 ? 0 : 1;
-}
+HMS_CHECK_MAIN(event_suite)

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "core/jsonschema.h"
+#include "hms_check.h"
+#include "schema_files.h"
 
 #ifndef HMS_SCHEMAS_DIR
 #define HMS_SCHEMAS_DIR "schemas"
@@ -391,7 +393,7 @@ START_TEST(schema_sets)
     hms_schema_set_t *set = hms_schema_set_new();
     size_t n = 0;
     hms_err_t err;
-    ck_assert_int_eq(hms_schema_set_load_dir(set, HMS_SCHEMAS_DIR, &n, &err), HMS_OK);
+    ck_assert_int_eq(hms_test_schema_load_dir(set, HMS_SCHEMAS_DIR, &n, &err), HMS_OK);
     ck_assert_uint_eq(n, 4);
     const char *ids[] = {"https://hms.gov/schemas/ehr/envelope.v1.json",
                          "https://hms.gov/schemas/ehr/IncidentCreated.v1.json",
@@ -406,10 +408,31 @@ START_TEST(schema_sets)
     hms_schema_t *dup = schema("{\"$id\":\"https://hms.gov/schemas/ehr/envelope.v1.json\"}");
     ck_assert_int_eq(hms_schema_set_add(set, dup, &err), HMS_ERR_MALFORMED);
     ck_assert_int_eq(hms_schema_set_add(set, schema("{}"), &err), HMS_ERR_MALFORMED);
-    ck_assert_int_eq(hms_schema_set_load_dir(set, "/nonexistent-dir", NULL, &err), HMS_ERR_IO);
+    ck_assert_int_eq(hms_test_schema_load_dir(set, "/nonexistent-dir", NULL, &err), HMS_ERR_IO);
     hms_schema_set_free(set);
-    ck_assert_ptr_null(hms_schema_load_file("/nonexistent.json", &err));
+    ck_assert_ptr_null(hms_test_schema_load_file("/nonexistent.json", &err));
     ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent.json"));
+}
+END_TEST
+
+/* Schemas from bytes: exactly one JSON document, named in every error. */
+START_TEST(schema_from_text)
+{
+    hms_err_t err;
+    const char *ok = "{\"$id\":\"https://x/a.json\",\"type\":\"string\"}";
+    hms_schema_t *s = hms_schema_from_text("a.json", ok, strlen(ok), &err);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_str_eq(hms_schema_id(s), "https://x/a.json");
+    hms_schema_free(s);
+    const char *bad[] = {"", "{\"type\":", "{} {}", "{}x", "[1,2", "{\"pattern\":\"a**\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err.msg[0] = '\0';
+        ck_assert_msg(hms_schema_from_text("b.json", bad[i], strlen(bad[i]), &err) == NULL,
+                      "accepted <%s>", bad[i]);
+        ck_assert_msg(strncmp(err.msg, "b.json: ", 8) == 0, "<%s>: %s", bad[i], err.msg);
+    }
+    /* A length that stops inside the text is where the document ends. */
+    ck_assert_ptr_null(hms_schema_from_text("c.json", ok, strlen(ok) - 1, &err));
 }
 END_TEST
 
@@ -440,7 +463,7 @@ START_TEST(event_schemas)
 {
     hms_schema_set_t *set = hms_schema_set_new();
     hms_err_t err;
-    ck_assert_int_eq(hms_schema_set_load_dir(set, HMS_SCHEMAS_DIR, NULL, &err), HMS_OK);
+    ck_assert_int_eq(hms_test_schema_load_dir(set, HMS_SCHEMAS_DIR, NULL, &err), HMS_OK);
     const hms_schema_t *env =
         hms_schema_set_find(set, "https://hms.gov/schemas/ehr/envelope.v1.json");
     const hms_schema_t *cre =
@@ -706,17 +729,11 @@ static Suite *jsonschema_suite(void)
     tcase_add_test(tc, errors_are_one_line);
     tcase_add_test(tc, stacked_quantifiers_refused);
     tcase_add_test(tc, schema_sets);
+    tcase_add_test(tc, schema_from_text);
     tcase_add_test(tc, event_schemas);
     tcase_add_test(tc, official_suite);
     suite_add_tcase(s, tc);
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(jsonschema_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
-}
+HMS_CHECK_MAIN(jsonschema_suite)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/lsn.h"
+#include "hms_check.h"
 
 START_TEST(test_format)
 {
@@ -83,7 +84,7 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
-int main(void)
+static Suite *lsn_suite(void)
 {
     Suite *s = suite_create("lsn");
     TCase *tc = tcase_create("lsn");
@@ -93,9 +94,7 @@ int main(void)
     tcase_add_test(tc, test_parse_bad);
     tcase_add_test(tc, test_round_trip);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }
+
+HMS_CHECK_MAIN(lsn_suite)

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/lww.h"
+#include "hms_check.h"
 
 #define K(v, t, o) ((hms_lww_key_t){(v), (t), (o)})
 
@@ -286,7 +287,7 @@ START_TEST(test_parse_time_round_trip)
 }
 END_TEST
 
-int main(void)
+static Suite *lww_suite(void)
 {
     Suite *s = suite_create("lww");
     TCase *tc = tcase_create("lww");
@@ -300,9 +301,7 @@ int main(void)
     tcase_add_test(tc, test_parse_time_bad);
     tcase_add_test(tc, test_parse_time_round_trip);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }
+
+HMS_CHECK_MAIN(lww_suite)

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hms_check.h"
+
 /* ---- helpers ------------------------------------------------------------- */
 
 /* For hot loops: Check's ck_assert records its location through the forked
@@ -1138,11 +1140,4 @@ static Suite *outq_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(outq_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+HMS_CHECK_MAIN(outq_suite)

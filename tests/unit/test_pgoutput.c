@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/pgoutput.h"
+#include "hms_check.h"
 
 #ifndef HMS_TEST_DATA
 #define HMS_TEST_DATA "tests/data"
@@ -832,11 +833,4 @@ static Suite *pgoutput_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(pgoutput_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+HMS_CHECK_MAIN(pgoutput_suite)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/pgvalue.h"
+#include "hms_check.h"
 
 /* Type OIDs as PostgreSQL's pg_type.dat fixes them. */
 enum {
@@ -520,11 +521,4 @@ static Suite *pgvalue_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(pgvalue_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
-}
+HMS_CHECK_MAIN(pgvalue_suite)

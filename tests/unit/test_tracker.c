@@ -13,6 +13,8 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+#include "hms_check.h"
+
 /* Adds n events to the open transaction, storing their seqs in seqs. */
 static void add_n(hms_tracker_t *t, uint64_t *seqs, size_t n)
 {
@@ -839,11 +841,4 @@ static Suite *tracker_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(tracker_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+HMS_CHECK_MAIN(tracker_suite)

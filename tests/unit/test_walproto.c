@@ -1,10 +1,12 @@
 /* test_walproto.c -- XLogData and keepalive parsing, standby status building,
  * and malformed CopyData payloads. */
 #include <check.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/walproto.h"
+#include "hms_check.h"
 
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -49,37 +51,67 @@ START_TEST(test_xlogdata)
 }
 END_TEST
 
+/* Parses the first len bytes of b from a heap copy of exactly that size,
+ * so that ASan sees any read past the message, into an out whose every
+ * byte is garbage, so that a field the parser leaves alone is noticed. */
+static hms_status_t parse_exact(const uint8_t *b, size_t len, hms_walmsg_t *m, hms_err_t *err)
+{
+    uint8_t *copy = malloc(len);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, b, len);
+    memset(m, 0xA5, sizeof(*m));
+    err->msg[0] = '\0';
+    hms_status_t st = hms_walmsg_parse(copy, len, m, err);
+    free(copy);
+    return st;
+}
+
 START_TEST(test_keepalive)
 {
+    /* 'k', walEnd, sendTime (signed: the last two are negative), reply */
+    static const struct {
+        uint64_t wal_end;
+        int64_t send_time;
+        bool reply;
+    } cases[] = {
+        {0x1234567890ABCDEFu, 800000000000000, true},
+        {0xFFFFFFFFFFFFFFFFu, INT64_C(-2), false},
+        {0, INT64_MIN, true},
+    };
     uint8_t b[19];
-    b[0] = 'k';
-    put64(b + 1, 0x1234567890ABCDEFu);
-    put64(b + 9, 800000000000000u);
-    b[17] = 1;
     hms_walmsg_t m;
     hms_err_t err;
-    ck_assert_int_eq(hms_walmsg_parse(b, 18, &m, &err), HMS_OK);
-    ck_assert_int_eq(m.kind, 'k');
-    ck_assert_uint_eq(m.wal_end, 0x1234567890ABCDEFu);
-    ck_assert_int_eq(m.send_time, 800000000000000);
-    ck_assert(m.reply_requested);
-    ck_assert_ptr_null(m.data);
-    ck_assert_uint_eq(m.len, 0);
-    ck_assert_uint_eq(m.wal_start, 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        b[0] = 'k';
+        put64(b + 1, cases[i].wal_end);
+        put64(b + 9, (uint64_t)cases[i].send_time);
+        b[17] = cases[i].reply ? 1 : 0;
+        ck_assert_int_eq(parse_exact(b, 18, &m, &err), HMS_OK);
+        ck_assert_int_eq(m.kind, 'k');
+        ck_assert_uint_eq(m.wal_end, cases[i].wal_end);
+        ck_assert_int_eq(m.send_time, cases[i].send_time);
+        ck_assert_int_eq(m.reply_requested, cases[i].reply);
+        /* Fields a keepalive does not carry are cleared, not left as found. */
+        ck_assert_ptr_null(m.data);
+        ck_assert_uint_eq(m.len, 0);
+        ck_assert_uint_eq(m.wal_start, 0);
+    }
 
+    /* The reply flag is a boolean byte: anything but 0 or 1 is refused. */
+    for (unsigned v = 2; v < 256; v++) {
+        b[17] = (uint8_t)v;
+        ck_assert_int_eq(parse_exact(b, 18, &m, &err), HMS_ERR_MALFORMED);
+        ck_assert_ptr_nonnull(strstr(err.msg, "reply flag"));
+    }
     b[17] = 0;
-    ck_assert_int_eq(hms_walmsg_parse(b, 18, &m, &err), HMS_OK);
-    ck_assert(!m.reply_requested);
 
-    b[17] = 2;
-    ck_assert_int_eq(hms_walmsg_parse(b, 18, &m, &err), HMS_ERR_MALFORMED);
-    ck_assert_ptr_nonnull(strstr(err.msg, "reply flag"));
-    b[17] = 0;
-
-    for (size_t n = 1; n < 18; n++)
-        ck_assert_int_eq(hms_walmsg_parse(b, n, &m, &err), HMS_ERR_TRUNCATED);
+    /* Every shorter prefix is truncated, and read no further than its end. */
+    for (size_t n = 1; n < 18; n++) {
+        ck_assert_int_eq(parse_exact(b, n, &m, &err), HMS_ERR_TRUNCATED);
+        ck_assert_msg(strstr(err.msg, "keepalive") != NULL, "%zu bytes: %s", n, err.msg);
+    }
     b[18] = 0;
-    ck_assert_int_eq(hms_walmsg_parse(b, 19, &m, &err), HMS_ERR_MALFORMED);
+    ck_assert_int_eq(parse_exact(b, 19, &m, &err), HMS_ERR_MALFORMED);
     ck_assert_ptr_nonnull(strstr(err.msg, "trailing"));
 }
 END_TEST
@@ -148,7 +180,7 @@ START_TEST(test_never_crashes)
 }
 END_TEST
 
-int main(void)
+static Suite *walproto_suite(void)
 {
     Suite *s = suite_create("walproto");
     TCase *tc = tcase_create("walproto");
@@ -158,9 +190,7 @@ int main(void)
     tcase_add_test(tc, test_standby_status);
     tcase_add_test(tc, test_never_crashes);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
 }
+
+HMS_CHECK_MAIN(walproto_suite)

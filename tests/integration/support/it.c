@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include <amqp_tcp_socket.h>
 
 #include "core/jsonschema.h"
+#include "schema_files.h"
 
 #ifndef HMS_BIN
 #error "HMS_BIN must name the hms-sync binary"
@@ -108,21 +111,26 @@ static int it_env_conninfos(it_env_t *env, const char *base)
     return 0;
 }
 
+int it_missing(const char *name, const char *what)
+{
+    const char *req = getenv("HMS_TEST_REQUIRE_SERVERS");
+    if (req && strcmp(req, "1") == 0) {
+        it_fail("%s: %s, and HMS_TEST_REQUIRE_SERVERS=1 requires it; run tests/servers.sh "
+                "start and source its env file",
+                name, what);
+        return -1;
+    }
+    fprintf(stderr, "it: %s: %s: skipping\n", name, what);
+    return IT_SKIP;
+}
+
 int it_env_init(it_env_t *env, const char *name)
 {
     memset(env, 0, sizeof *env);
     const char *pg = getenv("HMS_TEST_PG");
     const char *amqp = getenv("HMS_TEST_AMQP");
-    const char *req = getenv("HMS_TEST_REQUIRE_SERVERS");
-    if (!pg || !*pg || !amqp || !*amqp) {
-        if (req && strcmp(req, "1") == 0) {
-            it_fail("HMS_TEST_PG and HMS_TEST_AMQP are required (HMS_TEST_REQUIRE_SERVERS=1); "
-                    "run tests/servers.sh start and source its env file");
-            return -1;
-        }
-        fprintf(stderr, "it: HMS_TEST_PG/HMS_TEST_AMQP not set: skipping %s\n", name);
-        return IT_SKIP;
-    }
+    if (!pg || !*pg || !amqp || !*amqp)
+        return it_missing(name, "HMS_TEST_PG or HMS_TEST_AMQP is not set");
     env->amqp_url = amqp;
     env->rabbitmqctl = getenv("HMS_TEST_RABBITMQCTL");
     snprintf(env->name, sizeof env->name, "%s", name);
@@ -609,9 +617,15 @@ int it_pg_wait_slot_active(PGconn *c, const char *slot, int timeout_ms)
 {
     double deadline = it_now_ms() + timeout_ms;
     for (;;) {
-        char *v =
-            it_pg_value(c, "SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", slot);
-        bool active = v && strcmp(v, "t") == 0;
+        /* Active is not enough: a slot being created is held by its
+         * walsender before its consistent point, and rows committed then
+         * are never decoded.  Streaming means START_REPLICATION ran. */
+        char *v = it_pg_value(c,
+                              "SELECT count(*) FROM pg_replication_slots s "
+                              "JOIN pg_stat_replication r ON r.pid = s.active_pid "
+                              "WHERE s.slot_name = '%s' AND r.state IN ('catchup', 'streaming')",
+                              slot);
+        bool active = v && strcmp(v, "1") == 0;
         free(v);
         if (active)
             return 0;
@@ -942,13 +956,13 @@ static int it_schemas_load(char *why, size_t whylen)
         snprintf(why, whylen, "out of memory loading schemas");
         return -1;
     }
-    if (hms_schema_set_load_dir(set, HMS_SCHEMAS_DIR, NULL, &err) != HMS_OK) {
+    if (hms_test_schema_load_dir(set, HMS_SCHEMAS_DIR, NULL, &err) != HMS_OK) {
         snprintf(why, whylen, "schemas in %s: %s", HMS_SCHEMAS_DIR, err.msg);
         hms_schema_set_free(set);
         return -1;
     }
     /* The envelope is the one schema no event names in dataschema. */
-    hms_schema_t *env = hms_schema_load_file(HMS_SCHEMAS_DIR "/envelope.v1.json", &err);
+    hms_schema_t *env = hms_test_schema_load_file(HMS_SCHEMAS_DIR "/envelope.v1.json", &err);
     if (!env) {
         snprintf(why, whylen, "envelope schema: %s", err.msg);
         hms_schema_set_free(set);
@@ -1347,4 +1361,75 @@ void it_amqp_abandon(it_amqp_t *a)
         amqp_destroy_connection(a->conn);
     a->conn = NULL;
     a->consuming = false;
+}
+
+void it_amqp_drop_subscriber(const char *url, const char *queue, const char *exchange,
+                             const char *dlx)
+{
+    it_amqp_t a;
+    if (it_amqp_open(&a, url) != 0)
+        return;
+    if (queue) {
+        char dlq[300];
+        snprintf(dlq, sizeof dlq, "%s.dlq", queue);
+        it_amqp_delete_queue(&a, queue);
+        it_amqp_delete_queue(&a, dlq);
+    }
+    if (dlx)
+        it_amqp_delete_exchange(&a, dlx);
+    if (exchange)
+        it_amqp_delete_exchange(&a, exchange);
+    it_amqp_close(&a);
+}
+
+/* ---- HTTP ---- */
+
+int it_http_get(const char *host, int port, const char *path, char *body, size_t bodylen)
+{
+    char portstr[16], req[512];
+    const size_t rawcap = 1 << 20; /* on the heap: scrapers may run in threads */
+    char *raw = malloc(rawcap);
+    size_t len = 0;
+    int status = -1, fd = -1;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (body != NULL && bodylen > 0)
+        body[0] = '\0';
+    snprintf(portstr, sizeof portstr, "%d", port);
+    if (raw == NULL || getaddrinfo(host, portstr, &hints, &ai) != 0) {
+        free(raw);
+        return -1;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM, 0);
+    if (fd < 0)
+        goto done;
+    struct timeval tv = {3, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0)
+        goto done;
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host);
+    if (write(fd, req, (size_t)n) != n)
+        goto done;
+    for (;;) {
+        ssize_t got = read(fd, raw + len, rawcap - 1 - len);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+        if (len == rawcap - 1)
+            break;
+    }
+    raw[len] = '\0';
+    int code;
+    char *start = strstr(raw, "\r\n\r\n");
+    if (sscanf(raw, "HTTP/1.%*d %d", &code) == 1 && start != NULL) {
+        status = code;
+        if (body != NULL && bodylen > 0)
+            snprintf(body, bodylen, "%s", start + 4);
+    }
+done:
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    free(raw);
+    return status;
 }

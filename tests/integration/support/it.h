@@ -23,6 +23,8 @@
 #include <json-c/json.h>
 #include <libpq-fe.h>
 
+#include "hms_check.h"
+
 #define IT_SKIP 77
 #define IT_CONNINFO_MAX 1024
 
@@ -51,6 +53,10 @@ int it_env_init(it_env_t *env, const char *name);
 /* Drops every slot of the database and the database itself, gives role
  * hms_sync back the password it had before, and closes env->pg. */
 void it_env_cleanup(it_env_t *env);
+/* For a server (or tool) the program needs and the environment does not
+ * name: prints "it: <name>: <what>" and returns IT_SKIP, or -1 when
+ * HMS_TEST_REQUIRE_SERVERS=1 (CI), where a missing server is a failure. */
+int it_missing(const char *name, const char *what);
 /* Fresh names: slot hms_it_<pid>_<n>, exchange hms.it.<pid>.<n>. */
 void it_env_slot_name(it_env_t *env, char *out, size_t n);
 void it_env_exchange_name(it_env_t *env, char *out, size_t n);
@@ -110,7 +116,7 @@ uint64_t it_pg_confirmed(PGconn *c, const char *slot);
 /* Waits until the slot's confirmed_flush_lsn >= lsn; returns 0, or -1 on
  * timeout after printing the position it reached. */
 int it_pg_wait_confirmed(PGconn *c, const char *slot, uint64_t lsn, int timeout_ms);
-/* Waits until the slot exists and a walsender holds it. */
+/* Waits until a walsender streams from the slot (START_REPLICATION ran). */
 int it_pg_wait_slot_active(PGconn *c, const char *slot, int timeout_ms);
 /* Terminates the slot's walsender if any and drops the slot; 0 when gone. */
 int it_pg_drop_slot(PGconn *c, const char *slot);
@@ -236,5 +242,51 @@ int it_amqp_queue_durable(it_amqp_t *a, const char *name, const char *exchange);
 int it_amqp_delete_queue(it_amqp_t *a, const char *name);
 /* Frees a connection the broker already closed, without a close handshake. */
 void it_amqp_abandon(it_amqp_t *a);
+/* For teardowns: deletes a subscriber's queue and <queue>.dlq, its
+ * dead-letter exchange and exchange (any may be NULL) on a connection of its
+ * own to url, since the test's may be gone; failures are ignored. */
+void it_amqp_drop_subscriber(const char *url, const char *queue, const char *exchange,
+                             const char *dlx);
+
+/* ---- HTTP (the connector's metrics listener) ---- */
+
+/* One HTTP/1.0 GET of path from host:port (host: a numeric IPv4 or IPv6
+ * address or a name), 3 s per step.  Returns the status code, or -1 when
+ * nothing sensible came back; the body (NUL-terminated, cut to bodylen - 1)
+ * goes to body when it is not NULL. */
+int it_http_get(const char *host, int port, const char *path, char *body, size_t bodylen);
+
+/* ---- the program's main ---- */
+
+/* What an integration program runs, in order: `offline` (tests that need no
+ * server; they run even when the servers are missing), then it_env_init
+ * into env, source, setup, `suite`, teardown and it_env_cleanup.  The
+ * pointers are the program's own statics; it_main keeps none of them. */
+typedef struct {
+    const char *name;        /* "stream": messages, and the scratch database's name */
+    Suite *(*suite)(void);   /* the tests that need the servers */
+    it_env_t *env;           /* NULL: the program makes its own databases and
+                                needs only HMS_TEST_PG (setup reads it) */
+    char **source;           /* optional: set to it_env_source(env); freed at the end */
+    Suite *(*offline)(void); /* optional */
+    int (*setup)(void);      /* optional: 0, IT_SKIP (through it_missing) or -1 */
+    void (*teardown)(void);  /* optional: runs whenever setup ran, even if it failed */
+} it_main_t;
+
+/* Runs the program m describes with SIGPIPE ignored (a broken broker
+ * connection must fail a test, not kill the program before its cleanup) and
+ * returns its exit status: 0 when every test passed; IT_SKIP when the
+ * servers are not configured, nor required, and no offline test failed;
+ * 1 otherwise. */
+int it_main(const it_main_t *m);
+
+/* An integration program's whole main: IT_MAIN(.name = "stream", .env =
+ * &g_env, .suite = stream_suite), with any other it_main_t member. */
+#define IT_MAIN(...)                                                                               \
+    int main(void)                                                                                 \
+    {                                                                                              \
+        static const it_main_t it_main_program = {__VA_ARGS__};                                    \
+        return it_main(&it_main_program);                                                          \
+    }
 
 #endif

@@ -1,0 +1,247 @@
+/* config_table.c -- the settings table: every setting hms-sync has, its
+ * type, default, range, subcommands, whether SIGHUP applies it, and the prose
+ * that --help, the example file and the docs are rendered from.  Adding a
+ * setting is a field in hms_config_t plus one row here. */
+#include "core/config_int.h"
+
+#define OFF(field) offsetof(hms_config_t, field)
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"logfmt", "json", NULL};
+static const char *const sinks[] = {"amqp", "discard", NULL};
+static const char *const queue_types[] = {"quorum", "classic", NULL};
+static const char *const amqp_auths[] = {"plain", "external", NULL};
+
+/* The one table.  Order is the order of --help, --print-config, the example
+ * file and the docs. */
+const hms_config_setting_t hms_config_settings[] = {
+    {"pg", HMS_CONFIG_T_CONNINFO, OFF(pg), NULL, 0, 0, NULL, HMS_CMD_ALL, HMS_CMD_ALL,
+     HMS_CONFIG_F_SECRET,
+     "host=db.example.org dbname=ehr user=hms_sync password=CHANGE-ME sslmode=verify-full",
+     "PostgreSQL connection (libpq conninfo or postgresql:// URI)",
+     "How to reach the EHR database: a libpq connection string (key=value pairs) or a "
+     "postgresql:// URI.  run connects with replication=database; status, migrate and consume "
+     "open ordinary sessions.  When printed, only the password is replaced by ***.  libpq's "
+     "own keys apply: sslmode=verify-full with sslrootcert=CA-FILE verifies the server's "
+     "certificate and host name, sslcert and sslkey present a client certificate, and "
+     "passfile=FILE (a .pgpass-format file, chmod 600) keeps the password out of this "
+     "setting."},
+    {"amqp", HMS_CONFIG_T_URL, OFF(amqp), NULL, 0, 0, NULL, HMS_CONFIG_CMD_NET, HMS_CONFIG_CMD_NET,
+     HMS_CONFIG_F_SECRET, "amqps://hms_sync@mq.example.org:5671/hms",
+     "RabbitMQ URL (amqp:// or amqps://)",
+     "How to reach RabbitMQ: amqp://USER:PASSWORD@HOST:PORT/VHOST, or amqps:// for TLS.  Not "
+     "needed by run when sink = discard.  When printed, only the password is replaced by ***.  "
+     "amqps:// always verifies the broker's certificate and host name and allows TLS 1.2 or "
+     "later only.  Keep the password out of the URL with amqp_password_file."},
+    {"amqp_cacert", HMS_CONFIG_T_PATH, OFF(amqp_cacert), NULL, 0, 0, NULL, HMS_CONFIG_CMD_NET, 0, 0,
+     "/etc/hms-sync/rabbitmq-ca.pem", "CA certificates (PEM) that amqps:// trusts",
+     "The CA bundle the broker's certificate must chain to.  Unset: OpenSSL's default "
+     "system CAs.  Only with an amqps:// URL."},
+    {"amqp_cert", HMS_CONFIG_T_PATH, OFF(amqp_cert), NULL, 0, 0, NULL, HMS_CONFIG_CMD_NET, 0, 0,
+     "/etc/hms-sync/client.pem", "TLS client certificate (PEM) for amqps://",
+     "A client certificate to present to the broker (needs amqp_key).  Required by "
+     "amqp_auth = external, where the broker takes the user name from it."},
+    {"amqp_key", HMS_CONFIG_T_PATH, OFF(amqp_key), NULL, 0, 0, NULL, HMS_CONFIG_CMD_NET, 0, 0,
+     "/etc/hms-sync/client.key", "private key (PEM) of amqp_cert",
+     "The private key of amqp_cert, unencrypted PEM.  Keep it readable only by the service "
+     "user."},
+    {"amqp_auth", HMS_CONFIG_T_ENUM, OFF(amqp_auth), "plain", 0, 0, amqp_auths, HMS_CONFIG_CMD_NET,
+     0, 0, NULL, "RabbitMQ login: plain (user, password) or external (client certificate)",
+     "plain logs in with the URL's user and the password from the URL or amqp_password_file.  "
+     "external logs in with SASL EXTERNAL: the broker (plugin rabbitmq_auth_mechanism_ssl) "
+     "maps the TLS client certificate (amqp_cert) to a user, so no password exists at all."},
+    {"amqp_password_file", HMS_CONFIG_T_PATH, OFF(amqp_password_file), NULL, 0, 0, NULL,
+     HMS_CONFIG_CMD_NET, 0, 0, "/etc/hms-sync/amqp-password", "file holding the RabbitMQ password",
+     "Read the RabbitMQ password from the first line of this file instead of the URL (which "
+     "then has no password: amqps://hms_sync@host/vhost).  The file must be readable by its "
+     "owner only (chmod 600) or hms-sync refuses it; it is re-read on every reconnect, so a "
+     "rotated password takes effect without a restart."},
+    {"slot", HMS_CONFIG_T_IDENT, OFF(slot), "hms_sync", 1, 63, NULL, HMS_CMD_RUN | HMS_CMD_STATUS,
+     0, 0, NULL, "logical replication slot name",
+     "The logical replication slot run streams from (created by run when missing) and status "
+     "reports on.  One slot per running hms-sync: two processes cannot share one."},
+    {"publication", HMS_CONFIG_T_IDENT, OFF(publication), "hms_sync_incidents", 1, 63, NULL,
+     HMS_CMD_RUN | HMS_CMD_MIGRATE, 0, 0, NULL, "PostgreSQL publication name",
+     "The publication that selects the captured tables; migrate creates it, run subscribes "
+     "to it."},
+    {"exchange", HMS_CONFIG_T_EXCHANGE, OFF(exchange), "hms.incidents", 1, 255, NULL,
+     HMS_CONFIG_CMD_NET, 0, 0, NULL, "RabbitMQ topic exchange for events",
+     "The durable topic exchange run publishes events to and consume binds its queue to."},
+    {"window", HMS_CONFIG_T_INT, OFF(window), "1000", 1, 65535, NULL, HMS_CMD_RUN, 0, 0, NULL,
+     "most unconfirmed events in flight",
+     "How many published events may await the broker's confirm at once.  A larger window "
+     "means more throughput and more events republished after a crash (never lost)."},
+    {"feedback_interval", HMS_CONFIG_T_DURATION, OFF(feedback_interval_ms), "10s", 100,
+     HMS_CONFIG_HOUR, NULL, HMS_CMD_RUN, 0, 0, NULL, "longest gap between standby status messages",
+     "run tells PostgreSQL its confirmed position as soon as it advances, and at least this "
+     "often otherwise, so an idle slot still moves and WAL is not retained.  When the "
+     "server's wal_sender_timeout is shorter than three times this, run reports every third "
+     "of wal_sender_timeout instead, so a broker that holds publishing back never gets the "
+     "replication connection dropped."},
+    {"replication_timeout", HMS_CONFIG_T_DURATION, OFF(replication_timeout_ms), "30s",
+     HMS_CONFIG_SEC, HMS_CONFIG_HOUR, NULL, HMS_CMD_RUN, 0, HMS_CONFIG_F_ZERO_OFF, NULL,
+     "how long PostgreSQL may stay silent before run reconnects (0: never)",
+     "When nothing arrives on the replication connection for this long while run is ready "
+     "to read, the connection is taken for dead (a silent network stall) and re-established.  "
+     "run asks the server for a keepalive when the stream is quiet, so a healthy idle "
+     "connection never trips it.  It must be more than twice feedback_interval: on a quiet "
+     "stream the keepalive is asked for only after feedback_interval of silence, at the "
+     "next status message."},
+    {"metrics", HMS_CONFIG_T_LISTEN, OFF(metrics), NULL, 0, 0, NULL, HMS_CMD_RUN | HMS_CMD_STATUS,
+     0, 0, "127.0.0.1:9187", "serve Prometheus metrics, /healthz and /readyz on HOST:PORT",
+     "status with this setting also reads the running connector's figures from it.  "
+     "When set, run serves GET /metrics (Prometheus text format), /healthz (the process is "
+     "alive) and /readyz (both connections are up and the slot is streaming) over plain "
+     "HTTP on this address: an IPv4 address (127.0.0.1:9187), an IPv6 address in brackets "
+     "([::1]:9187) or a host name, which run listens on at every address it resolves to.  "
+     "Bind it to loopback or a management network."},
+    {"standby", HMS_CONFIG_T_BOOL, OFF(standby), "false", 0, 0, NULL, HMS_CMD_RUN, 0, 0, NULL,
+     "wait as a hot standby while another process holds the slot",
+     "For high availability run two connectors on the same slot: the one that gets the slot "
+     "streams; the other, with standby = true, keeps polling once a second (reporting not "
+     "ready) and takes over within seconds of the active one dying.  Without it, run fails "
+     "after slot_wait."},
+    {"slot_wait", HMS_CONFIG_T_DURATION, OFF(slot_wait_ms), "30s", 0, HMS_CONFIG_HOUR, NULL,
+     HMS_CMD_RUN, 0, 0, NULL, "how long run waits for a slot held by another process",
+     "After a crash the old walsender may hold the slot for a while; run retries for this "
+     "long, saying so, before it fails.  0 fails at once."},
+    {"shutdown_timeout", HMS_CONFIG_T_DURATION, OFF(shutdown_timeout_ms), "10s", 0,
+     10 * HMS_CONFIG_MIN, NULL, HMS_CMD_RUN, 0, 0, NULL,
+     "how long a clean stop waits for outstanding confirms",
+     "On SIGTERM or SIGINT, how long run waits for the broker to confirm events in flight "
+     "before closing; 0 closes at once.  Unconfirmed events are republished on the next "
+     "start, never lost.  consume has nothing in flight to wait for: it finishes the "
+     "message in hand and stops."},
+    {"heartbeat", HMS_CONFIG_T_DURATION, OFF(heartbeat_ms), "30s", HMS_CONFIG_SEC, HMS_CONFIG_HOUR,
+     NULL, HMS_CONFIG_CMD_NET, 0, HMS_CONFIG_F_ZERO_OFF | HMS_CONFIG_F_SECONDS, NULL,
+     "AMQP heartbeat interval (0 disables)",
+     "The AMQP heartbeat proposed to the broker, so a dead connection is noticed.  0 "
+     "disables heartbeats.  AMQP counts heartbeats in whole seconds."},
+    {"connect_timeout", HMS_CONFIG_T_DURATION, OFF(connect_timeout_ms), "10s", HMS_CONFIG_SEC,
+     10 * HMS_CONFIG_MIN, NULL, HMS_CMD_ALL, 0, 0, NULL, "timeout for each connection attempt",
+     "How long one attempt to connect to PostgreSQL or RabbitMQ may take before it counts "
+     "as failed."},
+    {"retry_min", HMS_CONFIG_T_DURATION, OFF(retry_min_ms), "500ms", 10, HMS_CONFIG_HOUR, NULL,
+     HMS_CONFIG_CMD_NET, 0, 0, NULL, "first reconnect/republish delay",
+     "Reconnects and republishing of refused events back off exponentially from retry_min "
+     "to retry_max.  retry_min must not exceed retry_max."},
+    {"retry_max", HMS_CONFIG_T_DURATION, OFF(retry_max_ms), "30s", 10, HMS_CONFIG_HOUR, NULL,
+     HMS_CONFIG_CMD_NET, 0, 0, NULL, "longest reconnect/republish delay",
+     "The cap of the exponential backoff (see retry_min)."},
+    {"log_level", HMS_CONFIG_T_ENUM, OFF(log_level), "info", 0, 0, log_levels, HMS_CMD_ALL, 0,
+     HMS_CONFIG_F_RELOAD, NULL, "least severe log level written",
+     "Log lines below this level are not written."},
+    {"log_format", HMS_CONFIG_T_ENUM, OFF(log_format), "logfmt", 0, 0, log_formats, HMS_CMD_ALL, 0,
+     HMS_CONFIG_F_RELOAD, NULL, "log line format",
+     "logfmt (key=value pairs) or json (one object per line)."},
+    {"log_file", HMS_CONFIG_T_PATH, OFF(log_file), NULL, 0, 0, NULL, HMS_CMD_RUN | HMS_CMD_CONSUME,
+     0, HMS_CONFIG_F_RELOAD | HMS_CONFIG_F_WRITE, "/var/log/hms-sync/hms-sync.log",
+     "append log lines to this file instead of standard error",
+     "Where log lines go: appended to this file, which is created (mode 0640) when missing.  "
+     "Unset: standard error, which systemd's journal collects.  SIGHUP reopens the file, so "
+     "a rotation (rename it, then kill -HUP) needs no restart.  Only run and consume log "
+     "there: a one-shot command's errors stay on its terminal."},
+    {"sink", HMS_CONFIG_T_ENUM, OFF(sink), "amqp", 0, 0, sinks, HMS_CMD_RUN, 0, 0, NULL,
+     "where events go (discard is UNSAFE, for benchmarks only)",
+     "amqp publishes events to RabbitMQ.  WARNING: discard is for debugging and benchmarks ONLY: "
+     "events are encoded, then dropped and counted as confirmed, so the slot advances past "
+     "changes nobody received.  NEVER use discard in production: it loses every event."},
+    {"queue", HMS_CONFIG_T_EXCHANGE, OFF(queue), NULL, 1, 200, NULL, HMS_CMD_CONSUME,
+     HMS_CMD_CONSUME, 0, "scheduling", "the subscriber's queue (also its inbox name)",
+     "The durable queue consume declares, binds and reads.  The name also keys the "
+     "subscriber's rows in hms_sync.inbox, so several subscribers can share one database, and "
+     "names its dead-letter queue <queue>.dlq."},
+    {"apply", HMS_CONFIG_T_FUNC, OFF(apply), NULL, 1, 127, NULL, HMS_CMD_CONSUME, HMS_CMD_CONSUME,
+     0, "hms_sync.apply_scheduling", "SQL function f(event jsonb) returns text to apply events",
+     "The function consume calls, through hms_sync.consume(), for every valid event, in the "
+     "same transaction as the inbox row: it returns applied, stale or duplicate.  The seed "
+     "subscribers are hms_sync.apply_scheduling, hms_sync.apply_casemgmt and "
+     "hms_sync.apply_warehouse."},
+    {"prefetch", HMS_CONFIG_T_INT, OFF(prefetch), "100", 1, 65535, NULL, HMS_CMD_CONSUME, 0, 0,
+     NULL, "most unacknowledged deliveries at once",
+     "The basic.qos prefetch count: how many messages the broker sends ahead of the "
+     "subscriber's acknowledgements."},
+    {"bind", HMS_CONFIG_T_KEYS, OFF(bind), "#", 1, 4096, NULL, HMS_CMD_CONSUME, 0, 0, NULL,
+     "routing key to bind the queue with (repeatable)",
+     "The binding keys of the queue on the exchange, e.g. incident.*.north.  On the command "
+     "line --bind may be given several times; in the file or the environment the keys are "
+     "a comma-separated list.  # receives every event."},
+    {"queue_type", HMS_CONFIG_T_ENUM, OFF(queue_type), "quorum", 0, 0, queue_types, HMS_CMD_CONSUME,
+     0, 0, NULL, "queue type of the subscriber's queue",
+     "quorum (replicated, counts deliveries) or classic.  An existing queue must have been "
+     "declared with the same type and arguments."},
+    {"delivery_limit", HMS_CONFIG_T_INT, OFF(delivery_limit), "5", 1, 1000, NULL, HMS_CMD_CONSUME,
+     0, 0, NULL, "deliveries before a failing event is dead-lettered",
+     "An event whose apply keeps failing (not a transient database failure) is tried this "
+     "many times, then published to the dead-letter queue with the error as its reason."},
+    {"origin", HMS_CONFIG_T_EXCHANGE, OFF(origin), NULL, 1, 63, NULL, HMS_CMD_CONSUME, 0, 0,
+     "casemgmt", "skip events with this origin (own writes echoed back)",
+     "For two-way sync: a subscriber that also writes to the EHR with this origin skips the "
+     "events of its own changes, acknowledging them and counting them as echo.  Unset: "
+     "nothing is skipped."},
+    {"dead_letter_exchange", HMS_CONFIG_T_EXCHANGE, OFF(dead_letter_exchange), "hms.incidents.dlx",
+     1, 255, NULL, HMS_CMD_CONSUME, 0, 0, NULL, "direct exchange for dead-lettered events",
+     "Where events that fail validation or keep failing are published, with routing key "
+     "<queue> and a header x-hms-reason saying why.  consume only checks that it exists (the "
+     "broker's administrator or deploy/rabbitmq/definitions.json creates it) and binds "
+     "<queue>.dlq to it."},
+    {"config", HMS_CONFIG_T_PATH, OFF(config), NULL, 0, 0, NULL, HMS_CMD_ALL, 0,
+     HMS_CONFIG_F_NO_FILE, NULL, "config file to read (INI: name = value lines)",
+     "The config file, from --config or HMS_SYNC_CONFIG only.  Values in it are overridden "
+     "by the environment, which is overridden by the command line."},
+};
+
+const int hms_config_nsettings =
+    (int)(sizeof(hms_config_settings) / sizeof(hms_config_settings[0]));
+_Static_assert(sizeof(hms_config_settings) / sizeof(hms_config_settings[0]) <=
+                   HMS_CONFIG_MAX_SETTINGS,
+               "raise HMS_CONFIG_MAX_SETTINGS");
+
+const hms_config_cli_flag_t hms_config_cli_flags[] = {
+    {"check_config", offsetof(hms_cli_flags_t, check_config), HMS_CMD_RUN,
+     "validate the settings and open the files they name; exit 0, or 2 naming the problem"},
+    {"print_config", offsetof(hms_cli_flags_t, print_config), HMS_CMD_RUN,
+     "print the effective settings (secrets redacted) and exit"},
+    {"json", offsetof(hms_cli_flags_t, json), HMS_CMD_STATUS, "print the status as JSON"},
+    {"subscriber", offsetof(hms_cli_flags_t, subscriber), HMS_CMD_MIGRATE,
+     "install the subscriber-side objects instead of the publisher side"},
+    {"help", offsetof(hms_cli_flags_t, help), HMS_CMD_ALL, "print this help and exit"},
+};
+
+const int hms_config_ncli_flags =
+    (int)(sizeof(hms_config_cli_flags) / sizeof(hms_config_cli_flags[0]));
+
+int hms_config_setting_count(void)
+{
+    return hms_config_nsettings;
+}
+
+int hms_config_setting_index(const char *name)
+{
+    for (int i = 0; i < hms_config_nsettings; i++)
+        if (strcmp(hms_config_settings[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+const char *hms_config_setting_name(int i)
+{
+    return i >= 0 && i < hms_config_nsettings ? hms_config_settings[i].name : NULL;
+}
+
+bool hms_config_setting_reloadable(int i)
+{
+    return i >= 0 && i < hms_config_nsettings &&
+           (hms_config_settings[i].flags & HMS_CONFIG_F_RELOAD) != 0;
+}
+
+const char *hms_config_cmd_name(unsigned cmd)
+{
+    switch (cmd) {
+    case HMS_CMD_RUN: return "run";
+    case HMS_CMD_STATUS: return "status";
+    case HMS_CMD_MIGRATE: return "migrate";
+    case HMS_CMD_CONSUME: return "consume";
+    default: return "hms-sync";
+    }
+}

@@ -1,0 +1,64 @@
+/* it_main.c -- the main of every integration program (see it.h): the
+ * server-less tests, the scratch environment, the program's own setup, the
+ * tests and the cleanup, in the one order the exit status depends on. */
+#include "it.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Reaches the servers: env's scratch database, or for a program without
+ * env only the check that HMS_TEST_PG is there.  0, IT_SKIP or -1; on -1
+ * whatever it_env_init made is already dropped. */
+static int it_main_env(const it_main_t *m)
+{
+    if (m->env == NULL) {
+        const char *pg = getenv("HMS_TEST_PG");
+        return pg && *pg ? 0 : it_missing(m->name, "HMS_TEST_PG is not set");
+    }
+    int rc = it_env_init(m->env, m->name);
+    if (rc == 0 && m->source) {
+        *m->source = it_env_source(m->env);
+        if (*m->source == NULL) {
+            fprintf(stderr, "it: %s: cannot read the event source of %s\n", m->name,
+                    m->env->dbname);
+            rc = -1;
+        }
+    }
+    if (rc == -1)
+        it_env_cleanup(m->env);
+    return rc;
+}
+
+/* Runs setup, then the tests if it succeeded, adding their failures to
+ * *failed; returns what setup did: 0, IT_SKIP or -1. */
+static int it_main_tests(const it_main_t *m, int *failed)
+{
+    int rc = m->setup ? m->setup() : 0;
+    if (rc == -1)
+        fprintf(stderr, "it: %s: setup failed\n", m->name);
+    if (rc == 0)
+        *failed += hms_check_run(m->suite());
+    if (m->teardown)
+        m->teardown();
+    return rc;
+}
+
+int it_main(const it_main_t *m)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int failed = m->offline ? hms_check_run(m->offline()) : 0;
+    int rc = it_main_env(m);
+    if (rc == 0) {
+        rc = it_main_tests(m, &failed);
+        if (m->env)
+            it_env_cleanup(m->env);
+        if (m->source) {
+            free(*m->source);
+            *m->source = NULL;
+        }
+    }
+    if (rc == IT_SKIP && failed == 0)
+        return IT_SKIP;
+    return rc == 0 && failed == 0 ? 0 : 1;
+}

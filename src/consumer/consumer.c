@@ -5,13 +5,13 @@
 #include "hms_consumer.h"
 
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "consumer/apply.h"
 #include "consumer/broker.h"
 #include "consumer/validate.h"
@@ -20,20 +20,6 @@
 #define POLL_MS 500              /* longest wait for a delivery before checking for a signal */
 #define SLICE_MS 200             /* longest single wait: signals, deadlines and heartbeats */
 #define CONFIRM_TIMEOUT_MS 10000 /* a dead letter's confirm */
-
-static volatile sig_atomic_t stop_signal = 0;
-static volatile sig_atomic_t reload_signal = 0;
-
-static void on_signal(int sig)
-{
-    stop_signal = sig;
-}
-
-static void on_hup(int sig)
-{
-    (void)sig;
-    reload_signal = 1;
-}
 
 typedef struct {
     const hms_consumer_opts_t *o;
@@ -60,9 +46,8 @@ typedef enum {
 /* Runs the reload hook for a SIGHUP that came since the last look. */
 static void take_reload(cons_t *C)
 {
-    if (reload_signal == 0)
+    if (!hms_signals_take_reload())
         return;
-    reload_signal = 0;
     if (C->o->reload == NULL) {
         hms_log(HMS_LOG_INFO, "SIGHUP: nothing to reload", NULL);
         return;
@@ -96,7 +81,7 @@ static bool pause_ms(cons_t *C, int ms)
 {
     int64_t end = hms_clock_ms() + ms;
     for (;;) {
-        if (stop_signal != 0 || C->mq_lost)
+        if (hms_signals_stop() != 0 || C->mq_lost)
             return false;
         int64_t left = end - hms_clock_ms();
         if (left <= 0)
@@ -173,7 +158,7 @@ static void pg_failed(cons_t *C, const hms_err_t *err)
 static bool ensure_pg(cons_t *C)
 {
     while (!hms_capply_ready(C->pg)) {
-        if (stop_signal != 0 || C->mq_lost)
+        if (hms_signals_stop() != 0 || C->mq_lost)
             return false;
         hms_err_t err;
         int64_t now = hms_clock_ms();
@@ -223,7 +208,7 @@ static bool run_statement(cons_t *C, char *outcome, size_t outcome_len, hms_stat
                     NULL);
             slow = 0;
         }
-        if (stop_signal != 0 && give_up == 0)
+        if (hms_signals_stop() != 0 && give_up == 0)
             give_up = hms_clock_ms() + C->o->connect_timeout_ms;
         if (give_up != 0 && hms_clock_ms() >= give_up) {
             hms_log(HMS_LOG_WARN, "stopping: abandoned a statement in flight; it is redelivered",
@@ -392,7 +377,7 @@ static void drop_broker(cons_t *C, const hms_err_t *err)
 static hms_status_t open_pg(cons_t *C, hms_err_t *err)
 {
     hms_status_t st = hms_capply_open(C->pg, hms_clock_ms(), err);
-    while (st == HMS_OK && stop_signal == 0) {
+    while (st == HMS_OK && hms_signals_stop() == 0) {
         int r = pg_turn(C, NULL, 0, err);
         if (r != 0)
             return r == 1 ? HMS_OK : (hms_status_t)r;
@@ -431,7 +416,7 @@ static void consume(cons_t *C)
     hms_log(HMS_LOG_INFO, "consuming", "queue", C->o->queue, "apply", C->o->apply, "type",
             C->o->classic ? "classic" : "quorum", NULL);
     C->last_stats_ms = hms_clock_ms();
-    while (stop_signal == 0) {
+    while (hms_signals_stop() == 0) {
         take_reload(C);
         maybe_log_counters(C);
         if (!ensure_broker(C))
@@ -454,10 +439,7 @@ static void consume(cons_t *C)
         }
     }
     hms_log(HMS_LOG_INFO, "stopping", "signal",
-            stop_signal == SIGTERM  ? "TERM"
-            : stop_signal == SIGINT ? "INT"
-                                    : "none",
-            NULL);
+            hms_signals_stop() != 0 ? hms_signals_stop_name() : "none", NULL);
     log_counters(C, "stopped");
 }
 
@@ -469,18 +451,8 @@ hms_consumer_status_t hms_consumer_run(const hms_consumer_opts_t *opts,
     C.o = opts;
     hms_err_t e;
     hms_status_t st;
-    struct sigaction sa, old_term, old_int, old_hup, old_pipe;
-    memset(&sa, 0, sizeof(sa));
-    sigemptyset(&sa.sa_mask);
-    stop_signal = 0;
-    reload_signal = 0;
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, &old_term);
-    sigaction(SIGINT, &sa, &old_int);
-    sa.sa_handler = on_hup;
-    sigaction(SIGHUP, &sa, &old_hup);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, &old_pipe);
+    hms_signals_saved_t saved;
+    hms_signals_install(&saved);
 
     if ((C.val = hms_cval_new(&e)) == NULL) {
         st = HMS_ERR_CONFIG;
@@ -491,7 +463,7 @@ hms_consumer_status_t hms_consumer_run(const hms_consumer_opts_t *opts,
         goto done;
     if ((st = open_pg(&C, &e)) != HMS_OK)
         goto done;
-    if (stop_signal == 0 && (st = hms_cbroker_connect(opts, &C.broker, &e)) != HMS_OK)
+    if (hms_signals_stop() == 0 && (st = hms_cbroker_connect(opts, &C.broker, &e)) != HMS_OK)
         goto done;
     consume(&C);
     st = HMS_OK;
@@ -504,9 +476,6 @@ done:
     hms_capply_free(C.pg);
     hms_cval_free(C.val);
     free(C.text);
-    sigaction(SIGTERM, &old_term, NULL);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGHUP, &old_hup, NULL);
-    sigaction(SIGPIPE, &old_pipe, NULL);
+    hms_signals_restore(&saved);
     return public_status(st);
 }

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "core/backoff.h"
 #include "core/event.h"
 #include "core/feedback.h"
@@ -28,22 +28,6 @@
 /* rabbitmq-c services heartbeats only when called: never sleep longer. */
 #define MAX_POLL_MS 1000
 #define STATS_INTERVAL_MS 30000
-
-static volatile sig_atomic_t stop_signal = 0;
-static volatile sig_atomic_t reload_signal = 0;
-
-static void on_signal(int sig)
-{
-    stop_signal = sig;
-}
-
-/* SIGHUP only raises a flag: the reload itself (files, the log) runs in the
- * loop, where nothing else is half done. */
-static void on_hangup(int sig)
-{
-    (void)sig;
-    reload_signal = 1;
-}
 
 typedef struct {
     const hms_run_opts_t *opts;
@@ -672,25 +656,11 @@ static void loop_once(loop_t *L)
     log_stats(L, now);
 }
 
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = on_hangup;
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
+/* SIGHUP: the reload (files, the log) runs here, between two turns of the
+ * loop, where nothing else is half done. */
 static void reload_if_asked(loop_t *L)
 {
-    if (reload_signal == 0)
-        return;
-    reload_signal = 0;
-    if (L->opts->reload != NULL)
+    if (hms_signals_take_reload() && L->opts->reload != NULL)
         L->opts->reload(L->opts->reload_arg);
 }
 
@@ -751,9 +721,7 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
         st = hms_err_set(err, HMS_ERR_NOMEM, "out of memory");
         goto done;
     }
-    stop_signal = 0;
-    reload_signal = 0;
-    install_signals();
+    hms_signals_install(NULL);
     hms_notify_init();
     if (opts->metrics != NULL && (st = hms_http_start(opts->metrics, &L.http, err)) != HMS_OK)
         goto done;
@@ -765,12 +733,12 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
     L.slot_wait_until = hms_clock_ms() + opts->repl.slot_wait_ms;
     L.last_stats_ms = hms_clock_ms();
     for (;;) {
-        if (stop_signal != 0 && !L.stopping) {
+        if (hms_signals_stop() != 0 && !L.stopping) {
             L.stopping = true;
             L.stop_deadline = hms_clock_ms() + opts->shutdown_timeout_ms;
             hms_notify_stopping();
             hms_log(HMS_LOG_INFO, "stopping: waiting for outstanding confirms", "signal",
-                    stop_signal == SIGTERM ? "TERM" : "INT", NULL);
+                    hms_signals_stop_name(), NULL);
         }
         if (L.stopping &&
             (hms_outq_outstanding(L.q) == 0 || L.pub == NULL || hms_clock_ms() >= L.stop_deadline))

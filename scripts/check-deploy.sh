@@ -72,7 +72,8 @@ for g in alerts.get("groups", []):
         exprs += r["expr"] + "\n"
 for metric in ("hms_sync_replication_lag_bytes", "hms_sync_replication_lag_seconds", "hms_sync_up",
                "hms_sync_last_feedback_timestamp_seconds", "hms_sync_nacks_total",
-               "hms_sync_returns_total", "pg_replication_slot_wal_status",
+               "hms_sync_returns_total", "hms_sync_replica_identity_full",
+               "pg_replication_slot_wal_status",
                "pg_replication_slot_slot_is_active"):
     if metric not in exprs:
         problems.append("alerts.yml: no rule uses %s" % metric)

@@ -24,11 +24,17 @@ const hms_capture_t hms_capture_incidents = {
     .updated_column = "updated_at",
     .origin_column = "origin",
     .schema_base = "https://hms.gov/schemas/ehr/",
+    .truncated_name = "IncidentsTruncated",
 };
 
-enum { KIND_CREATED, KIND_UPDATED, KIND_DELETED, NKINDS };
-static const char *const kind_word[NKINDS] = {"Created", "Updated", "Deleted"};
-static const char *const kind_route[NKINDS] = {"created", "updated", "deleted"};
+enum { KIND_CREATED, KIND_UPDATED, KIND_DELETED, KIND_TRUNCATED, NKINDS };
+static const char *const kind_word[NKINDS] = {"Created", "Updated", "Deleted", "Truncated"};
+static const char *const kind_route[NKINDS] = {"created", "updated", "deleted", "truncated"};
+
+/* A truncation has no row to take an origin from, and the truncating
+ * session's hms_sync.origin setting is not in the stream: it carries the
+ * EHR's own default. */
+#define TRUNCATE_ORIGIN "hms-ehr"
 
 /* Everything about a capture that does not change per event, built once. */
 typedef struct {
@@ -229,11 +235,21 @@ static hms_status_t capnames_build(capnames_t *cn, const hms_capture_t *c, const
                                    const char *dbname)
 {
     hms_status_t st = HMS_OK;
-    hms_buf_t tmp = HMS_BUF_INIT;
+    hms_buf_t tmp = HMS_BUF_INIT, word = HMS_BUF_INIT;
+    /* "gov.hms.ehr.Incident" names the file "IncidentCreated.v1.json". */
+    const char *dot = strrchr(c->type_prefix, '.');
+    const char *stem = dot != NULL ? dot + 1 : c->type_prefix;
+    int ns_len = (int)(stem - c->type_prefix);
     for (int k = 0; k < NKINDS; k++) {
         hms_buf_t *h = &cn->head[k];
         hms_buf_reset(&tmp);
-        if ((st = hms_buf_printf(&tmp, "%s%s.v1", c->type_prefix, kind_word[k])) != HMS_OK)
+        hms_buf_reset(&word);
+        if (k == KIND_TRUNCATED && c->truncated_name != NULL)
+            st = hms_buf_append_str(&word, c->truncated_name);
+        else
+            st = hms_buf_printf(&word, "%s%s", stem, kind_word[k]);
+        if (st != HMS_OK ||
+            (st = hms_buf_printf(&tmp, "%.*s%s.v1", ns_len, c->type_prefix, word.data)) != HMS_OK)
             goto fail;
         if ((cn->type[k] = dup_str(tmp.data)) == NULL) {
             st = HMS_ERR_NOMEM;
@@ -249,11 +265,7 @@ static hms_status_t capnames_build(capnames_t *cn, const hms_capture_t *c, const
             (st = hms_buf_append_json_str(h, tmp.data, tmp.len)) != HMS_OK)
             goto fail;
         hms_buf_reset(&tmp);
-        /* "gov.hms.ehr.Incident" names the file "IncidentCreated.v1.json". */
-        const char *dot = strrchr(c->type_prefix, '.');
-        const char *stem = dot != NULL ? dot + 1 : c->type_prefix;
-        if ((st = hms_buf_printf(&tmp, "%s%s%s.v1.json", c->schema_base, stem, kind_word[k])) !=
-                HMS_OK ||
+        if ((st = hms_buf_printf(&tmp, "%s%s.v1.json", c->schema_base, word.data)) != HMS_OK ||
             (st = hms_buf_append_str(h, ",\"datacontenttype\":\"application/json\","
                                         "\"dataschema\":")) != HMS_OK ||
             (st = hms_buf_append_json_str(h, tmp.data, tmp.len)) != HMS_OK ||
@@ -262,6 +274,7 @@ static hms_status_t capnames_build(capnames_t *cn, const hms_capture_t *c, const
     }
 fail:
     hms_buf_free(&tmp);
+    hms_buf_free(&word);
     return st;
 }
 
@@ -472,40 +485,9 @@ static hms_status_t put_data(const encctx_t *c, hms_buf_t *b)
     return st;
 }
 
-hms_status_t hms_encoder_encode(hms_encoder_t *e, const hms_txctx_t *tx, const hms_pgo_msg_t *msg,
-                                hms_event_t *ev, hms_err_t *err)
+/* "<commit LSN, 16 hex>-<ordinal>" into ev->id. */
+static void put_event_id(hms_event_t *ev, const hms_txctx_t *tx)
 {
-    encctx_t c = {.e = e, .err = err, .id = ev->id};
-    const hms_pgo_relation_t *rel = msg->u.change.rel;
-    relinfo_t *ri;
-    hms_status_t st;
-    int kind;
-    char lsn[HMS_LSN_STR_MAX], ts[HMS_PGVALUE_RFC3339_LEN + 1];
-
-    hms_buf_reset(&ev->body);
-    hms_buf_reset(&ev->routing_key);
-    ev->id[0] = '\0';
-    ev->type = NULL;
-    ev->time_unix = 0;
-    switch (msg->kind) {
-    case HMS_PGO_INSERT: kind = KIND_CREATED; break;
-    case HMS_PGO_UPDATE: kind = KIND_UPDATED; break;
-    case HMS_PGO_DELETE: kind = KIND_DELETED; break;
-    default:
-        return hms_err_set(err, HMS_ERR_STATE, "encoder: message kind '%c' is not a row change",
-                           (char)msg->kind);
-    }
-    if (rel == NULL)
-        return hms_err_set(err, HMS_ERR_ENCODE, "encoder: change without a relation");
-    if ((st = relinfo_get(e, rel, &ri)) != HMS_OK)
-        return hms_err_set(err, st, "encoder: out of memory caching relation %u", rel->relid);
-    if (ri == NULL)
-        return hms_err_set(err, HMS_ERR_STATE, "encoder: relation %s.%s is not captured",
-                           rel_nspname(rel), rel->relname != NULL ? rel->relname : "?");
-    c.ri = ri;
-    c.rel = rel;
-
-    /* The id first, so that every later error can name the event. */
     size_t n = put_hex(ev->id, (uint32_t)(tx->commit_lsn >> 32), 8);
     n += put_hex(ev->id + n, (uint32_t)tx->commit_lsn, 8);
     ev->id[n++] = '-';
@@ -518,23 +500,18 @@ hms_status_t hms_encoder_encode(hms_encoder_t *e, const hms_txctx_t *tx, const h
     } while (o != 0);
     memcpy(ev->id + n, ord + k, sizeof ord - k);
     ev->id[n + sizeof ord - k] = '\0';
-    ev->type = e->names[ri->cap].type[kind];
+}
 
-    if (kind == KIND_DELETED) {
-        c.row = &msg->u.change.oldtup;
-        c.keyonly = msg->u.change.old_kind != 'O';
-    } else {
-        c.row = &msg->u.change.newtup;
-        if (kind == KIND_UPDATED && msg->u.change.old_kind == 'O')
-            c.old = &msg->u.change.oldtup;
-    }
-    if (c.row->ncols != rel->ncols || (c.row->ncols > 0 && c.row->values == NULL))
-        return hms_err_set(err, HMS_ERR_ENCODE,
-                           "%s.%s: change carries %u columns, the relation has %u (event %s)",
-                           rel_nspname(rel), rel->relname, c.row->ncols, rel->ncols, ev->id);
-    if (c.old != NULL && (c.old->ncols != rel->ncols || c.old->values == NULL))
-        c.old = NULL;
-
+/* Empties ev and writes its id, then the commit time as RFC 3339 into ts
+ * and as Unix seconds into ev->time_unix. */
+static hms_status_t event_start(hms_event_t *ev, const hms_txctx_t *tx, char *ts, hms_err_t *err)
+{
+    hms_buf_reset(&ev->body);
+    hms_buf_reset(&ev->routing_key);
+    ev->type = NULL;
+    ev->time_unix = 0;
+    /* The id first, so that every later error can name the event. */
+    put_event_id(ev, tx);
     if (tx->commit_time > INT64_MAX - HMS_PG_EPOCH_OFFSET_USEC ||
         tx->commit_time < INT64_MIN + HMS_PG_EPOCH_OFFSET_USEC)
         return hms_err_set(err, HMS_ERR_ENCODE, "commit time %lld out of range (event %s)",
@@ -545,6 +522,144 @@ hms_status_t hms_encoder_encode(hms_encoder_t *e, const hms_txctx_t *tx, const h
                            (long long)tx->commit_time, ev->id);
     /* Whole seconds rounded down: C's division truncates toward zero. */
     ev->time_unix = unix_usec / USEC_PER_SEC - (unix_usec % USEC_PER_SEC < 0);
+    return HMS_OK;
+}
+
+/* The envelope up to and including txid: head, id, subject, time, lsn. */
+static hms_status_t put_envelope(hms_buf_t *b, const hms_buf_t *head, const hms_event_t *ev,
+                                 const char *subject, size_t subject_len, const char *ts,
+                                 const hms_txctx_t *tx)
+{
+    char lsn[HMS_LSN_STR_MAX];
+    size_t lsn_len = lsn_text(tx->commit_lsn, lsn);
+    hms_status_t st;
+    if ((st = hms_buf_append(b, head->data, head->len)) != HMS_OK ||
+        (st = hms_buf_append_str(b, ev->id)) != HMS_OK ||
+        (st = hms_buf_append_str(b, "\",\"subject\":")) != HMS_OK ||
+        (st = hms_buf_append_json_str(b, subject, subject_len)) != HMS_OK ||
+        (st = hms_buf_append_str(b, ",\"time\":\"")) != HMS_OK ||
+        (st = hms_buf_append(b, ts, HMS_PGVALUE_RFC3339_LEN)) != HMS_OK ||
+        (st = hms_buf_append_str(b, "\",\"lsn\":\"")) != HMS_OK ||
+        (st = hms_buf_append(b, lsn, lsn_len)) != HMS_OK ||
+        (st = hms_buf_append_str(b, "\",\"txid\":")) != HMS_OK)
+        return st;
+    return put_u64(b, tx->xid);
+}
+
+/* Never leave half an event where a caller might publish it. */
+static hms_status_t event_fail(hms_event_t *ev, hms_status_t st, hms_err_t *err)
+{
+    hms_buf_reset(&ev->body);
+    hms_buf_reset(&ev->routing_key);
+    if (st == HMS_ERR_NOMEM)
+        hms_err_set(err, st, "encoder: out of memory encoding event %s", ev->id);
+    return st;
+}
+
+/* Whether an Update moves its row to another key: the old row (or old key)
+ * was sent and its key value differs from the new row's.  PostgreSQL sends
+ * each value in its type's canonical text form, so bytes compare. */
+static bool key_changed(const relinfo_t *ri, const hms_pgo_msg_t *msg)
+{
+    const hms_pgo_tuple_t *o = &msg->u.change.oldtup, *n = &msg->u.change.newtup;
+    if (msg->kind != HMS_PGO_UPDATE || msg->u.change.old_kind == 0 || ri->key < 0 ||
+        o->ncols <= ri->key || n->ncols <= ri->key || o->values == NULL || n->values == NULL)
+        return false;
+    const hms_pgo_value_t *a = &o->values[ri->key], *b = &n->values[ri->key];
+    if (b->kind == HMS_PGO_VAL_UNCHANGED)
+        return false;
+    if (a->kind != b->kind)
+        return true;
+    if (a->kind != HMS_PGO_VAL_TEXT && a->kind != HMS_PGO_VAL_BINARY)
+        return false;
+    return a->len != b->len || (a->len > 0 && memcmp(a->data, b->data, a->len) != 0);
+}
+
+/* Which event, from which row, part `part` of msg is. */
+static hms_status_t choose_kind(encctx_t *c, const hms_pgo_msg_t *msg, unsigned part, int *kind,
+                                unsigned *nparts)
+{
+    *nparts = key_changed(c->ri, msg) ? 2 : 1;
+    if (part >= *nparts)
+        return hms_err_set(c->err, HMS_ERR_STATE, "encoder: the change has %u event(s), not %u",
+                           *nparts, part + 1);
+    switch (msg->kind) {
+    case HMS_PGO_INSERT: *kind = KIND_CREATED; break;
+    case HMS_PGO_UPDATE:
+        *kind = *nparts == 1 ? KIND_UPDATED : part == 0 ? KIND_DELETED : KIND_CREATED;
+        break;
+    default: *kind = KIND_DELETED; break;
+    }
+    if (*kind == KIND_DELETED) {
+        /* The Deleted data of a DELETE is the whole old row, and
+         * last-write-wins needs its version: a key alone (REPLICA IDENTITY
+         * not FULL) makes no valid event, and an invalid one must never be
+         * published. */
+        if (msg->u.change.old_kind != 'O')
+            return hms_err_set(c->err, HMS_ERR_ENCODE,
+                               "%s.%s: a %s arrived with only its key (REPLICA IDENTITY is not "
+                               "FULL); a Deleted event needs the whole old row",
+                               rel_nspname(c->rel), c->rel->relname,
+                               msg->kind == HMS_PGO_DELETE ? "deleted row"
+                                                           : "key change's old row");
+        c->row = &msg->u.change.oldtup;
+        c->keyonly = msg->u.change.old_kind != 'O';
+    } else {
+        c->row = &msg->u.change.newtup;
+        if (msg->kind == HMS_PGO_UPDATE && msg->u.change.old_kind == 'O')
+            c->old = &msg->u.change.oldtup;
+    }
+    return HMS_OK;
+}
+
+hms_status_t hms_encoder_encode(hms_encoder_t *e, const hms_txctx_t *tx, const hms_pgo_msg_t *msg,
+                                hms_event_t *ev, hms_err_t *err)
+{
+    unsigned nparts;
+    return hms_encoder_encode_part(e, tx, msg, 0, ev, &nparts, err);
+}
+
+hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
+                                     const hms_pgo_msg_t *msg, unsigned part, hms_event_t *ev,
+                                     unsigned *nparts, hms_err_t *err)
+{
+    encctx_t c = {.e = e, .err = err, .id = ev->id};
+    const hms_pgo_relation_t *rel = msg->u.change.rel;
+    relinfo_t *ri;
+    hms_status_t st;
+    int kind;
+    char ts[HMS_PGVALUE_RFC3339_LEN + 1];
+
+    *nparts = 1;
+    ev->id[0] = '\0';
+    hms_buf_reset(&ev->body);
+    hms_buf_reset(&ev->routing_key);
+    ev->type = NULL;
+    ev->time_unix = 0;
+    if (msg->kind != HMS_PGO_INSERT && msg->kind != HMS_PGO_UPDATE && msg->kind != HMS_PGO_DELETE)
+        return hms_err_set(err, HMS_ERR_STATE, "encoder: message kind '%c' is not a row change",
+                           (char)msg->kind);
+    if (rel == NULL)
+        return hms_err_set(err, HMS_ERR_ENCODE, "encoder: change without a relation");
+    if ((st = relinfo_get(e, rel, &ri)) != HMS_OK)
+        return hms_err_set(err, st, "encoder: out of memory caching relation %u", rel->relid);
+    if (ri == NULL)
+        return hms_err_set(err, HMS_ERR_STATE, "encoder: relation %s.%s is not captured",
+                           rel_nspname(rel), rel->relname != NULL ? rel->relname : "?");
+    c.ri = ri;
+    c.rel = rel;
+    if ((st = choose_kind(&c, msg, part, &kind, nparts)) != HMS_OK)
+        return st;
+    if ((st = event_start(ev, tx, ts, err)) != HMS_OK)
+        return st;
+    ev->type = e->names[ri->cap].type[kind];
+
+    if (c.row->ncols != rel->ncols || (c.row->ncols > 0 && c.row->values == NULL))
+        return hms_err_set(err, HMS_ERR_ENCODE,
+                           "%s.%s: change carries %u columns, the relation has %u (event %s)",
+                           rel_nspname(rel), rel->relname, c.row->ncols, rel->ncols, ev->id);
+    if (c.old != NULL && (c.old->ncols != rel->ncols || c.old->values == NULL))
+        c.old = NULL;
 
     const hms_pgo_value_t *key, *region;
     if ((st = column_value(&c, ri->key, &key)) != HMS_OK ||
@@ -556,28 +671,44 @@ hms_status_t hms_encoder_encode(hms_encoder_t *e, const hms_txctx_t *tx, const h
     if (!has_text(key))
         return col_fail(&c, ri->key, "the key is NULL");
 
-    hms_buf_t *b = &ev->body;
-    const hms_buf_t *head = &e->names[ri->cap].head[kind];
-    size_t lsn_len = lsn_text(tx->commit_lsn, lsn);
-    if ((st = hms_buf_append(b, head->data, head->len)) != HMS_OK ||
-        (st = hms_buf_append_str(b, ev->id)) != HMS_OK ||
-        (st = hms_buf_append_str(b, "\",\"subject\":")) != HMS_OK ||
-        (st = hms_buf_append_json_str(b, key->data, key->len)) != HMS_OK ||
-        (st = hms_buf_append_str(b, ",\"time\":\"")) != HMS_OK ||
-        (st = hms_buf_append(b, ts, HMS_PGVALUE_RFC3339_LEN)) != HMS_OK ||
-        (st = hms_buf_append_str(b, "\",\"lsn\":\"")) != HMS_OK ||
-        (st = hms_buf_append(b, lsn, lsn_len)) != HMS_OK ||
-        (st = hms_buf_append_str(b, "\",\"txid\":")) != HMS_OK ||
-        (st = put_u64(b, tx->xid)) != HMS_OK || (st = put_extensions(&c, b)) != HMS_OK ||
-        (st = put_data(&c, b)) != HMS_OK ||
+    if ((st = put_envelope(&ev->body, &e->names[ri->cap].head[kind], ev, key->data, key->len, ts,
+                           tx)) != HMS_OK ||
+        (st = put_extensions(&c, &ev->body)) != HMS_OK ||
+        (st = put_data(&c, &ev->body)) != HMS_OK ||
         (st = put_routing_key(&ev->routing_key, &e->captures[ri->cap], kind, region)) != HMS_OK)
-        goto fail;
+        return event_fail(ev, st, err);
     return HMS_OK;
-fail:
-    /* Never leave half an event where a caller might publish it. */
-    hms_buf_reset(&ev->body);
-    hms_buf_reset(&ev->routing_key);
-    if (st == HMS_ERR_NOMEM)
-        hms_err_set(err, st, "encoder: out of memory encoding event %s", ev->id);
-    return st;
+}
+
+hms_status_t hms_encoder_encode_truncate(hms_encoder_t *e, const hms_txctx_t *tx,
+                                         const hms_pgo_relation_t *rel, hms_event_t *ev,
+                                         hms_err_t *err)
+{
+    char ts[HMS_PGVALUE_RFC3339_LEN + 1];
+    hms_buf_t *b = &ev->body;
+    hms_status_t st;
+    ev->id[0] = '\0';
+    const hms_capture_t *cap = rel != NULL ? hms_encoder_capture(e, rel) : NULL;
+    if (cap == NULL) {
+        hms_buf_reset(&ev->body);
+        hms_buf_reset(&ev->routing_key);
+        return hms_err_set(err, HMS_ERR_STATE, "encoder: truncated relation is not captured");
+    }
+    size_t ci = (size_t)(cap - e->captures);
+    if ((st = event_start(ev, tx, ts, err)) != HMS_OK)
+        return st;
+    ev->type = e->names[ci].type[KIND_TRUNCATED];
+    hms_buf_t subject = HMS_BUF_INIT; /* the table: "public.incidents" */
+    if ((st = hms_buf_printf(&ev->routing_key, "%s.%s", cap->routing_prefix,
+                             kind_route[KIND_TRUNCATED])) == HMS_OK &&
+        (st = hms_buf_printf(&subject, "%s.%s", cap->schema, cap->table)) == HMS_OK)
+        st = put_envelope(b, &e->names[ci].head[KIND_TRUNCATED], ev, subject.data, subject.len, ts,
+                          tx);
+    hms_buf_free(&subject);
+    if (st != HMS_OK || (st = hms_buf_append_str(b, ",\"version\":0,\"updatedat\":\"")) != HMS_OK ||
+        (st = hms_buf_append(b, ts, HMS_PGVALUE_RFC3339_LEN)) != HMS_OK ||
+        (st = hms_buf_append_str(b, "\",\"origin\":\"" TRUNCATE_ORIGIN "\",\"data\":{}}")) !=
+            HMS_OK)
+        return event_fail(ev, st, err);
+    return HMS_OK;
 }

@@ -27,6 +27,9 @@ typedef struct {
     const char *updated_column; /* "updated_at" */
     const char *origin_column;  /* "origin" */
     const char *schema_base;    /* dataschema = schema_base + "IncidentCreated.v1.json" etc. */
+    /* "IncidentsTruncated": a TRUNCATE's type (in type_prefix's namespace) and
+     * data schema file; NULL: the type_prefix's last word + "Truncated". */
+    const char *truncated_name;
 } hms_capture_t;
 
 /* The built-in capture of public.incidents. */
@@ -71,8 +74,34 @@ const hms_capture_t *hms_encoder_capture(const hms_encoder_t *e, const hms_pgo_r
  * the table, column and event id when a value cannot be represented
  * faithfully (e.g. an unchanged TOASTed value with no old row to take it
  * from), and with HMS_ERR_STATE for a message that is not a row change or a
- * relation that is not captured. */
+ * relation that is not captured.  An Update that changes the key is two
+ * events (see hms_encoder_encode_part); this gives the first. */
 hms_status_t hms_encoder_encode(hms_encoder_t *e, const hms_txctx_t *tx, const hms_pgo_msg_t *msg,
                                 hms_event_t *ev, hms_err_t *err);
+
+/* The most events one change message becomes. */
+#define HMS_ENCODER_MAX_PARTS 2
+
+/* Encodes event number part (from 0) of a change, as hms_encoder_encode
+ * does; *nparts gets how many events the change becomes.  An Update whose
+ * old row (REPLICA IDENTITY FULL, or the old key) shows another key than the
+ * new row becomes two: part 0 a Deleted of the old key with the old row,
+ * part 1 a Created of the new key with the new row, so that a subscriber
+ * keyed by subject never keeps the old key alive.  tx->ordinal is the
+ * ordinal of this part's event: the caller numbers the parts consecutively.
+ * part >= *nparts fails with HMS_ERR_STATE. */
+hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
+                                     const hms_pgo_msg_t *msg, unsigned part, hms_event_t *ev,
+                                     unsigned *nparts, hms_err_t *err);
+
+/* Encodes the TRUNCATE of captured relation rel as one event: type
+ * <namespace>.<truncated_name>.v1, subject "<schema>.<table>", data {},
+ * routing key <routing_prefix>.truncated.  A truncation has no row, so its
+ * last-write-wins attributes are version 0, updatedat the commit time and
+ * origin "hms-ehr": the lowest tuple a row can hold at that moment.  tx's
+ * ordinal is the Truncate message's.  Errors as hms_encoder_encode. */
+hms_status_t hms_encoder_encode_truncate(hms_encoder_t *e, const hms_txctx_t *tx,
+                                         const hms_pgo_relation_t *rel, hms_event_t *ev,
+                                         hms_err_t *err);
 
 #endif

@@ -1,7 +1,10 @@
 /* metrics.c -- Prometheus text rendering of the connector's figures. */
 #include "core/metrics.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "core/pgoutput.h"
 
 void hms_metrics_count_published(hms_metrics_t *m, const char *type)
 {
@@ -86,7 +89,16 @@ hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms
           "When the last standby status was sent to PostgreSQL (Unix time).",
           m->last_feedback_unix);
     gauge(out, "hms_sync_up", "1 when both connections are up and the slot is streaming.",
-          hms_metrics_ready(m, NULL) ? 1 : 0);
+          hms_metrics_ready(m, NULL, 0) ? 1 : 0);
+    family(out, "hms_sync_replica_identity_full", "gauge",
+           "1 while the captured table's REPLICA IDENTITY is FULL; 0 when it is not, as the "
+           "newest Relation message or the session's start reported it (a DELETE would then "
+           "carry only its key and stop the stream).");
+    if (m->identity_table[0] != '\0') {
+        hms_buf_append_str(out, "hms_sync_replica_identity_full{table=\"");
+        label_value(out, m->identity_table);
+        hms_buf_printf(out, "\"} %d\n", m->identity == 'f');
+    }
     gauge(out, "hms_sync_standby",
           "1 while this connector is a hot standby waiting for another to let go of the slot.",
           m->standby ? 1 : 0);
@@ -96,7 +108,7 @@ hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms
     return hms_buf_append_str(out, "\"} 1\n");
 }
 
-bool hms_metrics_ready(const hms_metrics_t *m, const char **why)
+bool hms_metrics_ready(const hms_metrics_t *m, char *why, size_t whylen)
 {
     const char *w = NULL;
     if (m->standby)
@@ -107,7 +119,17 @@ bool hms_metrics_ready(const hms_metrics_t *m, const char **why)
         w = "RabbitMQ connection down";
     else if (!m->streaming)
         w = "slot not streaming";
-    if (why != NULL)
-        *why = w;
-    return w == NULL;
+    bool identity_ok = m->identity_table[0] == '\0' || m->identity == 'f';
+    if (why != NULL && whylen > 0) {
+        if (w != NULL)
+            snprintf(why, whylen, "%s", w);
+        else if (!identity_ok)
+            snprintf(why, whylen,
+                     "%s has REPLICA IDENTITY %s, not FULL: a DELETE on it cannot be published "
+                     "and would stop the stream; run ALTER TABLE %s REPLICA IDENTITY FULL;",
+                     m->identity_table, hms_pgo_replident_name(m->identity), m->identity_table);
+        else
+            why[0] = '\0';
+    }
+    return w == NULL && identity_ok;
 }

@@ -8,12 +8,15 @@
 #define HMS_CORE_METRICS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/buf.h"
 #include "core/status.h"
 
 #define HMS_METRICS_MAX_TYPES 8
+/* "schema.table": two identifiers of at most 63 bytes and a dot. */
+#define HMS_METRICS_TABLE_MAX 128
 
 typedef struct {
     /* Events published per CloudEvents type (first publishes and retries). */
@@ -33,6 +36,13 @@ typedef struct {
     bool amqp_up;
     bool streaming;
     bool standby; /* waiting for another process to let go of the slot */
+    /* The captured table ("schema.table"; "" until a session has checked it)
+     * and its replica identity as pg_class.relreplident spells it, as the
+     * session's start or the newest Relation message reported it.  Anything
+     * but 'f' (FULL) makes the connector not ready: a DELETE would then
+     * carry only its key, and no valid event can be made from that. */
+    char identity_table[HMS_METRICS_TABLE_MAX];
+    char identity;
 } hms_metrics_t;
 
 /* Counts one published event of type name (a string that outlives m).
@@ -42,8 +52,10 @@ void hms_metrics_count_published(hms_metrics_t *m, const char *type);
 /* Appends the Prometheus text exposition (version 0.0.4) of m to out. */
 hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms_buf_t *out);
 
-/* True when both connections are up and the slot is streaming; otherwise
- * false with a short reason in why. */
-bool hms_metrics_ready(const hms_metrics_t *m, const char **why);
+/* True when both connections are up, the slot is streaming and the captured
+ * table's replica identity is FULL; otherwise false with a one-line reason
+ * (what is wrong, and for the replica identity the SQL that fixes it) in
+ * why, cut to whylen - 1 bytes.  why may be NULL. */
+bool hms_metrics_ready(const hms_metrics_t *m, char *why, size_t whylen);
 
 #endif

@@ -86,6 +86,11 @@ bool hms_outq_full(const hms_outq_t *q)
     return q->tail - q->head >= q->cap;
 }
 
+size_t hms_outq_room(const hms_outq_t *q)
+{
+    return hms_outq_full(q) ? 0 : q->cap - (size_t)(q->tail - q->head);
+}
+
 hms_outq_slot_t *hms_outq_next(hms_outq_t *q)
 {
     if (q->refused || q->pub >= q->tail)

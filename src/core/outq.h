@@ -58,6 +58,7 @@ void hms_outq_push(hms_outq_t *q, uint64_t seq);
 size_t hms_outq_len(const hms_outq_t *q);         /* slots in the queue */
 size_t hms_outq_outstanding(const hms_outq_t *q); /* SENT or RETURNED */
 bool hms_outq_full(const hms_outq_t *q);
+size_t hms_outq_room(const hms_outq_t *q); /* free slots */
 
 /* The next slot to publish, or NULL when none is pending or publishing is
  * paused because a refusal is being handled. */

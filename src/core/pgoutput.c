@@ -236,6 +236,17 @@ const hms_pgo_relation_t *hms_pgo_relation(const hms_pgo_decoder_t *d, uint32_t 
     return found ? d->rels[i] : NULL;
 }
 
+const char *hms_pgo_replident_name(char replident)
+{
+    switch (replident) {
+    case 'd': return "DEFAULT";
+    case 'n': return "NOTHING";
+    case 'f': return "FULL";
+    case 'i': return "USING INDEX";
+    default: return "unknown";
+    }
+}
+
 /* Copies a NUL-terminated string of n bytes into the relation's string area. */
 static char *copy_str(char **area, const char *s, size_t n)
 {

@@ -133,6 +133,12 @@ void hms_pgo_decoder_reset(hms_pgo_decoder_t *d);
 /* Looks up a cached relation; NULL if unknown. */
 const hms_pgo_relation_t *hms_pgo_relation(const hms_pgo_decoder_t *d, uint32_t relid);
 
+/* The SQL words for a replica identity as pg_class.relreplident and the
+ * Relation message spell it ('d' -> "DEFAULT", 'i' -> "USING INDEX", ...),
+ * for messages that tell an operator what to change; "unknown" for any
+ * other byte.  A static string. */
+const char *hms_pgo_replident_name(char replident);
+
 /* Decodes one pgoutput message of len bytes at buf into *out.  Relation
  * messages update the cache; Insert/Update/Delete naming an unknown relation
  * fail with HMS_ERR_UNKNOWN_REL.  On failure *out is unspecified and err says

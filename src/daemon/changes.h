@@ -27,15 +27,33 @@ typedef struct {
     bool in_tx;            /* between a Begin and its Commit */
     hms_txctx_t tx;        /* that transaction */
     uint64_t received_lsn; /* the newest WAL end the walsender reported */
+    /* The captured table's replica identity (see hms_changes_note_identity):
+     * "schema.table" and pg_class.relreplident, "" and 0 while unknown. */
+    char identity_table[128];
+    char identity;
 } hms_changes_t;
+
+/* True when the queue has room for every event one CopyData message can
+ * become (a key change is two): the caller hands over CopyData only then. */
+bool hms_changes_can_take(const hms_changes_t *c);
 
 /* Takes one CopyData message (buf is only read during the call).  *reply is
  * set when it was a keepalive asking for a reply, and left alone otherwise.
  * HMS_ERR_FATAL when the stream cannot be decoded or a row cannot be
- * encoded (the message names it and says that the slot stays before it);
+ * encoded (the message names it and says that the slot stays before it),
+ * a DELETE of a captured table among them that arrived with only its key
+ * (REPLICA IDENTITY was not FULL when it ran: no valid event exists for it);
  * HMS_ERR_STATE when the queue was full. */
 hms_status_t hms_changes_take(hms_changes_t *c, const uint8_t *buf, size_t len, bool *reply,
                               hms_err_t *err);
+
+/* Notes that captured table `table` ("schema.table") has replica identity
+ * ident (pg_class.relreplident; 'f' is FULL), as a session's start or a
+ * Relation message reports it; a table "" is ignored.  Logs one warning with
+ * the fix when it stops being FULL, and a notice when it is FULL again.
+ * While another table is known not to be FULL, a FULL one does not replace
+ * it.  Captured Relation messages come through here by themselves. */
+void hms_changes_note_identity(hms_changes_t *c, const char *table, char ident);
 
 /* After the stream was lost: forgets the queue, the open transaction and
  * the decoder's relations, and puts the tracker back at flush, from where

@@ -57,12 +57,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strcmp(url, "/healthz") == 0)
         return reply(c, MHD_HTTP_OK, "text/plain", "ok\n", 3);
     if (strcmp(url, "/readyz") == 0) {
-        const char *why;
-        char body[128];
-        if (hms_metrics_ready(&m, &why))
+        char why[400], body[420];
+        if (hms_metrics_ready(&m, why, sizeof(why)))
             return reply(c, MHD_HTTP_OK, "text/plain", "ready\n", 6);
-        int n = snprintf(body, sizeof(body), "not ready: %s\n", why);
-        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", body, (size_t)n);
+        snprintf(body, sizeof(body), "not ready: %s\n", why);
+        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", body, strlen(body));
     }
     return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "not found: try /metrics\n", 24);
 }

@@ -55,6 +55,7 @@ typedef struct {
     bool stopping;
     int64_t stop_deadline;
     bool fatal;
+    hms_status_t fatal_st; /* HMS_ERR_CONFIG: the operator must change something (exit 2) */
     hms_err_t fatal_err;
 
     /* No replication session yet: the next connect is the first (creates
@@ -77,12 +78,18 @@ static const char *u64s(uint64_t v, char *buf, size_t n)
     return buf;
 }
 
-static void set_fatal(loop_t *L, const hms_err_t *err)
+static void set_fatal_status(loop_t *L, hms_status_t st, const hms_err_t *err)
 {
     if (!L->fatal) {
         L->fatal = true;
+        L->fatal_st = st;
         L->fatal_err = *err;
     }
+}
+
+static void set_fatal(loop_t *L, const hms_err_t *err)
+{
+    set_fatal_status(L, HMS_ERR_FATAL, err);
 }
 
 /* ---- broker callbacks ---------------------------------------------------- */
@@ -224,6 +231,7 @@ static void pg_streaming(loop_t *L)
         hms_outq_clear(L->q);
         hms_tracker_reset(L->trk, hms_repl_start_lsn(L->repl));
     }
+    hms_changes_note_identity(&L->ch, hms_repl_identity_table(L->repl), hms_repl_identity(L->repl));
     hms_log(HMS_LOG_INFO, "streaming from replication slot", "target", hms_repl_target(L->repl),
             "slot", ro->slot, "publication", ro->publication, "lsn", lsn, NULL);
     L->pg_backoff = 0;
@@ -253,8 +261,8 @@ static void pg_failed(loop_t *L, hms_status_t st, hms_err_t *err)
 {
     const hms_run_opts_t *o = L->opts;
     int64_t now = hms_clock_ms();
-    if (st == HMS_ERR_FATAL) {
-        set_fatal(L, err);
+    if (st == HMS_ERR_FATAL || st == HMS_ERR_CONFIG) {
+        set_fatal_status(L, st, err);
     } else if (!L->pg_first_pending) {
         L->pg_retry_at = retry_at(L, &L->pg_backoff);
         hms_log(HMS_LOG_WARN, "cannot resume streaming from PostgreSQL yet; retrying", "error",
@@ -333,7 +341,7 @@ static void read_pg(loop_t *L, bool readable, bool hangup)
 {
     hms_err_t err;
     bool consumed = false;
-    while (L->repl != NULL && !L->stopping && !hms_outq_full(L->q)) {
+    while (L->repl != NULL && !L->stopping && hms_changes_can_take(&L->ch)) {
         const uint8_t *buf;
         size_t len;
         int rc = hms_repl_read(L->repl, &buf, &len, &err);
@@ -521,7 +529,7 @@ static void check_pg_silence(loop_t *L, int64_t now)
 {
     if (L->repl == NULL || L->opts->replication_timeout_ms <= 0)
         return;
-    if (L->stopping || hms_outq_full(L->q)) {
+    if (L->stopping || !hms_changes_can_take(&L->ch)) {
         hms_feedback_heard(&L->fb, now); /* not listening: silence proves nothing */
         return;
     }
@@ -566,6 +574,8 @@ static void update_metrics(loop_t *L, int64_t now)
     m->amqp_up = L->pub != NULL || L->opts->discard;
     m->streaming = L->repl != NULL && !L->stopping;
     m->standby = L->repl == NULL && L->pg_first_pending && L->opts->standby;
+    snprintf(m->identity_table, sizeof(m->identity_table), "%s", L->ch.identity_table);
+    m->identity = L->ch.identity;
     if (L->http != NULL)
         hms_http_publish(L->http, m);
     hms_notify_watchdog(now);
@@ -597,7 +607,7 @@ static void loop_once(loop_t *L)
 
     if (L->repl != NULL) {
         short ev = 0;
-        if (!L->stopping && !hms_outq_full(L->q))
+        if (!L->stopping && hms_changes_can_take(&L->ch))
             ev |= POLLIN;
         if (hms_repl_flush(L->repl) == 1)
             ev |= POLLOUT;
@@ -747,7 +757,7 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
         loop_once(&L);
         if (L.fatal) {
             *err = L.fatal_err;
-            st = HMS_ERR_FATAL;
+            st = L.fatal_st;
             goto done;
         }
     }

@@ -36,9 +36,11 @@ typedef struct {
 } hms_run_opts_t;
 
 /* Runs until SIGTERM/SIGINT (HMS_OK after a clean stop) or a fatal error
- * (err says what and how to fix it).  Failing to reach either server at
- * start is an error; losing one later is retried with capped exponential
- * backoff. */
+ * (err says what and how to fix it): HMS_ERR_CONFIG when the operator must
+ * change the database first (a captured table without REPLICA IDENTITY FULL
+ * at start), HMS_ERR_FATAL (or an earlier failure's own status) otherwise.
+ * Failing to reach either server at start is an error; losing one later is
+ * retried with capped exponential backoff. */
 hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err);
 
 #endif

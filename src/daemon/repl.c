@@ -32,7 +32,9 @@ struct hms_repl {
     char target[300];
     uint64_t start_lsn;
     hms_resume_verdict_t verdict;
-    int sender_timeout_ms; /* this walsender's wal_sender_timeout; 0 = none */
+    int sender_timeout_ms;    /* this walsender's wal_sender_timeout; 0 = none */
+    char identity_table[128]; /* hms_repl_identity_table */
+    char identity;            /* hms_repl_identity */
 };
 
 /* Runs a query expecting tuples; returns NULL (and sets err) on failure. */
@@ -109,6 +111,69 @@ static hms_status_t check_publication(hms_repl_t *r, const char *pub, hms_err_t 
                            "pg: publication \"%s\" does not exist in %s; install it with "
                            "`hms-sync migrate` or fix --publication",
                            pub, r->target);
+    return HMS_OK;
+}
+
+/* pg_class.relreplident of one captured table into *ident (0 when the
+ * table does not exist: the publication check speaks for that). */
+static hms_status_t table_identity(hms_repl_t *r, const hms_capture_t *c, char *ident,
+                                   hms_err_t *err)
+{
+    char sql[512];
+    hms_status_t st = HMS_OK;
+    PGresult *res = NULL;
+    char *schema = PQescapeLiteral(r->conn, c->schema, strlen(c->schema));
+    char *table = PQescapeLiteral(r->conn, c->table, strlen(c->table));
+    *ident = 0;
+    if (schema == NULL || table == NULL) {
+        st = hms_err_set(err, HMS_ERR_NOMEM, "pg: out of memory");
+        goto done;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT c.relreplident FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+             "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+             schema, table);
+    if ((res = query(r, sql, PGRES_TUPLES_OK, err, "replica identity check")) == NULL) {
+        st = HMS_ERR_PG;
+        goto done;
+    }
+    if (PQntuples(res) == 1)
+        *ident = PQgetvalue(res, 0, 0)[0];
+done:
+    PQclear(res);
+    PQfreemem(schema);
+    PQfreemem(table);
+    return st;
+}
+
+/* Only REPLICA IDENTITY FULL puts a deleted row's columns in the WAL; under
+ * any other a DELETE arrives with its key alone, from which no valid
+ * Deleted event (and no last-write-wins version) can be made.  A first start
+ * refuses such a table, so the operator fixes it before any delete is lost;
+ * a later session (a reconnect) streams on, not ready, as the running one
+ * did after the change (daemon/changes.h). */
+static hms_status_t check_identity(hms_repl_t *r, hms_err_t *err)
+{
+    for (size_t i = 0; i < r->opts.ncaptures; i++) {
+        const hms_capture_t *c = &r->opts.captures[i];
+        char ident;
+        hms_status_t st = table_identity(r, c, &ident, err);
+        if (st != HMS_OK)
+            return st;
+        if (ident == 0 || (r->identity != 0 && ident == 'f'))
+            continue;
+        snprintf(r->identity_table, sizeof(r->identity_table), "%s.%s", c->schema, c->table);
+        r->identity = ident;
+        if (ident != 'f' && r->first)
+            return hms_err_set(err, HMS_ERR_CONFIG,
+                               "pg: table %s in %s has REPLICA IDENTITY %s, so a DELETE would "
+                               "carry only its key and could not become a valid event; run "
+                               "ALTER TABLE %s REPLICA IDENTITY FULL; and start again",
+                               r->identity_table, r->target, hms_pgo_replident_name(ident),
+                               r->identity_table);
+        if (ident != 'f')
+            break;
+    }
     return HMS_OK;
 }
 
@@ -303,6 +368,8 @@ static hms_status_t setup(hms_repl_t *r, hms_err_t *err)
     if (st == HMS_OK)
         st = check_publication(r, r->opts.publication, err);
     if (st == HMS_OK)
+        st = check_identity(r, err);
+    if (st == HMS_OK)
         st = check_slot(r, &f, &busy, &holder, err);
     if (st != HMS_OK)
         return st;
@@ -398,6 +465,16 @@ void hms_repl_close(hms_repl_t *r)
 const char *hms_repl_sysid(const hms_repl_t *r)
 {
     return r->sysid;
+}
+
+const char *hms_repl_identity_table(const hms_repl_t *r)
+{
+    return r->identity_table;
+}
+
+char hms_repl_identity(const hms_repl_t *r)
+{
+    return r->identity;
 }
 
 int hms_repl_sender_timeout_ms(const hms_repl_t *r)

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/event.h"
 #include "core/resume.h"
 #include "core/status.h"
 
@@ -22,6 +23,10 @@ typedef struct {
     int connect_timeout_s;
     int slot_wait_ms; /* how long the first start waits for a slot another process holds */
     bool create_slot; /* the first start may create the slot when it is missing */
+    /* The captured tables, whose replica identity the setup checks (NULL,
+     * 0: none).  Borrowed like the strings. */
+    const hms_capture_t *captures;
+    size_t ncaptures;
 } hms_repl_opts_t;
 
 /* Where the connector stands when it opens a session: what the resume
@@ -40,7 +45,10 @@ typedef struct hms_repl hms_repl_t;
  * policy), the loop polls hms_repl_attempt_fd with its other sockets and
  * calls hms_repl_attempt_poll when that is ready or its deadline has passed.
  * Once the server has answered the login, that call runs the setup to its
- * end: it identifies the system, checks wal_level, the publication and the
+ * end: it identifies the system, checks wal_level, the publication, the
+ * captured tables' replica identity (a first start refuses one that is not
+ * FULL with HMS_ERR_CONFIG: a DELETE would carry only its key; later
+ * sessions stream on and report it, see hms_repl_identity) and the
  * slot (creating it on a first start when it never existed; refusing a lost
  * or mismatched one), decides where to resume (core/resume.h) and runs
  * START_REPLICATION.  Those few queries do block, briefly: they go to a
@@ -61,7 +69,8 @@ int hms_repl_attempt_fd(const hms_repl_t *r, short *events, int64_t *deadline_ms
  * nothing, or not polled).  Returns 0 while it connects, 1 once streaming (see
  * hms_repl_verdict), or a negative status when it failed, after which r is
  * only fit for hms_repl_close: HMS_ERR_FATAL for what a retry cannot fix
- * (the message says how to fix it), HMS_ERR_RETRY when another process holds
+ * (the message says how to fix it), HMS_ERR_CONFIG for a table that lacks
+ * REPLICA IDENTITY FULL on a first start (likewise), HMS_ERR_RETRY when another process holds
  * the slot, HMS_ERR_PG (or another) for the rest. */
 int hms_repl_attempt_poll(hms_repl_t *r, short revents, int64_t now_ms, hms_err_t *err);
 /* Closes a session or abandons an attempt; r may be NULL. */
@@ -76,6 +85,11 @@ const char *hms_repl_target(const hms_repl_t *r);
 uint64_t hms_repl_start_lsn(const hms_repl_t *r);
 hms_resume_verdict_t hms_repl_verdict(const hms_repl_t *r);
 int hms_repl_fd(const hms_repl_t *r);
+/* The captured table the setup looked at ("schema.table": the first whose
+ * replica identity is not FULL, else the first found; "" when none exists)
+ * and its pg_class.relreplident ('f' is FULL; 0 when none exists). */
+const char *hms_repl_identity_table(const hms_repl_t *r);
+char hms_repl_identity(const hms_repl_t *r);
 /* The walsender's wal_sender_timeout in milliseconds (0: disabled or unknown). */
 int hms_repl_sender_timeout_ms(const hms_repl_t *r);
 

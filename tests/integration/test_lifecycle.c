@@ -18,9 +18,7 @@
 static it_env_t g_env;
 
 typedef struct {
-    char slot[64];
-    char exchange[128];
-    it_amqp_t amqp;
+    it_bus_t bus;
     it_proc_t conn;
     char dir[256]; /* config and log files */
 } fx_t;
@@ -30,12 +28,7 @@ static fx_t F;
 static void fx_setup(void)
 {
     memset(&F, 0, sizeof F);
-    it_env_slot_name(&g_env, F.slot, sizeof F.slot);
-    it_env_exchange_name(&g_env, F.exchange, sizeof F.exchange);
-    ck_assert_int_eq(it_amqp_open(&F.amqp, g_env.amqp_url), 0);
-    ck_assert_int_eq(it_amqp_declare_exchange(&F.amqp, F.exchange), 0);
-    ck_assert_int_eq(it_amqp_queue(&F.amqp, F.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&F.amqp), 0);
+    ck_assert_int_eq(it_bus_open(&g_env, &F.bus, true), 0);
     snprintf(F.dir, sizeof F.dir, "/tmp/hms-it-lifecycle-%d", (int)getpid());
     mkdir(F.dir, 0700);
 }
@@ -43,9 +36,7 @@ static void fx_setup(void)
 static void fx_teardown(void)
 {
     it_proc_kill(&F.conn);
-    it_amqp_delete_exchange(&F.amqp, F.exchange);
-    it_amqp_close(&F.amqp);
-    it_pg_drop_slot(g_env.pg, F.slot);
+    it_bus_close(&g_env, &F.bus);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", F.dir);
     if (system(cmd) != 0)
@@ -54,8 +45,8 @@ static void fx_teardown(void)
 
 static void spawn_run(const char *tag, const char *const extra[])
 {
-    ck_assert_int_eq(it_conn_start(&g_env, &F.conn, tag, F.slot, F.exchange, extra), 0);
-    ck_assert_msg(it_pg_wait_slot_active(g_env.pg, F.slot, 30000) == 0,
+    ck_assert_int_eq(it_conn_start(&g_env, &F.conn, tag, F.bus.slot, F.bus.exchange, extra), 0);
+    ck_assert_msg(it_pg_wait_slot_active(g_env.pg, F.bus.slot, 30000) == 0,
                   "%s did not start streaming", tag);
 }
 
@@ -69,7 +60,7 @@ static void insert_and_receive(int n, const char *tag)
                      0);
     for (int got = 0; got < n;) {
         it_msg_t m;
-        int rc = it_amqp_get(&F.amqp, 15000, &m);
+        int rc = it_amqp_get(&F.bus.amqp, 15000, &m);
         ck_assert_msg(rc == 1, "only %d of %d events arrived (%s)", got, n, tag);
         it_msg_free(&m);
         got++;

@@ -17,7 +17,7 @@
 #include "it.h"
 
 static const char *admin_conninfo; /* HMS_TEST_PG: a superuser conninfo */
-static char db_a[64], db_b[64], db_c[64], db_d[64], db_e[64];
+static char db_a[64], db_b[64], db_c[64], db_d[64], db_e[64], db_f[64];
 static char slot_name[64];
 
 /* Appends key='value' with libpq's quoting. */
@@ -112,8 +112,8 @@ static void migrate_ok(const char *db)
 static void setup_dbs(void)
 {
     PGconn *c = connect_db(NULL);
-    const char *dbs[] = {db_a, db_b, db_c, db_d, db_e};
-    for (size_t i = 0; i < 5; i++) {
+    const char *dbs[] = {db_a, db_b, db_c, db_d, db_e, db_f};
+    for (size_t i = 0; i < 6; i++) {
         char sql[128];
         snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbs[i]);
         free(q1(c, sql, NULL));
@@ -135,8 +135,8 @@ static void teardown_dbs(void)
                          "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                          "WHERE slot_name = $1",
                          1, NULL, params, NULL, NULL, 0));
-    const char *dbs[] = {db_a, db_b, db_c, db_d, db_e};
-    for (size_t i = 0; i < 5; i++) {
+    const char *dbs[] = {db_a, db_b, db_c, db_d, db_e, db_f};
+    for (size_t i = 0; i < 6; i++) {
         char sql[128];
         snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbs[i]);
         PQclear(PQexec(c, sql));
@@ -178,15 +178,17 @@ START_TEST(test_fresh_migrate_creates_everything)
     ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
     PQclear(r);
 
+    /* Versions come from one sequence, drawn before the CHECK above failed:
+     * that insert used 1, so this one gets 2 and each update the next. */
     char *id = q1(c,
                   "INSERT INTO public.incidents (region, summary) VALUES ('north', 'fall') "
                   "RETURNING id",
                   NULL);
     expect(c, "SELECT version || ':' || origin || ':' || status FROM public.incidents",
-           "1:hms-ehr:open");
+           "2:hms-ehr:open");
     char *t1 = q1(c, "SELECT updated_at::text FROM public.incidents WHERE id = $1", id);
     free(q1(c, "UPDATE public.incidents SET status = 'assigned' WHERE id = $1", id));
-    expect(c, "SELECT version || ':' || origin FROM public.incidents", "2:hms-ehr");
+    expect(c, "SELECT version || ':' || origin FROM public.incidents", "3:hms-ehr");
     char *later = q1(c, "SELECT updated_at > $1::timestamptz FROM public.incidents", t1);
     ck_assert_str_eq(later, "t");
     free(later);
@@ -196,14 +198,14 @@ START_TEST(test_fresh_migrate_creates_everything)
      * an undeclared writer is the EHR again. */
     free(q1(c, "SET hms_sync.origin = 'casemgmt'", NULL));
     free(q1(c, "UPDATE public.incidents SET severity = 2 WHERE id = $1", id));
-    expect(c, "SELECT version || ':' || origin FROM public.incidents", "3:casemgmt");
+    expect(c, "SELECT version || ':' || origin FROM public.incidents", "4:casemgmt");
     free(q1(c, "UPDATE public.incidents SET origin = 'warehouse' WHERE id = $1", id));
-    expect(c, "SELECT version || ':' || origin FROM public.incidents", "4:warehouse");
+    expect(c, "SELECT version || ':' || origin FROM public.incidents", "5:warehouse");
     free(q1(c, "UPDATE public.incidents SET version = 100 WHERE id = $1", id));
-    expect(c, "SELECT version || ':' || origin FROM public.incidents", "5:casemgmt");
+    expect(c, "SELECT version || ':' || origin FROM public.incidents", "6:casemgmt");
     free(q1(c, "RESET hms_sync.origin", NULL));
     free(q1(c, "UPDATE public.incidents SET summary = 'fall, minor' WHERE id = $1", id));
-    expect(c, "SELECT version || ':' || origin FROM public.incidents", "6:hms-ehr");
+    expect(c, "SELECT version || ':' || origin FROM public.incidents", "7:hms-ehr");
     free(id);
 
     expect(c, "SELECT relreplident FROM pg_class WHERE oid = 'public.incidents'::regclass", "f");
@@ -231,7 +233,8 @@ START_TEST(test_fresh_migrate_creates_everything)
     expect(c,
            "SELECT string_agg(version || '=' || name, ',' ORDER BY version) FROM "
            "hms_sync.schema_migrations",
-           "1=001_schema.sql,2=002_incidents.sql,3=003_publication_role.sql,4=004_progress.sql");
+           "1=001_schema.sql,2=002_incidents.sql,3=003_publication_role.sql,4=004_progress.sql,"
+           "5=005_version_sequence.sql");
     PQfinish(c);
 }
 END_TEST
@@ -277,6 +280,141 @@ START_TEST(test_attaches_to_existing_table)
     free(q1(c, "UPDATE public.incidents SET status = 'closed'", NULL));
     expect(c, "SELECT version || ':' || origin FROM public.incidents", "2:hms-ehr");
     PQfinish(c);
+}
+END_TEST
+
+/* Number of publisher migration files numbered up to v. */
+static size_t files_through(int v)
+{
+    size_t n = 0;
+    while (n < hms_sql_migrations_count && atoi(hms_sql_migrations[n].name) <= v)
+        n++;
+    return n;
+}
+
+/* 005 on a table whose rows already carry versions (written under 001-004,
+ * where an INSERT kept the version it was given): every later write, a
+ * restored key included, gets a version above all of them. */
+START_TEST(test_version_sequence_on_existing_rows)
+{
+    hms_err_t err;
+    PGconn *c = connect_db(db_f);
+    size_t n4 = files_through(4);
+    ck_assert_uint_eq(n4, 4);
+    ck_assert_msg(hms_migrate_apply(c, hms_sql_migrations, n4, HMS_MIGRATE_LEDGER, NULL, &err) ==
+                      HMS_OK,
+                  "migrate 001-004: %s", err.msg);
+    free(q1(c,
+            "INSERT INTO public.incidents (id, region, version) VALUES "
+            "('00000000-0000-4000-8000-000000000001', 'a', 41), "
+            "('00000000-0000-4000-8000-000000000002', 'b', 7)",
+            NULL));
+    free(q1(c, "UPDATE public.incidents SET status = 'x' WHERE region = 'b'", NULL));
+    expect(c, "SELECT string_agg(version::text, ',' ORDER BY id) FROM public.incidents", "41,8");
+    migrate_ok(db_f);
+    expect(c, "SELECT max(version) FROM hms_sync.schema_migrations", "5");
+
+    /* An explicit version is replaced; the insert lands above 41. */
+    char *v1 = q1(c,
+                  "INSERT INTO public.incidents (region, version) VALUES ('c', 3) "
+                  "RETURNING version",
+                  NULL);
+    ck_assert_msg(atoll(v1) > 41, "first insert after 005: version %s, want > 41", v1);
+    char *v2 = q1(c,
+                  "UPDATE public.incidents SET status = 'y' WHERE region = 'b' "
+                  "RETURNING version",
+                  NULL);
+    ck_assert_msg(atoll(v2) > atoll(v1), "update after 005: version %s, want > %s", v2, v1);
+
+    /* Deleted, then inserted again with its old version: it must beat the
+     * tombstone its delete left at the subscribers. */
+    const char *key = "00000000-0000-4000-8000-000000000001";
+    char *vd = q1(c, "DELETE FROM public.incidents WHERE id = $1 RETURNING version", key);
+    ck_assert_str_eq(vd, "41");
+    char *vr = q1(c,
+                  "INSERT INTO public.incidents (id, region, version) VALUES ($1, 'a', 41) "
+                  "RETURNING version",
+                  key);
+    ck_assert_msg(atoll(vr) > atoll(v2), "re-insert: version %s, want > %s", vr, v2);
+
+    /* TRUNCATE ... RESTART IDENTITY must not rewind the versions. */
+    free(q1(c, "TRUNCATE public.incidents RESTART IDENTITY", NULL));
+    char *vt = q1(c,
+                  "INSERT INTO public.incidents (id, region) VALUES ($1, 'a') "
+                  "RETURNING version",
+                  key);
+    ck_assert_msg(atoll(vt) > atoll(vr), "after TRUNCATE: version %s, want > %s", vt, vr);
+    free(v1);
+    free(v2);
+    free(vd);
+    free(vr);
+    free(vt);
+    PQfinish(c);
+}
+END_TEST
+
+/* Waits until backend pid waits on a lock; false after 10 s. */
+static bool waits_on_lock(PGconn *c, int pid)
+{
+    char p[16];
+    snprintf(p, sizeof p, "%d", pid);
+    for (int i = 0; i < 1000; i++) {
+        char *w = q1(c, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1::int", p);
+        bool yes = w != NULL && strcmp(w, "Lock") == 0;
+        free(w);
+        if (yes)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* One race: `holder` has written `key` and keeps its transaction open;
+ * another session inserts `key` and must wait; the holder then updates and
+ * deletes the key and commits.  The waiting insert goes through, and its
+ * version must beat the holder's delete, which subscribers keep as the
+ * tombstone. */
+static void insert_races_holder(PGconn *holder, PGconn *ins, const char *key)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO public.incidents (id, region) VALUES ('%s', 'racer') RETURNING version",
+             key);
+    ck_assert_int_eq(PQsendQuery(ins, sql), 1);
+    ck_assert_msg(waits_on_lock(holder, PQbackendPID(ins)), "the insert of %s did not wait", key);
+    free(q1(holder, "UPDATE public.incidents SET status = 'u' WHERE id = $1", key));
+    char *vd = q1(holder, "DELETE FROM public.incidents WHERE id = $1 RETURNING version", key);
+    free(q1(holder, "COMMIT", NULL));
+    PGresult *r = PQgetResult(ins);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "insert %s: %s", key,
+                  PQresultErrorMessage(r));
+    long long vi = atoll(PQgetvalue(r, 0, 0));
+    ck_assert_msg(vi > atoll(vd), "insert after the delete: version %lld, tombstone %s", vi, vd);
+    PQclear(r);
+    while ((r = PQgetResult(ins)) != NULL)
+        PQclear(r);
+    free(vd);
+}
+
+/* An INSERT's version is drawn only after every other writer of its key
+ * has finished: an uncommitted insert of the same key, or an uncommitted
+ * update (then delete) of the live row. */
+START_TEST(test_insert_waits_for_writers_of_its_key)
+{
+    migrate_ok(db_a);
+    PGconn *holder = connect_db(db_a), *ins = connect_db(db_a);
+    const char *k1 = "00000000-0000-4000-8000-0000000000a1";
+    free(q1(holder, "BEGIN", NULL));
+    free(q1(holder, "INSERT INTO public.incidents (id, region) VALUES ($1, 'holder')", k1));
+    insert_races_holder(holder, ins, k1);
+
+    const char *k2 = "00000000-0000-4000-8000-0000000000a2";
+    free(q1(holder, "INSERT INTO public.incidents (id, region) VALUES ($1, 'holder')", k2));
+    free(q1(holder, "BEGIN", NULL));
+    free(q1(holder, "UPDATE public.incidents SET status = 'first' WHERE id = $1", k2));
+    insert_races_holder(holder, ins, k2);
+    PQfinish(holder);
+    PQfinish(ins);
 }
 END_TEST
 
@@ -582,6 +720,7 @@ static int name_dbs(void)
     snprintf(db_c, sizeof(db_c), "hms_it_migrate_%d_c", pid);
     snprintf(db_d, sizeof(db_d), "hms_it_migrate_%d_d", pid);
     snprintf(db_e, sizeof(db_e), "hms_it_migrate_%d_e", pid);
+    snprintf(db_f, sizeof(db_f), "hms_it_migrate_%d_f", pid);
     snprintf(slot_name, sizeof(slot_name), "hms_it_migrate_%d", pid);
     return 0;
 }
@@ -596,6 +735,8 @@ static Suite *migrate_suite(void)
     tcase_add_test(tc, test_second_run_is_noop);
     tcase_add_test(tc, test_second_database_reuses_role);
     tcase_add_test(tc, test_attaches_to_existing_table);
+    tcase_add_test(tc, test_version_sequence_on_existing_rows);
+    tcase_add_test(tc, test_insert_waits_for_writers_of_its_key);
     tcase_add_test(tc, test_checksum_mismatch_refused);
     tcase_add_test(tc, test_concurrent_runs_apply_once);
     tcase_add_test(tc, test_failed_file_leaves_nothing);

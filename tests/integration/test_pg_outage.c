@@ -31,9 +31,7 @@ static it_env_t g_env;
 static char *g_source;
 
 typedef struct {
-    char slot[64];
-    char exchange[128];
-    it_amqp_t amqp;
+    it_bus_t bus;
     it_proc_t conn;
     it_proxy_t proxy;
     int metrics_port;
@@ -46,13 +44,8 @@ static fx_t F;
 static void fx_setup(void)
 {
     memset(&F, 0, sizeof F);
-    it_env_slot_name(&g_env, F.slot, sizeof F.slot);
-    it_env_exchange_name(&g_env, F.exchange, sizeof F.exchange);
+    ck_assert_int_eq(it_bus_open(&g_env, &F.bus, true), 0);
     F.summaries = json_object_new_object();
-    ck_assert_int_eq(it_amqp_open(&F.amqp, g_env.amqp_url), 0);
-    ck_assert_int_eq(it_amqp_declare_exchange(&F.amqp, F.exchange), 0);
-    ck_assert_int_eq(it_amqp_queue(&F.amqp, F.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&F.amqp), 0);
     ck_assert_int_eq(it_proxy_start(&F.proxy, atoi(g_env.port)), 0);
 }
 
@@ -60,10 +53,7 @@ static void fx_teardown(void)
 {
     it_proc_kill(&F.conn);
     it_proxy_stop(&F.proxy);
-    if (F.amqp.conn)
-        it_amqp_delete_exchange(&F.amqp, F.exchange);
-    it_amqp_close(&F.amqp);
-    it_pg_drop_slot(g_env.pg, F.slot);
+    it_bus_close(&g_env, &F.bus);
     json_object_put(F.summaries);
 }
 
@@ -132,7 +122,7 @@ static void receive(int wait_ms)
 {
     it_msg_t m;
     int r;
-    while ((r = it_amqp_get(&F.amqp, wait_ms, &m)) == 1) {
+    while ((r = it_amqp_get(&F.bus.amqp, wait_ms, &m)) == 1) {
         char why[512];
         json_object *ev = it_event_check(&m, g_source, why, sizeof why);
         ck_assert_msg(ev != NULL, "event violates the contract: %s", why);
@@ -181,7 +171,8 @@ START_TEST(test_blackhole_outage)
         "--pg",          via,           "--heartbeat", HEARTBEAT,     "--connect_timeout",
         CONNECT_TIMEOUT, "--retry_min", "100ms",       "--retry_max", "1s",
         "--metrics",     listen,        NULL};
-    ck_assert_int_eq(it_conn_start(&g_env, &F.conn, "pg-outage", F.slot, F.exchange, extra), 0);
+    ck_assert_int_eq(it_conn_start(&g_env, &F.conn, "pg-outage", F.bus.slot, F.bus.exchange, extra),
+                     0);
     if (!wait_streaming(1, 30000)) {
         dump_log();
         ck_abort_msg("the connector did not start streaming");

@@ -367,10 +367,12 @@ static void verify_all(rx_t *rx, wl_t *w, int timeout_ms)
             ck_assert_msg(strcmp(type, wt) == 0, "incident %s event %zu (%s): %s, want %s", subj, i,
                           it_json_str(ev, "id"), type, wt);
             int64_t v = json_object_get_int64(it_json_get(ev, "version"));
+            /* Versions come from one sequence shared by all incidents:
+             * each write of this one draws a higher one, not the next. */
             if (strcmp(type, CREATED) == 0)
-                ck_assert_int_eq(v, 1);
+                ck_assert_int_ge(v, 1);
             else if (strcmp(type, UPDATED) == 0)
-                ck_assert_int_eq(v, prev_version + 1);
+                ck_assert_int_gt(v, prev_version);
             else
                 ck_assert_int_eq(v, prev_version);
             if (prev) {

@@ -20,12 +20,9 @@ static char *g_source; /* the event source this database must produce */
  * test fails (Check runs checked teardowns after a failed test, also with
  * CK_FORK=no). */
 typedef struct {
-    char slot[64];
-    char exchange[128];
-    it_amqp_t amqp;
+    it_bus_t bus;
     it_proc_t conn;
     it_proc_t conn2;
-    bool exchange_declared;
 } fx_t;
 
 static fx_t F;
@@ -33,21 +30,14 @@ static fx_t F;
 static void fx_setup(void)
 {
     memset(&F, 0, sizeof F);
-    it_env_slot_name(&g_env, F.slot, sizeof F.slot);
-    it_env_exchange_name(&g_env, F.exchange, sizeof F.exchange);
-    ck_assert_int_eq(it_amqp_open(&F.amqp, g_env.amqp_url), 0);
-    ck_assert_int_eq(it_amqp_declare_exchange(&F.amqp, F.exchange), 0);
-    F.exchange_declared = true;
+    ck_assert_int_eq(it_bus_open(&g_env, &F.bus, false), 0);
 }
 
 static void fx_teardown(void)
 {
     it_proc_kill(&F.conn);
     it_proc_kill(&F.conn2);
-    if (F.amqp.conn && F.exchange_declared)
-        it_amqp_delete_exchange(&F.amqp, F.exchange);
-    it_amqp_close(&F.amqp);
-    it_pg_drop_slot(g_env.pg, F.slot);
+    it_bus_close(&g_env, &F.bus);
 }
 
 /* Prints the connector's log on stderr: what a failing test leaves behind. */
@@ -60,10 +50,10 @@ static void dump_log(const it_proc_t *p, const char *what)
 
 static void start_connector(it_proc_t *p, const char *tag, const char *const extra[])
 {
-    ck_assert_int_eq(it_conn_start(&g_env, p, tag, F.slot, F.exchange, extra), 0);
-    if (it_pg_wait_slot_active(g_env.pg, F.slot, 30000) != 0) {
+    ck_assert_int_eq(it_conn_start(&g_env, p, tag, F.bus.slot, F.bus.exchange, extra), 0);
+    if (it_pg_wait_slot_active(g_env.pg, F.bus.slot, 30000) != 0) {
         dump_log(p, tag);
-        ck_abort_msg("connector did not start streaming from slot %s", F.slot);
+        ck_abort_msg("connector did not start streaming from slot %s", F.bus.slot);
     }
 }
 
@@ -215,8 +205,8 @@ static void expect(json_object *want, json_object *ids, const char *type)
 START_TEST(test_stream_mixed)
 {
     PGconn *pg = g_env.pg;
-    ck_assert_int_eq(it_amqp_queue(&F.amqp, F.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&F.amqp), 0);
+    ck_assert_int_eq(it_amqp_queue(&F.bus.amqp, F.bus.exchange, 0, false), 0);
+    ck_assert_int_eq(it_amqp_consume(&F.bus.amqp), 0);
     start_connector(&F.conn, "stream", NULL);
 
     json_object *want = json_object_new_object();
@@ -281,14 +271,14 @@ START_TEST(test_stream_mixed)
 
     coll_t c;
     coll_init(&c);
-    size_t got = coll_until(&c, &F.amqp, nev, 60000);
+    size_t got = coll_until(&c, &F.bus.amqp, nev, 60000);
     if (got != nev)
         dump_log(&F.conn, "connector");
     ck_assert_uint_eq(got, nev);
     /* Nothing more may come: no duplicates, no other traffic. */
     size_t before = c.received;
     it_msg_t m;
-    int r = it_amqp_get(&F.amqp, 1500, &m);
+    int r = it_amqp_get(&F.bus.amqp, 1500, &m);
     if (r == 1) {
         coll_add(&c, &m);
         it_msg_free(&m);
@@ -324,10 +314,12 @@ START_TEST(test_stream_mixed)
             ck_assert_msg(strcmp(type, wt) == 0, "incident %s event %zu: %s, want %s", subj, i,
                           type, wt);
             int64_t v = json_object_get_int64(it_json_get(ev, "version"));
+            /* Versions come from one sequence shared by all incidents:
+             * each write of this one draws a higher one, not the next. */
             if (strcmp(type, CREATED) == 0)
-                ck_assert_int_eq(v, 1);
+                ck_assert_int_ge(v, 1);
             else if (strcmp(type, UPDATED) == 0)
-                ck_assert_int_eq(v, prev_version + 1);
+                ck_assert_int_gt(v, prev_version);
             else
                 ck_assert_int_eq(v, prev_version);
             if (prev)
@@ -365,7 +357,7 @@ START_TEST(test_stream_mixed)
     free(v);
 
     /* The slot confirms past the last commit. */
-    ck_assert_int_eq(it_pg_wait_confirmed(pg, F.slot, c.max_lsn + 1, 15000), 0);
+    ck_assert_int_eq(it_pg_wait_confirmed(pg, F.bus.slot, c.max_lsn + 1, 15000), 0);
     coll_free(&c);
 }
 END_TEST
@@ -375,8 +367,8 @@ END_TEST
 START_TEST(test_stream_kill9)
 {
     PGconn *pg = g_env.pg;
-    ck_assert_int_eq(it_amqp_queue(&F.amqp, F.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&F.amqp), 0);
+    ck_assert_int_eq(it_amqp_queue(&F.bus.amqp, F.bus.exchange, 0, false), 0);
+    ck_assert_int_eq(it_amqp_consume(&F.bus.amqp), 0);
     start_connector(&F.conn, "kill9", NULL);
 
     const int ntx = 300, per_tx = 10;
@@ -396,7 +388,7 @@ START_TEST(test_stream_kill9)
             json_object_object_add(subjects,
                                    json_object_get_string(json_object_array_get_idx(ids, i)), NULL);
         json_object_put(ids);
-        coll_drain(&c, &F.amqp);
+        coll_drain(&c, &F.bus.amqp);
         if (!killed && coll_count(&c) >= 600) {
             it_proc_signal(&F.conn, SIGKILL);
             ck_assert_int_eq(it_proc_wait(&F.conn, 10000), 128 + SIGKILL);
@@ -407,7 +399,7 @@ START_TEST(test_stream_kill9)
     if (!killed) {
         /* The writer outran the connector: let a third of the events
          * through, then kill it while the rest are flowing. */
-        coll_until(&c, &F.amqp, (size_t)(ntx * per_tx) / 3, 30000);
+        coll_until(&c, &F.bus.amqp, (size_t)(ntx * per_tx) / 3, 30000);
         it_proc_signal(&F.conn, SIGKILL);
         ck_assert_int_eq(it_proc_wait(&F.conn, 10000), 128 + SIGKILL);
         at_kill = coll_count(&c);
@@ -416,7 +408,7 @@ START_TEST(test_stream_kill9)
 
     start_connector(&F.conn2, "kill9-restart", NULL);
     size_t want = (size_t)(ntx * per_tx);
-    size_t got = coll_until(&c, &F.amqp, want, 120000);
+    size_t got = coll_until(&c, &F.bus.amqp, want, 120000);
     if (got != want)
         dump_log(&F.conn2, "restarted connector");
     ck_assert_uint_eq(got, want);
@@ -427,7 +419,7 @@ START_TEST(test_stream_kill9)
     ck_assert_int_eq(json_object_object_length(subjects), (int)want);
     fprintf(stderr, "kill9: %zu distinct events, %zu received before the kill, %zu duplicates\n",
             got, at_kill, c.dups);
-    ck_assert_int_eq(it_pg_wait_confirmed(pg, F.slot, c.max_lsn + 1, 15000), 0);
+    ck_assert_int_eq(it_pg_wait_confirmed(pg, F.bus.slot, c.max_lsn + 1, 15000), 0);
     json_object_put(subjects);
     coll_free(&c);
 }
@@ -455,7 +447,7 @@ START_TEST(test_stream_nack)
     PGconn *pg = g_env.pg;
     const long cap = 5;
     const int n = 20;
-    ck_assert_int_eq(it_amqp_queue(&F.amqp, F.exchange, cap, true), 0);
+    ck_assert_int_eq(it_amqp_queue(&F.bus.amqp, F.bus.exchange, cap, true), 0);
     start_connector(&F.conn, "nack", fast_retry);
     for (int i = 0; i < n; i++)
         ck_assert_int_eq(
@@ -463,20 +455,20 @@ START_TEST(test_stream_nack)
 
     double deadline = it_now_ms() + 20000;
     long ready = 0;
-    while ((ready = it_amqp_ready(&F.amqp)) < cap && it_now_ms() < deadline)
+    while ((ready = it_amqp_ready(&F.bus.amqp)) < cap && it_now_ms() < deadline)
         it_sleep_ms(100);
     ck_assert_int_eq(ready, cap);
-    uint64_t stuck = confirmed_over(F.slot, 3000);
-    ck_assert_int_eq(it_amqp_ready(&F.amqp), cap);
+    uint64_t stuck = confirmed_over(F.bus.slot, 3000);
+    ck_assert_int_eq(it_amqp_ready(&F.bus.amqp), cap);
     if (it_proc_wait(&F.conn, 0) >= 0) {
         dump_log(&F.conn, "connector");
         ck_abort_msg("the connector exited (%d) on a nack instead of retrying", F.conn.status);
     }
 
-    ck_assert_int_eq(it_amqp_consume(&F.amqp), 0);
+    ck_assert_int_eq(it_amqp_consume(&F.bus.amqp), 0);
     coll_t c;
     coll_init(&c);
-    size_t got = coll_until(&c, &F.amqp, (size_t)n, 60000);
+    size_t got = coll_until(&c, &F.bus.amqp, (size_t)n, 60000);
     if (got != (size_t)n)
         dump_log(&F.conn, "connector");
     ck_assert_uint_eq(got, (size_t)n);
@@ -486,7 +478,7 @@ START_TEST(test_stream_nack)
     ck_assert_msg(stuck <= refused,
                   "slot confirmed %s while the event committed at %s was refused by the broker",
                   it_lsn_str(stuck), it_lsn_str(refused));
-    ck_assert_int_eq(it_pg_wait_confirmed(pg, F.slot, c.max_lsn + 1, 15000), 0);
+    ck_assert_int_eq(it_pg_wait_confirmed(pg, F.bus.slot, c.max_lsn + 1, 15000), 0);
     coll_free(&c);
 }
 END_TEST
@@ -500,17 +492,17 @@ START_TEST(test_stream_return)
     for (int i = 0; i < n; i++)
         ck_assert_int_eq(
             it_pg_exec(pg, "INSERT INTO incidents (region, summary) VALUES ('ret', 'r%d')", i), 0);
-    uint64_t stuck = confirmed_over(F.slot, 3000);
+    uint64_t stuck = confirmed_over(F.bus.slot, 3000);
     if (it_proc_wait(&F.conn, 0) >= 0) {
         dump_log(&F.conn, "connector");
         ck_abort_msg("the connector exited (%d) on a return instead of retrying", F.conn.status);
     }
 
-    ck_assert_int_eq(it_amqp_queue(&F.amqp, F.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&F.amqp), 0);
+    ck_assert_int_eq(it_amqp_queue(&F.bus.amqp, F.bus.exchange, 0, false), 0);
+    ck_assert_int_eq(it_amqp_consume(&F.bus.amqp), 0);
     coll_t c;
     coll_init(&c);
-    size_t got = coll_until(&c, &F.amqp, (size_t)n, 60000);
+    size_t got = coll_until(&c, &F.bus.amqp, (size_t)n, 60000);
     if (got != (size_t)n)
         dump_log(&F.conn, "connector");
     ck_assert_uint_eq(got, (size_t)n);
@@ -520,7 +512,7 @@ START_TEST(test_stream_return)
     ck_assert_msg(stuck <= first,
                   "slot confirmed %s while the event committed at %s was unroutable",
                   it_lsn_str(stuck), it_lsn_str(first));
-    ck_assert_int_eq(it_pg_wait_confirmed(pg, F.slot, c.max_lsn + 1, 15000), 0);
+    ck_assert_int_eq(it_pg_wait_confirmed(pg, F.bus.slot, c.max_lsn + 1, 15000), 0);
     coll_free(&c);
 }
 END_TEST
@@ -528,8 +520,8 @@ END_TEST
 /* (5) Writes in another database only: the slot still advances. */
 START_TEST(test_stream_idle_advances)
 {
-    ck_assert_int_eq(it_amqp_queue(&F.amqp, F.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&F.amqp), 0);
+    ck_assert_int_eq(it_amqp_queue(&F.bus.amqp, F.bus.exchange, 0, false), 0);
+    ck_assert_int_eq(it_amqp_consume(&F.bus.amqp), 0);
     start_connector(&F.conn, "idle", NULL);
 
     char other[160];
@@ -543,7 +535,7 @@ START_TEST(test_stream_idle_advances)
     snprintf(conninfo, sizeof conninfo, "%s dbname=%s", getenv("HMS_TEST_PG"), other);
     PGconn *o = it_pg_connect(conninfo);
     ck_assert_ptr_nonnull(o);
-    uint64_t c0 = it_pg_confirmed(g_env.pg, F.slot);
+    uint64_t c0 = it_pg_confirmed(g_env.pg, F.bus.slot);
     ck_assert_int_eq(it_pg_exec(o, "CREATE TABLE busy (x int)"), 0);
     ck_assert_int_eq(it_pg_exec(o, "BEGIN"), 0);
     ck_assert_int_eq(it_pg_exec(o, "INSERT INTO busy SELECT generate_series(1, 1000)"), 0);
@@ -552,13 +544,13 @@ START_TEST(test_stream_idle_advances)
     ck_assert_int_eq(it_pg_exec(o, "COMMIT"), 0);
     PQfinish(o);
 
-    int rc = it_pg_wait_confirmed(g_env.pg, F.slot, target, 15000);
+    int rc = it_pg_wait_confirmed(g_env.pg, F.bus.slot, target, 15000);
     if (rc != 0)
         dump_log(&F.conn, "connector");
     ck_assert_int_eq(rc, 0);
-    ck_assert_uint_gt(it_pg_confirmed(g_env.pg, F.slot), c0);
+    ck_assert_uint_gt(it_pg_confirmed(g_env.pg, F.bus.slot), c0);
     it_msg_t m;
-    ck_assert_int_eq(it_amqp_get(&F.amqp, 500, &m), 0);
+    ck_assert_int_eq(it_amqp_get(&F.bus.amqp, 500, &m), 0);
     it_pg_exec(admin, "DROP DATABASE IF EXISTS %s WITH (FORCE)", other);
     PQfinish(admin);
 }
@@ -623,9 +615,9 @@ START_TEST(test_err_pg_unreachable)
     snprintf(port, sizeof port, "%d", closed_port());
     snprintf(ci, sizeof ci, "host=127.0.0.1 port=%s user=hms_sync password=x dbname=%s", port,
              g_env.dbname);
-    const char *argv[] = {"run",          "--pg",        ci,      "--amqp",
-                          g_env.amqp_url, "--slot",      F.slot,  "--connect_timeout",
-                          "2s",           "--log_level", "error", NULL};
+    const char *argv[] = {"run",          "--pg",        ci,         "--amqp",
+                          g_env.amqp_url, "--slot",      F.bus.slot, "--connect_timeout",
+                          "2s",           "--log_level", "error",    NULL};
     expect_error("err-pg-unreachable", argv, 1, port, 30000);
 }
 END_TEST
@@ -636,7 +628,7 @@ START_TEST(test_err_amqp_unreachable)
     snprintf(port, sizeof port, "%d", closed_port());
     snprintf(url, sizeof url, "amqp://guest:guest@127.0.0.1:%s/", port);
     const char *argv[] = {"run", "--pg",        g_env.conninfo, "--amqp",
-                          url,   "--slot",      F.slot,         "--connect_timeout",
+                          url,   "--slot",      F.bus.slot,     "--connect_timeout",
                           "2s",  "--log_level", "error",        NULL};
     expect_error("err-amqp-unreachable", argv, 1, port, 30000);
 }
@@ -647,17 +639,18 @@ START_TEST(test_err_wrong_password)
     char ci[IT_CONNINFO_MAX];
     snprintf(ci, sizeof ci, "host=%s port=%s user=hms_sync password=wrong dbname=%s", g_env.host,
              g_env.port, g_env.dbname);
-    const char *argv[] = {"run",  "--pg",        ci,      "--amqp", g_env.amqp_url, "--slot",
-                          F.slot, "--log_level", "error", NULL};
+    const char *argv[] = {"run",      "--pg",        ci,      "--amqp", g_env.amqp_url, "--slot",
+                          F.bus.slot, "--log_level", "error", NULL};
     expect_error("err-password", argv, 1, "password", 30000);
 }
 END_TEST
 
 START_TEST(test_err_no_publication)
 {
-    const char *argv[] = {"run",    "--pg",        g_env.conninfo, "--amqp",   g_env.amqp_url,
-                          "--slot", F.slot,        "--exchange",   F.exchange, "--publication",
-                          "nope",   "--log_level", "error",        NULL};
+    const char *argv[] = {
+        "run",      "--pg",       g_env.conninfo, "--amqp",        g_env.amqp_url, "--slot",
+        F.bus.slot, "--exchange", F.bus.exchange, "--publication", "nope",         "--log_level",
+        "error",    NULL};
     it_proc_t p;
     ck_assert_int_eq(it_proc_spawn(&g_env, &p, "err-publication", argv), 0);
     /* pgoutput only looks the publication up when a change arrives. */
@@ -679,10 +672,11 @@ END_TEST
 START_TEST(test_err_slot_busy)
 {
     start_connector(&F.conn, "slot-holder", NULL);
-    const char *argv[] = {"run",    "--pg",        g_env.conninfo, "--amqp",   g_env.amqp_url,
-                          "--slot", F.slot,        "--exchange",   F.exchange, "--slot_wait",
-                          "2s",     "--log_level", "error",        NULL};
-    double ms = expect_error("err-slot-busy", argv, 1, F.slot, 30000);
+    const char *argv[] = {"run",          "--pg",        g_env.conninfo, "--amqp",
+                          g_env.amqp_url, "--slot",      F.bus.slot,     "--exchange",
+                          F.bus.exchange, "--slot_wait", "2s",           "--log_level",
+                          "error",        NULL};
+    double ms = expect_error("err-slot-busy", argv, 1, F.bus.slot, 30000);
     ck_assert_msg(ms >= 1500, "gave up after %.0f ms, before --slot_wait 2s", ms);
     ck_assert_msg(it_proc_wait(&F.conn, 0) < 0, "the slot's holder exited");
 }
@@ -715,8 +709,8 @@ START_TEST(test_custom_publication)
     /* Told apart from the default publication: this one publishes inserts
      * only, so an update between two inserts must not arrive. */
     ck_assert_int_eq(it_pg_exec(g_env.pg, "ALTER PUBLICATION %s SET (publish = 'insert')", pub), 0);
-    ck_assert_int_eq(it_amqp_queue(&F.amqp, F.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&F.amqp), 0);
+    ck_assert_int_eq(it_amqp_queue(&F.bus.amqp, F.bus.exchange, 0, false), 0);
+    ck_assert_int_eq(it_amqp_consume(&F.bus.amqp), 0);
     const char *const extra[] = {"--publication", pub, NULL};
     start_connector(&F.conn, "custom-publication", extra);
     ck_assert_int_eq(it_pg_exec(g_env.pg, "INSERT INTO incidents (region) VALUES ('pub1')"), 0);
@@ -725,13 +719,13 @@ START_TEST(test_custom_publication)
     ck_assert_int_eq(it_pg_exec(g_env.pg, "INSERT INTO incidents (region) VALUES ('pub2')"), 0);
     for (int i = 1; i <= 2; i++) {
         it_msg_t m;
-        ck_assert_int_eq(it_amqp_get(&F.amqp, 30000, &m), 1);
+        ck_assert_int_eq(it_amqp_get(&F.bus.amqp, 30000, &m), 1);
         bool created = strcmp(m.type, CREATED) == 0;
         it_msg_free(&m);
         ck_assert_msg(created, "event %d is not an IncidentCreated: run ignored --publication", i);
     }
     it_proc_kill(&F.conn);
-    it_pg_drop_slot(g_env.pg, F.slot);
+    it_pg_drop_slot(g_env.pg, F.bus.slot);
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DROP PUBLICATION %s", pub), 0);
 }
 END_TEST
@@ -739,8 +733,8 @@ END_TEST
 /* SIGTERM: a clean stop within the shutdown timeout, final feedback sent. */
 START_TEST(test_sigterm)
 {
-    ck_assert_int_eq(it_amqp_queue(&F.amqp, F.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&F.amqp), 0);
+    ck_assert_int_eq(it_amqp_queue(&F.bus.amqp, F.bus.exchange, 0, false), 0);
+    ck_assert_int_eq(it_amqp_consume(&F.bus.amqp), 0);
     const char *const extra[] = {"--shutdown_timeout", "5s", "--feedback_interval", "10s", NULL};
     start_connector(&F.conn, "sigterm", extra);
     for (int i = 0; i < 5; i++)
@@ -748,13 +742,13 @@ START_TEST(test_sigterm)
             it_pg_exec(g_env.pg, "INSERT INTO incidents (region) VALUES ('term%d')", i), 0);
     coll_t c;
     coll_init(&c);
-    ck_assert_uint_eq(coll_until(&c, &F.amqp, 5, 30000), 5);
+    ck_assert_uint_eq(coll_until(&c, &F.bus.amqp, 5, 30000), 5);
     it_proc_signal(&F.conn, SIGTERM);
     int code = it_proc_wait(&F.conn, 6500); /* --shutdown_timeout 5s, plus slack */
     if (code != 0)
         dump_log(&F.conn, "connector");
     ck_assert_int_eq(code, 0);
-    ck_assert_int_eq(it_pg_wait_confirmed(g_env.pg, F.slot, c.max_lsn + 1, 3000), 0);
+    ck_assert_int_eq(it_pg_wait_confirmed(g_env.pg, F.bus.slot, c.max_lsn + 1, 3000), 0);
     coll_free(&c);
 }
 END_TEST

@@ -294,18 +294,22 @@ START_TEST(delete_full_and_key_only)
     ck_assert_ptr_nonnull(strstr(ev.body.data, "\"summary\":\"gone\""));
     json_object_put(check_event(true));
 
-    /* REPLICA IDENTITY DEFAULT: only the key travels, so data has only it
-     * and the LWW attributes are absent. */
+    /* REPLICA IDENTITY DEFAULT: only the key travels.  The Deleted schema
+     * needs the whole row and subscribers its version, so no event is made
+     * rather than an invalid one. */
     hms_pgo_value_t keyv[10];
     for (int i = 0; i < 10; i++)
         keyv[i] = NUL;
     keyv[0] = T("0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c");
     m = change(HMS_PGO_DELETE, &inc_rel, 'K', keyv, NULL);
-    encode_ok(&t, &m);
-    ck_assert_str_eq(ev.routing_key.data, "incident.deleted._");
-    ck_assert_ptr_nonnull(strstr(
-        ev.body.data, "\"txid\":7421,\"data\":{\"id\":\"0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c\"}}"));
-    json_object_put(check_event(false));
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_msg(strstr(err.msg, "public.incidents") != NULL &&
+                      strstr(err.msg, "only its key") != NULL &&
+                      strstr(err.msg, "REPLICA IDENTITY is not FULL") != NULL,
+                  "message: %s", err.msg);
+    ck_assert_uint_eq(ev.body.len, 0);
+    ck_assert_uint_eq(ev.routing_key.len, 0);
+    ck_assert_ptr_null(ev.type);
 }
 END_TEST
 
@@ -513,6 +517,110 @@ START_TEST(buffers_reused)
 }
 END_TEST
 
+/* An Update that moves the row to another key is a Deleted of the old key
+ * (old row) then a Created of the new key (new row), at the ordinals the
+ * caller gives; an unchanged TOASTed value of the new row comes from the old. */
+START_TEST(key_change_two_events)
+{
+    hms_pgo_value_t oldv[10], newv[10];
+    incident_row(oldv, "west", "long text");
+    incident_row(newv, "north", NULL);
+    newv[0] = T("9d2f6a10-5b3c-4e7d-8a91-0c1d2e3f4a5b");
+    newv[5] = UNCH;
+    newv[7] = T("4");
+    hms_pgo_msg_t m = change(HMS_PGO_UPDATE, &inc_rel, 'O', oldv, newv);
+    hms_txctx_t t = tx(0x4000, 5);
+    unsigned n = 0;
+    ck_assert_int_eq(hms_encoder_encode_part(enc, &t, &m, 0, &ev, &n, &err), HMS_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(ev.id, "0000000000004000-5");
+    ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentDeleted.v1");
+    ck_assert_str_eq(ev.routing_key.data, "incident.deleted.west");
+    json_object *doc = check_event(true);
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(doc, "subject")),
+                     "0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c");
+    json_object *data = json_object_object_get(doc, "data");
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(data, "id")),
+                     "0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c");
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(data, "summary")), "long text");
+    ck_assert_int_eq(json_object_get_int(json_object_object_get(doc, "version")), 3);
+    json_object_put(doc);
+
+    t.ordinal = 6;
+    ck_assert_int_eq(hms_encoder_encode_part(enc, &t, &m, 1, &ev, &n, &err), HMS_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(ev.id, "0000000000004000-6");
+    ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentCreated.v1");
+    ck_assert_str_eq(ev.routing_key.data, "incident.created.north");
+    doc = check_event(true);
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(doc, "subject")),
+                     "9d2f6a10-5b3c-4e7d-8a91-0c1d2e3f4a5b");
+    data = json_object_object_get(doc, "data");
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(data, "id")),
+                     "9d2f6a10-5b3c-4e7d-8a91-0c1d2e3f4a5b");
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(data, "summary")), "long text");
+    ck_assert_int_eq(json_object_get_int(json_object_object_get(doc, "version")), 4);
+    json_object_put(doc);
+
+    ck_assert_int_eq(hms_encoder_encode_part(enc, &t, &m, 2, &ev, &n, &err), HMS_ERR_STATE);
+    ck_assert_uint_eq(ev.body.len, 0);
+    /* The one-event call gives the first. */
+    encode_ok(&t, &m);
+    ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentDeleted.v1");
+
+    /* The same key is an ordinary Updated. */
+    newv[0] = oldv[0];
+    ck_assert_int_eq(hms_encoder_encode_part(enc, &t, &m, 0, &ev, &n, &err), HMS_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentUpdated.v1");
+    ck_assert_int_eq(hms_encoder_encode_part(enc, &t, &m, 1, &ev, &n, &err), HMS_ERR_STATE);
+
+    /* REPLICA IDENTITY DEFAULT sends the old key only: no valid Deleted
+     * can be made of it, so the change is refused as a key-only Delete is. */
+    hms_pgo_value_t keyv[10];
+    for (int i = 0; i < 10; i++)
+        keyv[i] = NUL;
+    keyv[0] = oldv[0];
+    newv[0] = T("9d2f6a10-5b3c-4e7d-8a91-0c1d2e3f4a5b");
+    newv[5] = T("short");
+    m = change(HMS_PGO_UPDATE, &inc_rel, 'K', keyv, newv);
+    ck_assert_int_eq(hms_encoder_encode_part(enc, &t, &m, 0, &ev, &n, &err), HMS_ERR_ENCODE);
+    ck_assert_msg(strstr(err.msg, "key change's old row arrived with only its key") != NULL,
+                  "message: %s", err.msg);
+    ck_assert_uint_eq(ev.body.len, 0);
+}
+END_TEST
+
+/* A TRUNCATE: subject the table, data {}, version 0, updatedat the commit
+ * time, routing key incident.truncated, valid against the schemas. */
+START_TEST(truncate_event)
+{
+    hms_txctx_t t = tx(0x16B3748, 2);
+    ck_assert_int_eq(hms_encoder_encode_truncate(enc, &t, &inc_rel, &ev, &err), HMS_OK);
+    ck_assert_str_eq(
+        ev.body.data,
+        "{\"specversion\":\"1.0\",\"type\":\"gov.hms.ehr.IncidentsTruncated.v1\","
+        "\"source\":\"/hms-ehr/7312345678901234567/ehr/public.incidents\","
+        "\"datacontenttype\":\"application/json\","
+        "\"dataschema\":\"https://hms.gov/schemas/ehr/IncidentsTruncated.v1.json\","
+        "\"id\":\"00000000016B3748-2\",\"subject\":\"public.incidents\","
+        "\"time\":\"2026-11-26T14:18:01.791510Z\",\"lsn\":\"0/16B3748\",\"txid\":7421,"
+        "\"version\":0,\"updatedat\":\"2026-11-26T14:18:01.791510Z\",\"origin\":\"hms-ehr\","
+        "\"data\":{}}");
+    ck_assert_str_eq(ev.routing_key.data, "incident.truncated");
+    ck_assert_str_eq(ev.id, "00000000016B3748-2");
+    ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentsTruncated.v1");
+    ck_assert_int_eq(ev.time_unix, COMMIT_UNIX);
+    json_object_put(check_event(true));
+
+    hms_pgo_relation_t other = inc_rel;
+    other.relname = (char *)"audit";
+    ck_assert_int_eq(hms_encoder_encode_truncate(enc, &t, &other, &ev, &err), HMS_ERR_STATE);
+    ck_assert_uint_eq(ev.body.len, 0);
+    ck_assert_int_eq(hms_encoder_encode_truncate(enc, &t, NULL, &ev, &err), HMS_ERR_STATE);
+}
+END_TEST
+
 static Suite *event_suite(void)
 {
     Suite *s = suite_create("event");
@@ -532,6 +640,8 @@ static Suite *event_suite(void)
     tcase_add_test(tc, relation_cache_invalidation);
     tcase_add_test(tc, values_by_column_type);
     tcase_add_test(tc, buffers_reused);
+    tcase_add_test(tc, key_change_two_events);
+    tcase_add_test(tc, truncate_event);
     suite_add_tcase(s, tc);
     return s;
 }

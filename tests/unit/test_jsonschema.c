@@ -394,12 +394,13 @@ START_TEST(schema_sets)
     size_t n = 0;
     hms_err_t err;
     ck_assert_int_eq(hms_test_schema_load_dir(set, HMS_SCHEMAS_DIR, &n, &err), HMS_OK);
-    ck_assert_uint_eq(n, 4);
+    ck_assert_uint_eq(n, 5);
     const char *ids[] = {"https://hms.gov/schemas/ehr/envelope.v1.json",
                          "https://hms.gov/schemas/ehr/IncidentCreated.v1.json",
                          "https://hms.gov/schemas/ehr/IncidentUpdated.v1.json",
-                         "https://hms.gov/schemas/ehr/IncidentDeleted.v1.json"};
-    for (size_t i = 0; i < 4; i++) {
+                         "https://hms.gov/schemas/ehr/IncidentDeleted.v1.json",
+                         "https://hms.gov/schemas/ehr/IncidentsTruncated.v1.json"};
+    for (size_t i = 0; i < 5; i++) {
         const hms_schema_t *s = hms_schema_set_find(set, ids[i]);
         ck_assert_msg(s != NULL, "missing %s", ids[i]);
         ck_assert_str_eq(hms_schema_id(s), ids[i]);

@@ -206,7 +206,8 @@ int it_cmd_run(it_env_t *env, const char *tag, int timeout_ms, const char *const
 /* Runs $HMS_TEST_RABBITMQCTL with the NULL-terminated arguments; returns its
  * exit code, -1 when it timed out or is not configured. */
 int it_rabbitmqctl(it_env_t *env, int timeout_ms, ...) __attribute__((sentinel));
-/* A loopback TCP port the kernel reports free (bound to port 0, released);
+/* A loopback TCP port that is free now, chosen at random below the
+ * kernel's ephemeral range (so no outgoing connection takes it meanwhile);
  * -1 on failure. */
 int it_free_port(void);
 
@@ -247,6 +248,24 @@ void it_amqp_abandon(it_amqp_t *a);
  * own to url, since the test's may be gone; failures are ignored. */
 void it_amqp_drop_subscriber(const char *url, const char *queue, const char *exchange,
                              const char *dlx);
+
+/* ---- the broker side of one connector under test ---- */
+
+/* Fresh slot and exchange names, an AMQP connection with the exchange
+ * declared as the connector declares it, and with consume a server-named
+ * queue bound to it and being consumed (it_amqp_get reads it). */
+typedef struct {
+    char slot[64];
+    char exchange[128];
+    it_amqp_t amqp;
+    bool declared; /* the exchange exists: it_bus_close deletes it */
+} it_bus_t;
+
+/* Fills b (zeroing it first); 0, or -1 after a line on stderr. */
+int it_bus_open(it_env_t *env, it_bus_t *b, bool consume);
+/* Deletes the exchange, closes the connection and drops the slot; safe on a
+ * zeroed or half-opened bus, and twice. */
+void it_bus_close(it_env_t *env, it_bus_t *b);
 
 /* ---- HTTP (the connector's metrics listener) ---- */
 

@@ -1151,8 +1151,7 @@ int it_rabbitmqctl(it_env_t *env, int timeout_ms, ...)
     return it_cmd_run(env, "rabbitmqctl", timeout_ms, argv);
 }
 
-/* Whether port is free on loopback now; -1 on a socket error. */
-static int port_free(int port)
+int it_loopback_socket(int port, bool listening)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -1162,9 +1161,23 @@ static int port_free(int port)
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    int rc = listening ? bind(fd, (struct sockaddr *)&sa, sizeof sa)
+                       : connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    if (rc != 0 || (listening && listen(fd, 16) != 0)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Whether port is free on loopback now: a listener can take it. */
+static bool port_free(int port)
+{
+    int fd = it_loopback_socket(port, true);
+    if (fd < 0)
+        return false;
     close(fd);
-    return ok;
+    return true;
 }
 
 /* Ports come from below Linux's ephemeral range (32768-60999 by default):
@@ -1179,10 +1192,7 @@ int it_free_port(void)
     for (int attempt = 0; attempt < 200; attempt++) {
         seed = seed * 1103515245u + 12345u;
         int port = 20000 + (int)((seed >> 8) % 12000);
-        int ok = port_free(port);
-        if (ok < 0)
-            return -1;
-        if (ok)
+        if (port_free(port))
             return port;
     }
     return -1;

@@ -206,6 +206,9 @@ int it_cmd_run(it_env_t *env, const char *tag, int timeout_ms, const char *const
 /* Runs $HMS_TEST_RABBITMQCTL with the NULL-terminated arguments; returns its
  * exit code, -1 when it timed out or is not configured. */
 int it_rabbitmqctl(it_env_t *env, int timeout_ms, ...) __attribute__((sentinel));
+/* A TCP socket on 127.0.0.1:port, SO_REUSEADDR: listening (bound, backlog
+ * 16) or connected to it; the caller closes it.  -1 on failure. */
+int it_loopback_socket(int port, bool listening);
 /* A loopback TCP port that is free now, chosen at random below the
  * kernel's ephemeral range (so no outgoing connection takes it meanwhile);
  * -1 on failure. */

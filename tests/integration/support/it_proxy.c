@@ -13,25 +13,6 @@
 
 #define QUIT (-1)
 
-static int loopback_socket(int port, bool listening)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int rc = listening ? bind(fd, (struct sockaddr *)&sa, sizeof sa)
-                       : connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    if (rc != 0 || (listening && listen(fd, 16) != 0)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static void close_all(int *fds, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -56,7 +37,7 @@ static void on_accept(it_proxy_t *px, int mode)
                 px->holes[i] = c;
                 return;
             }
-    } else if ((s = loopback_socket(px->target_port, false)) >= 0) {
+    } else if ((s = it_loopback_socket(px->target_port, false)) >= 0) {
         for (int i = 0; i < IT_PROXY_MAX_PAIRS; i++)
             if (px->pairs[i][0] < 0) {
                 px->pairs[i][0] = c;
@@ -101,7 +82,7 @@ static bool apply(it_proxy_t *px, int mode, int *applied)
         px->listen_fd = -1;
     }
     if (mode != IT_PROXY_DOWN && px->listen_fd < 0)
-        px->listen_fd = loopback_socket(px->port, true);
+        px->listen_fd = it_loopback_socket(px->port, true);
     if (mode != IT_PROXY_DOWN && px->listen_fd < 0)
         return false;
     *applied = mode;
@@ -160,7 +141,7 @@ int it_proxy_start(it_proxy_t *px, int target_port)
     for (int i = 0; i < IT_PROXY_MAX_HELD; i++)
         px->holes[i] = -1;
     px->port = it_free_port();
-    px->listen_fd = px->port > 0 ? loopback_socket(px->port, true) : -1;
+    px->listen_fd = px->port > 0 ? it_loopback_socket(px->port, true) : -1;
     if (px->listen_fd < 0) {
         fprintf(stderr, "it: proxy: cannot listen on 127.0.0.1:%d\n", px->port);
         return -1;

@@ -21,7 +21,7 @@ case "$SECONDS_EACH" in
 '' | 0 | *[!0-9]*) echo "fuzz.sh: SECONDS must be a positive number (try --help)" >&2; sed -n '2,11p' "$0" >&2; exit 2 ;;
 esac
 HARNESSES=("$@")
-[ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(pgoutput walproto config jsonschema pgvalue)
+[ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(pgoutput walproto config jsonschema pgvalue rowtext)
 
 say() { echo "fuzz.sh: $*" >&2; }
 

@@ -1,10 +1,30 @@
-/* buf.c -- growable byte buffer and JSON string escaping. */
+/* buf.c -- growable byte buffer, array growth and JSON string escaping. */
 #include "core/buf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+hms_status_t hms_array_grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+    if (n <= *cap)
+        return HMS_OK;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < n) {
+        if (ncap > SIZE_MAX / 2)
+            return HMS_ERR_NOMEM;
+        ncap *= 2;
+    }
+    if (elem != 0 && ncap > SIZE_MAX / elem)
+        return HMS_ERR_NOMEM;
+    void *p = realloc(*arr, ncap * elem);
+    if (p == NULL)
+        return HMS_ERR_NOMEM;
+    *arr = p;
+    *cap = ncap;
+    return HMS_OK;
+}
 
 void hms_buf_reset(hms_buf_t *b)
 {

@@ -1,5 +1,5 @@
 /* buf.h -- a growable byte buffer, reused across messages to avoid
- * allocations on the hot path.
+ * allocations on the hot path, and the growth rule of growable arrays.
  *
  * Ownership: an hms_buf_t owns its storage.  hms_buf_reset() keeps the
  * capacity; hms_buf_free() releases it.  data is always NUL-terminated after
@@ -33,6 +33,11 @@ hms_status_t hms_buf_append_str(hms_buf_t *b, const char *s);
 hms_status_t hms_buf_append_char(hms_buf_t *b, char c);
 hms_status_t hms_buf_printf(hms_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Grows the array *arr (capacity *cap elements of elem bytes) to hold at
+ * least n elements, doubling from 16; keeps the contents.  HMS_ERR_NOMEM
+ * when out of memory or when the size would overflow. */
+hms_status_t hms_array_grow(void **arr, size_t *cap, size_t n, size_t elem);
+
 /* Appends s[0..n) as a JSON string literal, quotes included, escaping what
  * RFC 8259 requires.  Invalid UTF-8 is replaced by U+FFFD so the output is
  * always valid JSON. */

@@ -125,8 +125,9 @@ bool hms_metrics_ready(const hms_metrics_t *m, char *why, size_t whylen)
             snprintf(why, whylen, "%s", w);
         else if (!identity_ok)
             snprintf(why, whylen,
-                     "%s has REPLICA IDENTITY %s, not FULL: a DELETE on it cannot be published "
-                     "and would stop the stream; run ALTER TABLE %s REPLICA IDENTITY FULL;",
+                     "%s has REPLICA IDENTITY %s, not FULL: its deletes reach subscribers only "
+                     "while the trigger hms_sync_old_row logs their rows; run ALTER TABLE %s "
+                     "REPLICA IDENTITY FULL;",
                      m->identity_table, hms_pgo_replident_name(m->identity), m->identity_table);
         else
             why[0] = '\0';

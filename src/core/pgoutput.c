@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/bytes.h"
 
 /* A bounds-checked cursor over one message.  Every get either consumes what
@@ -167,22 +168,6 @@ static hms_status_t unterminated(hms_err_t *err, uint8_t kind, const char *field
     return pgo_fail(err, HMS_ERR_TRUNCATED,
                     "pgoutput %s: %s has no terminating NUL in the %zu bytes left", kind_name(kind),
                     field, rd_left(r));
-}
-
-/* Grows *arr to hold n elements of size elem; keeps the contents. */
-static hms_status_t grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-    if (n <= *cap)
-        return HMS_OK;
-    size_t ncap = *cap ? *cap : 16;
-    while (ncap < n)
-        ncap *= 2;
-    void *p = realloc(*arr, ncap * elem);
-    if (p == NULL)
-        return HMS_ERR_NOMEM;
-    *arr = p;
-    *cap = ncap;
-    return HMS_OK;
 }
 
 /* Binary search; returns the index of relid or where it would go. */
@@ -353,7 +338,8 @@ static hms_status_t decode_relation(hms_pgo_decoder_t *d, hms_pgo_reader_t *r, h
     if (found) {
         free(d->rels[at]);
     } else {
-        if (grow((void **)&d->rels, &d->caprels, d->nrels + 1, sizeof(*d->rels)) != HMS_OK) {
+        if (hms_array_grow((void **)&d->rels, &d->caprels, d->nrels + 1, sizeof(*d->rels)) !=
+            HMS_OK) {
             st = pgo_fail(err, HMS_ERR_NOMEM, "pgoutput Relation: out of memory caching %s.%s",
                           rel->nspname, rel->relname);
             goto fail;
@@ -440,8 +426,9 @@ static hms_status_t decode_change(hms_pgo_decoder_t *d, hms_pgo_reader_t *r, uin
                         "pgoutput %s: relation id %u was not described by a Relation message "
                         "in this session",
                         kind_name(K), relid);
-    if (grow((void **)&d->oldvals, &d->capold, rel->ncols, sizeof(*d->oldvals)) != HMS_OK ||
-        grow((void **)&d->newvals, &d->capnew, rel->ncols, sizeof(*d->newvals)) != HMS_OK)
+    if (hms_array_grow((void **)&d->oldvals, &d->capold, rel->ncols, sizeof(*d->oldvals)) !=
+            HMS_OK ||
+        hms_array_grow((void **)&d->newvals, &d->capnew, rel->ncols, sizeof(*d->newvals)) != HMS_OK)
         return pgo_fail(err, HMS_ERR_NOMEM, "pgoutput %s: out of memory for %u columns of %s.%s",
                         kind_name(K), rel->ncols, rel->nspname, rel->relname);
 
@@ -486,7 +473,7 @@ static hms_status_t decode_truncate(hms_pgo_decoder_t *d, hms_pgo_reader_t *r, h
         return pgo_fail(err, HMS_ERR_TRUNCATED,
                         "pgoutput Truncate: %u relation ids need more than the %zu bytes left", n,
                         rd_left(r));
-    if (grow((void **)&d->relids, &d->caprelids, n, sizeof(*d->relids)) != HMS_OK)
+    if (hms_array_grow((void **)&d->relids, &d->caprelids, n, sizeof(*d->relids)) != HMS_OK)
         return pgo_fail(err, HMS_ERR_NOMEM, "pgoutput Truncate: out of memory for %u relids", n);
     for (uint32_t i = 0; i < n; i++)
         if (!rd_u32(r, &d->relids[i]))

@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "core/lsn.h"
+#include "core/rowtext.h"
 #include "core/walproto.h"
 
 /* The encoder's failure, with what it means for the slot. */
@@ -28,13 +29,73 @@ static hms_status_t queue_event(hms_changes_t *c, uint64_t *seq, hms_err_t *err)
     return HMS_OK;
 }
 
-/* A DELETE written while the table's REPLICA IDENTITY was not FULL carries
- * only the key.  The Deleted event needs the whole old row, and subscribers
- * need its version to order the delete (last-write-wins): there is no valid
- * event to make, and passing it would leave the row alive on every
- * subscriber.  So the stream stops before it; the message names the key so
- * that the operator can repair the subscribers. */
-static hms_status_t keyonly_delete(const hms_changes_t *c, const hms_pgo_msg_t *m, hms_err_t *err)
+/* The prefix of the logical message in which sql/007_old_rows.sql's trigger
+ * logs the old row of a DELETE or key change while REPLICA IDENTITY is not
+ * FULL. */
+#define OLD_ROW_PREFIX "hms_sync.old_row"
+
+/* Keeps the trigger's old row until the change it belongs to arrives: the
+ * trigger fires just before the row's own WAL record, so only the newest
+ * one can match. */
+static hms_status_t on_message(hms_changes_t *c, const hms_pgo_msg_t *m, hms_err_t *err)
+{
+    if (!c->in_tx || !(m->u.message.flags & 1) || strcmp(m->u.message.prefix, OLD_ROW_PREFIX) != 0)
+        return HMS_OK;
+    hms_buf_reset(&c->old_row);
+    c->have_old_row = false;
+    if (hms_buf_append(&c->old_row, m->u.message.content, m->u.message.len) != HMS_OK)
+        return hms_err_set(err, HMS_ERR_FATAL, "out of memory for an old row of %u bytes",
+                           m->u.message.len);
+    c->have_old_row = true;
+    return HMS_OK;
+}
+
+/* The key columns of key-only tuple key, and the same columns of row, hold
+ * the same text. */
+static bool same_key(const hms_pgo_relation_t *rel, const hms_pgo_tuple_t *key,
+                     const hms_pgo_tuple_t *row)
+{
+    bool any = false;
+    for (uint16_t i = 0; i < rel->ncols; i++) {
+        if (!(rel->cols[i].flags & 1))
+            continue;
+        const hms_pgo_value_t *a = &key->values[i], *b = &row->values[i];
+        if (a->kind != HMS_PGO_VAL_TEXT || b->kind != HMS_PGO_VAL_TEXT || a->len != b->len ||
+            memcmp(a->data, b->data, a->len) != 0)
+            return false;
+        any = true;
+    }
+    return any;
+}
+
+/* A DELETE, or an UPDATE that changed the key, written while the table's
+ * REPLICA IDENTITY was not FULL carries only the old key.  The trigger then
+ * logged the whole old row just before it: put that row in its place.
+ * False when there is none for this key (the trigger did not fire). */
+static bool restore_old_row(hms_changes_t *c, hms_pgo_msg_t *m)
+{
+    const hms_pgo_relation_t *rel = m->u.change.rel;
+    hms_pgo_tuple_t row;
+    hms_err_t ignored;
+    bool ok =
+        c->have_old_row && m->u.change.oldtup.ncols == rel->ncols &&
+        hms_rowtext_parse(&c->rowtext, c->old_row.data, c->old_row.len, &row, &ignored) == HMS_OK &&
+        row.ncols == rel->ncols && same_key(rel, &m->u.change.oldtup, &row);
+    c->have_old_row = false;
+    if (ok) {
+        m->u.change.oldtup = row;
+        m->u.change.old_kind = 'O';
+    }
+    return ok;
+}
+
+/* A key-only DELETE or key change with no old row to complete it: the
+ * Deleted event needs the whole old row, and subscribers need its version
+ * to order the delete (last-write-wins), so there is no valid event to
+ * make, and passing it would leave the row alive on every subscriber.  So
+ * the stream stops before it; the message names the key so that the
+ * operator can repair the subscribers. */
+static hms_status_t keyonly_change(const hms_changes_t *c, const hms_pgo_msg_t *m, hms_err_t *err)
 {
     const hms_pgo_relation_t *rel = m->u.change.rel;
     const hms_pgo_tuple_t *old = &m->u.change.oldtup;
@@ -50,26 +111,30 @@ static hms_status_t keyonly_delete(const hms_changes_t *c, const hms_pgo_msg_t *
     }
     hms_lsn_format(c->tx.commit_lsn, lsn);
     return hms_err_set(err, HMS_ERR_FATAL,
-                       "pg: a DELETE of %s.%s key '%.*s' (transaction committed at %s) carries "
-                       "only its key: REPLICA IDENTITY was %s, not FULL, when it ran, so no "
-                       "valid Deleted event can be made and hms-sync stops before it; run "
-                       "ALTER TABLE %s.%s REPLICA IDENTITY FULL; then see docs/operations.md "
-                       "\"A DELETE without its row\"",
-                       rel->nspname, rel->relname, keylen, key, lsn,
-                       hms_pgo_replident_name(rel->replident), rel->nspname, rel->relname);
+                       "pg: %s of %s.%s key '%.*s' (transaction committed at %s) carries only "
+                       "its key: REPLICA IDENTITY was %s, not FULL, and hms-sync's trigger "
+                       "hms_sync_old_row did not log the old row, so no valid Deleted event can "
+                       "be made and hms-sync stops before it; run ALTER TABLE %s.%s REPLICA "
+                       "IDENTITY FULL; and see docs/operations.md \"A DELETE without its row\"",
+                       m->kind == HMS_PGO_DELETE ? "a DELETE" : "a key change", rel->nspname,
+                       rel->relname, keylen, key, lsn, hms_pgo_replident_name(rel->replident),
+                       rel->nspname, rel->relname);
 }
 
 /* A change becomes one event, or two for a key change (Deleted of the old
  * key, Created of the new) with consecutive ordinals: every later change of
  * the transaction then counts one further. */
-static hms_status_t on_change(hms_changes_t *c, const hms_pgo_msg_t *m, hms_err_t *err)
+static hms_status_t on_change(hms_changes_t *c, hms_pgo_msg_t *m, hms_err_t *err)
 {
     hms_txctx_t tx = c->tx;
     c->tx.ordinal++; /* every change the publication sends counts, captured or not */
     if (hms_encoder_capture(c->enc, m->u.change.rel) == NULL)
         return HMS_OK;
-    if (m->kind == HMS_PGO_DELETE && m->u.change.old_kind != 'O')
-        return keyonly_delete(c, m, err);
+    bool keyonly =
+        m->u.change.old_kind == 'K' || (m->kind == HMS_PGO_DELETE && m->u.change.old_kind != 'O');
+    if (keyonly && !restore_old_row(c, m))
+        return keyonly_change(c, m, err);
+    c->have_old_row = false;
     unsigned nparts = 1;
     for (unsigned part = 0; part < nparts; part++) {
         hms_outq_slot_t *slot = hms_outq_reserve(c->q);
@@ -151,6 +216,7 @@ static hms_status_t on_pgoutput(hms_changes_t *c, const uint8_t *buf, size_t len
         c->tx.xid = m.u.begin.xid;
         c->tx.commit_time = m.u.begin.commit_time;
         c->tx.ordinal = 0;
+        c->have_old_row = false;
         return HMS_OK;
     case HMS_PGO_COMMIT:
         if (!c->in_tx)
@@ -162,9 +228,9 @@ static hms_status_t on_pgoutput(hms_changes_t *c, const uint8_t *buf, size_t len
     case HMS_PGO_DELETE: return on_change(c, &m, err);
     case HMS_PGO_RELATION: on_relation(c, m.u.relation.rel); return HMS_OK;
     case HMS_PGO_TRUNCATE: return on_truncate(c, &m, err);
+    case HMS_PGO_MESSAGE: return on_message(c, &m, err);
     case HMS_PGO_ORIGIN:
-    case HMS_PGO_TYPE:
-    case HMS_PGO_MESSAGE: return HMS_OK;
+    case HMS_PGO_TYPE: return HMS_OK;
     }
     return HMS_OK;
 }
@@ -207,8 +273,9 @@ void hms_changes_note_identity(hms_changes_t *c, const char *table, char ident)
         char fix[200];
         snprintf(fix, sizeof(fix), "ALTER TABLE %s REPLICA IDENTITY FULL;", table);
         hms_log(HMS_LOG_WARN,
-                "a captured table's REPLICA IDENTITY is no longer FULL: a DELETE on it cannot be "
-                "published and will stop the stream; not ready until it is FULL again",
+                "a captured table's REPLICA IDENTITY is no longer FULL: its deletes and key "
+                "changes are published only while the trigger hms_sync_old_row logs their old "
+                "rows; not ready until it is FULL again",
                 "table", table, "replica_identity", hms_pgo_replident_name(ident), "fix", fix,
                 NULL);
     } else if (ident == 'f' && !was_full) {
@@ -223,4 +290,11 @@ void hms_changes_restart(hms_changes_t *c, uint64_t flush)
     hms_tracker_reset(c->trk, flush);
     hms_pgo_decoder_reset(c->dec);
     c->in_tx = false;
+    c->have_old_row = false;
+}
+
+void hms_changes_free(hms_changes_t *c)
+{
+    hms_buf_free(&c->old_row);
+    hms_rowtext_free(&c->rowtext);
 }

@@ -14,8 +14,10 @@
 #include <stdint.h>
 
 #include "core/event.h"
+#include "core/buf.h"
 #include "core/outq.h"
 #include "core/pgoutput.h"
+#include "core/rowtext.h"
 #include "core/status.h"
 #include "core/tracker.h"
 
@@ -31,6 +33,11 @@ typedef struct {
      * "schema.table" and pg_class.relreplident, "" and 0 while unknown. */
     char identity_table[128];
     char identity;
+    /* The newest old row the trigger of sql/007_old_rows.sql logged in this
+     * transaction, waiting for its key-only change; owned. */
+    hms_buf_t old_row;
+    bool have_old_row;
+    hms_rowtext_t rowtext;
 } hms_changes_t;
 
 /* True when the queue has room for every event one CopyData message can
@@ -41,8 +48,9 @@ bool hms_changes_can_take(const hms_changes_t *c);
  * set when it was a keepalive asking for a reply, and left alone otherwise.
  * HMS_ERR_FATAL when the stream cannot be decoded or a row cannot be
  * encoded (the message names it and says that the slot stays before it),
- * a DELETE of a captured table among them that arrived with only its key
- * (REPLICA IDENTITY was not FULL when it ran: no valid event exists for it);
+ * a DELETE or key change of a captured table among them that arrived with
+ * only its key (REPLICA IDENTITY was not FULL when it ran) and without the
+ * old row that hms-sync's trigger logs for it (no valid event exists);
  * HMS_ERR_STATE when the queue was full. */
 hms_status_t hms_changes_take(hms_changes_t *c, const uint8_t *buf, size_t len, bool *reply,
                               hms_err_t *err);
@@ -59,5 +67,8 @@ void hms_changes_note_identity(hms_changes_t *c, const char *table, char ident);
  * the decoder's relations, and puts the tracker back at flush, from where
  * PostgreSQL will send everything again. */
 void hms_changes_restart(hms_changes_t *c, uint64_t flush);
+
+/* Releases what the struct owns (not what it borrows). */
+void hms_changes_free(hms_changes_t *c);
 
 #endif

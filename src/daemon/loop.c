@@ -702,6 +702,7 @@ static void loop_free(loop_t *L)
     hms_repl_close(L->repl);
     hms_repl_close(L->pg_attempt);
     hms_pub_close(L->pub);
+    hms_changes_free(&L->ch);
     hms_pgo_decoder_free(L->dec);
     hms_encoder_free(L->enc);
     hms_tracker_free(L->trk);

@@ -336,7 +336,8 @@ static hms_status_t start_replication(hms_repl_t *r, uint64_t lsn, bool *busy, h
     }
     hms_lsn_format(lsn, lsnbuf);
     snprintf(sql, sizeof(sql),
-             "START_REPLICATION SLOT %s LOGICAL %s (proto_version '1', publication_names %s)",
+             "START_REPLICATION SLOT %s LOGICAL %s (proto_version '1', publication_names %s, "
+             "messages 'true')",
              ident, lsnbuf, publit);
     PGresult *res = PQexec(r->conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {

@@ -159,8 +159,21 @@ def jsonschema():
     return out
 
 
+def rowtext():
+    # Rows as PostgreSQL 15's record_out printed them: an incident, every
+    # quoting rule, NULL next to the empty string.
+    return [
+        ("incident", '(6f1c1a7e-8d3e-4c55-9b0e-2a1d3c4b5a69,"2026-12-05 02:04:07.123456+00",'
+                     'north,3,open,"Fall, ward 4",,7,"2026-12-05 02:04:07.5+00",hms-ehr)'),
+        ("quoting", '("a,b",,"","x""y","back\\\\slash"," sp","(p)",plain,"new\nline","{1,2}",\u00e9)'),
+        ("one-null", "()"),
+        ("one-empty", '("")'),
+    ]
+
+
 if __name__ == "__main__":
     write("walproto", walproto())
     write("pgvalue", pgvalue())
     write("config", config())
     write("jsonschema", jsonschema())
+    write("rowtext", rowtext())

@@ -2,8 +2,9 @@
  * a TRUNCATE of incidents and an UPDATE of a primary key go through the real
  * connector to `hms-sync consume` with the three seed subscribers, which must
  * end equal to the source (live rows equal, every other row a tombstone);
- * and an event committed before the truncation, delivered after it, must not
- * bring a row back. */
+ * an event committed before the truncation, delivered after it, must not
+ * bring a row back; and deletes and key changes made while the table's
+ * REPLICA IDENTITY is DEFAULT still reach the subscribers whole. */
 #include <check.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -130,6 +131,10 @@ static void fixture_up(void)
     ck_assert_int_eq(it_amqp_queue(&E.tap, E.exchange, 0, false), 0);
     ck_assert_int_eq(it_amqp_consume(&E.tap), 0);
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM incidents"), 0);
+    /* Each test starts with empty replicas, as from a fresh slot. */
+    ck_assert_int_eq(it_pg_exec(g_sub, "TRUNCATE incident_facts, investigation_tasks, cases, "
+                                       "hms_sync.inbox, hms_sync.truncations"),
+                     0);
     ck_assert_int_eq(it_conn_start(&g_env, &E.conn, "edge-conn", E.slot, E.exchange, NULL), 0);
     if (it_pg_wait_slot_active(g_env.pg, E.slot, 30000) != 0) {
         show_log(&E.conn);
@@ -141,6 +146,8 @@ static void fixture_up(void)
 
 static void fixture_down(void)
 {
+    /* The next test (and program) expects the table as migrate left it. */
+    it_pg_exec(g_env.pg, "ALTER TABLE public.incidents REPLICA IDENTITY FULL");
     for (int i = 0; i < NSUBS; i++)
         it_proc_kill(&E.subs[i]);
     it_proc_kill(&E.conn);
@@ -364,6 +371,93 @@ START_TEST(test_truncate_and_key_change)
 }
 END_TEST
 
+/* The Deleted event of subject id, with the whole old row: summary and the
+ * version the row had when it was deleted. */
+static void assert_deleted_row(json_object *all, const char *id, const char *summary, long version)
+{
+    json_object *del = find_event(all, "gov.hms.ehr.IncidentDeleted.v1", id, 0);
+    ck_assert_msg(del != NULL, "no Deleted event for %s", id);
+    json_object *data = it_json_get(del, "data");
+    ck_assert_str_eq(it_json_str(data, "summary"), summary);
+    ck_assert_int_eq(json_object_get_int64(it_json_get(data, "version")), version);
+    ck_assert_int_eq(json_object_get_int64(it_json_get(del, "version")), version);
+}
+
+/* REPLICA IDENTITY DEFAULT while streaming: PostgreSQL logs only the key of
+ * a deleted row or of a key change's old row, and the trigger of
+ * sql/007_old_rows.sql logs the whole old row beside it.  Deletes (one, a
+ * statement deleting several, one after a rolled-back savepoint that
+ * deleted another) and key changes still reach the subscribers whole, with
+ * their versions, and every replica ends equal to the source. */
+START_TEST(test_identity_default)
+{
+    long events = count_on(g_env.pg, INSERT_12, "ri");
+    await_inboxes(events);
+    ck_assert_int_eq(it_pg_exec(g_env.pg, "ALTER TABLE incidents REPLICA IDENTITY DEFAULT"), 0);
+
+    char *one = it_pg_value(g_env.pg, "SELECT id FROM incidents WHERE summary = 'row 1'");
+    char *one_v = it_pg_value(g_env.pg, "SELECT version FROM incidents WHERE id = '%s'", one);
+    ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM incidents WHERE id = '%s'", one), 0);
+    events += 1;
+    /* One statement, several rows: each row's old row just before it. */
+    events +=
+        count_on(g_env.pg, "WITH c AS (DELETE FROM incidents WHERE summary IN ('row 2', 'row 3', "
+                           "'row 4') RETURNING 1) SELECT count(*) FROM c");
+    /* A delete rolled back to a savepoint, then another one committed. */
+    char *kept = it_pg_value(g_env.pg, "SELECT id FROM incidents WHERE summary = 'row 5'");
+    char *six = it_pg_value(g_env.pg, "SELECT id FROM incidents WHERE summary = 'row 6'");
+    char *six_v = it_pg_value(g_env.pg, "SELECT version FROM incidents WHERE id = '%s'", six);
+    ck_assert_int_eq(it_pg_exec(g_env.pg,
+                                "BEGIN; SAVEPOINT s; DELETE FROM incidents WHERE id = '%s'; "
+                                "ROLLBACK TO s; DELETE FROM incidents WHERE id = '%s'; COMMIT",
+                                kept, six),
+                     0);
+    events += 1;
+    ck_assert_int_eq(
+        it_pg_exec(g_env.pg, "BEGIN; DELETE FROM incidents WHERE id = '%s'; ROLLBACK", kept), 0);
+    /* An update of a row first, then its key change: the Deleted of the
+     * old key carries the updated row. */
+    char *moved = it_pg_value(g_env.pg, "SELECT id FROM incidents WHERE summary = 'row 7'");
+    ck_assert_int_eq(it_pg_exec(g_env.pg,
+                                "BEGIN; UPDATE incidents SET summary = 'row 7 edited' WHERE id = "
+                                "'%s'; UPDATE incidents SET id = gen_random_uuid(), summary = "
+                                "'moved' WHERE id = '%s'; COMMIT",
+                                moved, moved),
+                     0);
+    events += 3;
+    await_inboxes(events);
+
+    json_object *all = drain_tap();
+    ck_assert_int_eq((long)json_object_array_length(all), events);
+    assert_deleted_row(all, one, "row 1", atol(one_v));
+    assert_deleted_row(all, six, "row 6", atol(six_v));
+    ck_assert_ptr_null(find_event(all, "gov.hms.ehr.IncidentDeleted.v1", kept, 0));
+    json_object *edit = find_event(all, "gov.hms.ehr.IncidentUpdated.v1", moved, 0);
+    ck_assert_ptr_nonnull(edit);
+    assert_deleted_row(all, moved, "row 7 edited",
+                       json_object_get_int64(it_json_get(edit, "version")));
+    char *newkey = it_pg_value(g_env.pg, "SELECT id FROM incidents WHERE summary = 'moved'");
+    ck_assert_ptr_nonnull(find_event(all, "gov.hms.ehr.IncidentCreated.v1", newkey, 0));
+
+    for (int i = 0; i < NSUBS; i++)
+        assert_replica_equals_source(i);
+    long src_n = count_on(g_env.pg, "SELECT count(*) FROM %s", "incidents");
+    long tomb = count_on(g_sub, "SELECT count(*) FROM %s WHERE deleted", "incident_facts");
+    ck_assert_int_eq(src_n, 12 - 5);
+    ck_assert_int_eq(tomb, 5 + 1); /* five deletes and the moved row's old key */
+    fprintf(stderr, "edge identity DEFAULT: events=%ld source_rows=%ld tombstones=%ld\n", events,
+            src_n, tomb);
+    json_object_put(all);
+    free(one);
+    free(one_v);
+    free(kept);
+    free(six);
+    free(six_v);
+    free(moved);
+    free(newkey);
+}
+END_TEST
+
 static Suite *edge_suite(void)
 {
     Suite *s = suite_create("edge_cases");
@@ -371,6 +465,11 @@ static Suite *edge_suite(void)
     tcase_add_checked_fixture(tc, fixture_up, fixture_down);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_truncate_and_key_change);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("identity_default");
+    tcase_add_checked_fixture(tc, fixture_up, fixture_down);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_identity_default);
     suite_add_tcase(s, tc);
     return s;
 }

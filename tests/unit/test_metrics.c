@@ -46,9 +46,9 @@ START_TEST(test_not_ready_without_full)
     char why[400];
     m.identity = 'd';
     ck_assert(!hms_metrics_ready(&m, why, sizeof why));
-    ck_assert_str_eq(why, "public.incidents has REPLICA IDENTITY DEFAULT, not FULL: a DELETE on "
-                          "it cannot be published and would stop the stream; run ALTER TABLE "
-                          "public.incidents REPLICA IDENTITY FULL;");
+    ck_assert_str_eq(why, "public.incidents has REPLICA IDENTITY DEFAULT, not FULL: its deletes "
+                          "reach subscribers only while the trigger hms_sync_old_row logs their "
+                          "rows; run ALTER TABLE public.incidents REPLICA IDENTITY FULL;");
     m.identity = 'i';
     ck_assert(!hms_metrics_ready(&m, why, sizeof why));
     ck_assert_ptr_nonnull(strstr(why, "REPLICA IDENTITY USING INDEX, not FULL"));

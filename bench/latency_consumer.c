@@ -3,14 +3,19 @@
  * arrival here (this process's wall clock; the benchmark runs both on one machine, so the two
  * clocks are the same clock).
  *
- *   hms_latency_consumer --url URL --queue NAME [--count N] [--idle SECONDS]
- *                        [--wait SECONDS] [--samples FILE]
+ *   hms_latency_consumer --url URL (--queue NAME | --exchange NAME --binding KEY) [--count N]
+ *                        [--idle SECONDS] [--wait SECONDS] [--samples FILE]
+ *
+ * With --exchange and --binding it consumes from a queue of its own, bound to that exchange with
+ * that key, which the broker removes when this process goes: a measurement of one kind of event
+ * (incident.created.#, say) that no other traffic on the exchange queues in front of.
  *
  * It consumes without acknowledgements (the broker forgets a message once sent: the benchmark
  * measures the connector, not redelivery), says "ready" on stderr once the broker has accepted
  * the subscription, and stops after N events, or once no event has come for --idle seconds after
  * the first one, or when none has come within --wait seconds.  It prints one JSON line: counts,
- * p50/p90/p99/max/mean in milliseconds, and the medians of the first, third and last quarter (a lag
+ * p50/p90/p99/max/mean in milliseconds, the body bytes received, the time the first event came
+ * (epoch seconds, "first_at"), and the medians of the first, third and last quarter (a lag
  * that keeps growing shows as a last quarter far above the third).  --samples writes one line per
  * event, "SECONDS_SINCE_FIRST LATENCY_MS", for the chart.  Exit codes: 0 done, 1 runtime
  * failure, 2 usage error. */
@@ -34,6 +39,8 @@
 typedef struct {
     const char *url;
     const char *queue;
+    const char *exchange;
+    const char *binding;
     const char *samples;
     uint64_t count;
     double idle_s;
@@ -139,6 +146,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
     static const struct option longopts[] = {
         {"url", required_argument, NULL, 'u'},
         {"queue", required_argument, NULL, 'q'},
+        {"exchange", required_argument, NULL, 'e'},
+        {"binding", required_argument, NULL, 'b'},
         {"count", required_argument, NULL, 'c'},
         {"idle", required_argument, NULL, 'i'},
         {"wait", required_argument, NULL, 'w'},
@@ -153,6 +162,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         switch (c) {
         case 'u': o->url = optarg; break;
         case 'q': o->queue = optarg; break;
+        case 'e': o->exchange = optarg; break;
+        case 'b': o->binding = optarg; break;
         case 's': o->samples = optarg; break;
         case 'c':
             o->count = strtoull(optarg, &end, 10);
@@ -170,12 +181,14 @@ static int parse_args(int argc, char **argv, opts_t *o)
         default: goto bad;
         }
     }
-    if (o->queue == NULL || optind != argc)
+    if ((o->queue == NULL) == (o->exchange == NULL) ||
+        (o->exchange == NULL) != (o->binding == NULL) || optind != argc)
         goto bad;
     return 0;
 bad:
-    fprintf(stderr, "usage: hms_latency_consumer --url URL --queue NAME [--count N] "
-                    "[--idle SECONDS] [--wait SECONDS] [--samples FILE]\n");
+    fprintf(stderr, "usage: hms_latency_consumer --url URL (--queue NAME | --exchange NAME "
+                    "--binding KEY) [--count N] [--idle SECONDS] [--wait SECONDS] "
+                    "[--samples FILE]\n");
     return 2;
 }
 
@@ -197,7 +210,9 @@ int main(int argc, char **argv)
     amqp_socket_t *sock = amqp_tcp_socket_new(conn);
     size_t cap = 1u << 16, n = 0;
     double *lat = malloc(cap * sizeof *lat), *at = malloc(cap * sizeof *at);
-    uint64_t unparsed = 0;
+    uint64_t unparsed = 0, bytes = 0;
+    amqp_bytes_t queue = amqp_empty_bytes;
+    bool own_queue = false;
     rc = 1;
     if (sock == NULL || lat == NULL || at == NULL ||
         amqp_socket_open(sock, ci.host, ci.port) != AMQP_STATUS_OK) {
@@ -217,8 +232,22 @@ int main(int argc, char **argv)
     amqp_channel_open(conn, CHANNEL);
     if (!rpc_ok(conn, "channel.open"))
         goto out;
-    amqp_basic_consume(conn, CHANNEL, amqp_cstring_bytes(o.queue), amqp_empty_bytes, 0, 1, 0,
-                       amqp_empty_table);
+    if (o.queue != NULL)
+        queue = amqp_cstring_bytes(o.queue);
+    if (o.exchange != NULL) {
+        /* Server-named, exclusive, auto-delete: nothing to clean up, even after a crash. */
+        amqp_queue_declare_ok_t *ok =
+            amqp_queue_declare(conn, CHANNEL, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+        if (!rpc_ok(conn, "queue.declare") || ok == NULL)
+            goto out;
+        queue = amqp_bytes_malloc_dup(ok->queue);
+        own_queue = true;
+        amqp_queue_bind(conn, CHANNEL, queue, amqp_cstring_bytes(o.exchange),
+                        amqp_cstring_bytes(o.binding), amqp_empty_table);
+        if (!rpc_ok(conn, "queue.bind"))
+            goto out;
+    }
+    amqp_basic_consume(conn, CHANNEL, queue, amqp_empty_bytes, 0, 1, 0, amqp_empty_table);
     if (!rpc_ok(conn, "basic.consume"))
         goto out;
     fprintf(stderr, "ready\n");
@@ -270,6 +299,7 @@ int main(int argc, char **argv)
         } else {
             unparsed++;
         }
+        bytes += env.message.body.len;
         last = recv;
         amqp_destroy_envelope(&env);
         if (o.count > 0 && n + unparsed >= o.count)
@@ -294,15 +324,18 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         sum += lat[i];
     qsort(lat, n, sizeof *lat, cmp_double);
-    printf("{\"received\":%zu,\"unparsed\":%" PRIu64 ",\"seconds\":%.3f,\"p50_ms\":%.3f,"
+    printf("{\"received\":%zu,\"unparsed\":%" PRIu64 ",\"bytes\":%" PRIu64
+           ",\"first_at\":%.6f,\"seconds\":%.3f,\"p50_ms\":%.3f,"
            "\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"min_ms\":%.3f,\"mean_ms\":%.3f,"
            "\"first_quarter_p50_ms\":%.3f,\"third_quarter_p50_ms\":%.3f,\"last_quarter_p50_ms\":%."
            "3f}\n",
-           n, unparsed, n ? last - first : 0.0, pct(lat, n, 50), pct(lat, n, 90), pct(lat, n, 99),
-           n ? lat[n - 1] : 0.0, n ? lat[0] : 0.0, n ? sum / (double)n : 0.0, q_first, q_third,
-           q_last);
+           n, unparsed, bytes, first, n ? last - first : 0.0, pct(lat, n, 50), pct(lat, n, 90),
+           pct(lat, n, 99), n ? lat[n - 1] : 0.0, n ? lat[0] : 0.0, n ? sum / (double)n : 0.0,
+           q_first, q_third, q_last);
     rc = 0;
 out:
+    if (own_queue)
+        amqp_bytes_free(queue);
     amqp_channel_close(conn, CHANNEL, AMQP_REPLY_SUCCESS);
     amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(conn);

@@ -1,6 +1,6 @@
 # bench/lib.sh -- what every benchmark script shares: settings, servers and binaries, the database
 # and topology, helpers, the measurements more than one stage makes, clean-up and the report.
-# Sourced, not run.  Each stage script (drain.sh, memory.sh, live.sh, callgrind.sh) defines
+# Sourced, not run.  Each stage script (drain.sh, memory.sh, live.sh, snapshot.sh, callgrind.sh) defines
 # STAGE_stage (its measurements), STAGE_results (its part of the JSON) and STAGE_table (its rows
 # of the table) and ends in bench_alone, so it runs alone; bench/run.sh sources them all and
 # calls bench_main once, so that they share one set-up, one table and one JSON.
@@ -16,8 +16,11 @@
 #                          the broker and the consumer run ("500 2000 max full" [same])
 #   HMS_BENCH_LIVE_S       seconds of load per live rate (20 [3])
 #   HMS_BENCH_BURST_S      seconds of the unthrottled burst that finds "max" (5 [2])
+#   HMS_BENCH_SNAPSHOT_ROWS   existing rows the snapshot stage reads (1000000 [20000])
+#   HMS_BENCH_SNAPSHOT_RATE   live commits per second while it does (1000)
+#   HMS_BENCH_SNAPSHOT_CHUNK  the connector's --snapshot_chunk (its default)
 #   HMS_BENCH_CALLGRIND_ITER  harness passes for callgrind (2000 [50]); 0 skips callgrind
-#   HMS_BENCH_STAGES       which stages bench/run.sh runs ("drain memory live callgrind"); a stage
+#   HMS_BENCH_STAGES       which stages bench/run.sh runs ("drain memory live snapshot callgrind"); a stage
 #                          script runs its own stage whatever this says
 #   HMS_BENCH_WINDOW       unconfirmed messages in flight, connector and ceiling (1000)
 #   HMS_BENCH_POLL_MS      how often the slot position is sampled (10)
@@ -35,7 +38,7 @@ BENCH_LIB=${BASH_SOURCE[0]}
 ROOT=$(cd "$(dirname "$BENCH_LIB")/.." && pwd)
 # The order the stages run in when one run holds several: the live stage's broker ceiling uses
 # the event size the drain stage measured, when it ran first.
-BENCH_ORDER="drain memory live callgrind"
+BENCH_ORDER="drain memory live snapshot callgrind"
 # Names the log lines and the results file: run.sh writes run-<UTC>.json, drain.sh drain-<UTC>.json.
 BENCH_NAME=$(basename "$0" .sh)
 
@@ -65,11 +68,11 @@ bench_settings() { # [--smoke]
         exit 2
         ;;
     esac
-    local d_n d_reps d_mem d_big d_live d_burst d_cg v c r t
+    local d_n d_reps d_mem d_big d_live d_burst d_cg d_snap v c r t
     if [ "$SMOKE" = 1 ]; then
-        d_n=2000 d_reps=1 d_mem=2 d_big=20000 d_live=3 d_burst=2 d_cg=50
+        d_n=2000 d_reps=1 d_mem=2 d_big=20000 d_live=3 d_burst=2 d_cg=50 d_snap=20000
     else
-        d_n=200000 d_reps=3 d_mem=5 d_big=1000000 d_live=20 d_burst=5 d_cg=2000
+        d_n=200000 d_reps=3 d_mem=5 d_big=1000000 d_live=20 d_burst=5 d_cg=2000 d_snap=1000000
     fi
     N=${HMS_BENCH_N:-$d_n}
     REPS=${HMS_BENCH_REPS:-$d_reps}
@@ -80,6 +83,9 @@ bench_settings() { # [--smoke]
     LIVE_S=${HMS_BENCH_LIVE_S:-$d_live}
     BURST_S=${HMS_BENCH_BURST_S:-$d_burst}
     CG_ITER=${HMS_BENCH_CALLGRIND_ITER:-$d_cg}
+    SNAP_ROWS=${HMS_BENCH_SNAPSHOT_ROWS:-$d_snap}
+    SNAP_RATE=${HMS_BENCH_SNAPSHOT_RATE:-1000}
+    SNAP_CHUNK=${HMS_BENCH_SNAPSHOT_CHUNK:-}
     WINDOW=${HMS_BENCH_WINDOW:-1000}
     POLL_MS=${HMS_BENCH_POLL_MS:-10}
     TIMEOUT_S=${HMS_BENCH_TIMEOUT:-900}
@@ -89,10 +95,11 @@ bench_settings() { # [--smoke]
     ROUTING_KEY=incident.created.north # as long as a real event's key
     PUBLICATION=hms_sync_incidents
 
-    for v in N REPS MEM_FACTOR BIG_TX LIVE_S BURST_S WINDOW POLL_MS TIMEOUT_S; do
+    for v in N REPS MEM_FACTOR BIG_TX LIVE_S BURST_S SNAP_ROWS SNAP_RATE WINDOW POLL_MS TIMEOUT_S; do
         [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
     done
     [[ $CG_ITER =~ ^[0-9]+$ ]] || die "HMS_BENCH_CALLGRIND_ITER must be a number, not '$CG_ITER'"
+    [[ $SNAP_CHUNK =~ ^([1-9][0-9]*)?$ ]] || die "HMS_BENCH_SNAPSHOT_CHUNK must be a number, not '$SNAP_CHUNK'"
     for c in $CASES; do
         [[ $c =~ ^[a-z0-9_]+:[1-9][0-9]*$ ]] || die "HMS_BENCH_CASES: '$c' is not NAME:ROWS_PER_TRANSACTION"
     done
@@ -116,6 +123,7 @@ bench_settings() { # [--smoke]
     CONN_PID=
     WAIT_PID=
     CONS_PID=
+    BG_PIDS=
     CREATED_DB=
     CREATED_TOPOLOGY=
     FAILED=1
@@ -172,6 +180,20 @@ psql_admin() { psql -X -q -At -v ON_ERROR_STOP=1 "$ADMIN" "$@"; }
 psql_db() { psql -X -q -At -v ON_ERROR_STOP=1 "$ADMIN_DB" "$@"; }
 ceiling() { "$CEIL" --url "$AMQP" --exchange "$EXCHANGE" --queue "$QUEUE" "$@"; }
 
+# The live load: pgbench committing one single-row INSERT per transaction from 4 clients.
+# synchronous_commit on for the writers: the scratch server runs with it off, and then a
+# walsender only sees a commit once the WAL writer flushes it (every wal_writer_delay, 200 ms),
+# which would add up to 200 ms to every event whatever the connector does.  With fsync off a
+# synchronous commit still costs no disk flush.
+pgb() {
+    [ -s "$WORK/insert.sql" ] || cat >"$WORK/insert.sql" <<'SQL'
+INSERT INTO public.incidents (region, severity, status, summary, reported_by)
+VALUES ('north', 3, 'open', 'Live benchmark incident: patient fall near the ward entrance, no injury, follow-up requested', 'nurse.live');
+SQL
+    PGOPTIONS="-c synchronous_commit=on" pgbench -n -f "$WORK/insert.sql" -c 4 -j 2 "$@" "$ADMIN_DB"
+}
+pgbench_tps() { sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$1" | head -1; }
+
 stop_pid() { # PID NAME: SIGTERM (a clean stop), SIGKILL after 15 s
     local pid=$1
     kill -TERM "$pid" 2>/dev/null || true
@@ -191,9 +213,18 @@ stop_pid() { # PID NAME: SIGTERM (a clean stop), SIGKILL after 15 s
 start_connector() { # LOG [ARGS...]
     local logf=$1
     shift
-    HMS_SYNC_PG=$CONNECTOR_PG HMS_SYNC_AMQP=$AMQP "$BIN" run --slot "$SLOT_RUN" \
+    HMS_SYNC_PG=$CONNECTOR_PG HMS_SYNC_AMQP=$AMQP HMS_SYNC_SNAPSHOT=never "$BIN" run --slot "$SLOT_RUN" \
         --exchange "$EXCHANGE" --window "$WINDOW" "$@" --log-level warn >"$logf" 2>&1 &
     CONN_PID=$!
+}
+# Waits until the connector holds its slot; dies if it exits first or takes 30 s.
+wait_slot_active() { # LOG
+    for _ in $(seq 300); do
+        [ "$(psql_admin -c "SELECT active FROM pg_replication_slots WHERE slot_name = '$SLOT_RUN'")" = t ] && return 0
+        kill -0 "$CONN_PID" 2>/dev/null || die "hms-sync exited: $(tail -1 "$1")"
+        sleep 0.1
+    done
+    die "hms-sync did not start streaming from slot $SLOT_RUN within 30 s: $(tail -1 "$1")"
 }
 stop_connector() {
     [ -n "$CONN_PID" ] || return 0
@@ -219,6 +250,18 @@ copy_slot() {
         die "cannot copy slot $SLOT_BASE"
 }
 
+# Stops a background job: a function run with & is a subshell, so its children (pgbench, say)
+# are told first, or they would outlive it.
+stop_bg() { # PID
+    local c kids=()
+    read -ra kids 2>/dev/null <"/proc/$1/task/$1/children" || true
+    for c in "${kids[@]}"; do
+        kill -TERM "$c" 2>/dev/null || true
+    done
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
 # Drops a slot once its walsender has let go of it (that takes a moment after the client exits).
 drop_slot() {
     local slot=$1
@@ -237,10 +280,13 @@ drop_slot() {
 }
 
 cleanup() {
-    local rc=$?
+    local rc=$? p
     set +e
     [ -n "$WAIT_PID" ] && kill "$WAIT_PID" 2>/dev/null && wait "$WAIT_PID" 2>/dev/null
     [ -n "$CONS_PID" ] && kill "$CONS_PID" 2>/dev/null && wait "$CONS_PID" 2>/dev/null
+    for p in $BG_PIDS; do
+        stop_bg "$p"
+    done
     stop_connector
     if [ -n "$CREATED_DB" ]; then
         drop_slot "$SLOT_RUN"
@@ -355,10 +401,13 @@ queue_stats() {
 }
 
 # Starts a consumer that empties the queue as the connector fills it (so a long run does not pile
-# up gigabytes in the broker) and waits until the broker has accepted its subscription.
-start_consumer() { # COUNT OUT [SAMPLES]
+# up gigabytes in the broker) and waits until the broker has accepted its subscription.  SOURCE,
+# when given, replaces "--queue $QUEUE" (--exchange X --binding KEY: a queue of its own).
+start_consumer() { # COUNT OUT [SAMPLES [SOURCE...]]
     local count=$1 out=$2 samples=${3:-}
-    "$CONSUMER" --url "$AMQP" --queue "$QUEUE" --count "$count" --idle 5 --wait "$TIMEOUT_S" \
+    shift $(($# < 3 ? $# : 3))
+    [ $# -gt 0 ] || set -- --queue "$QUEUE"
+    "$CONSUMER" --url "$AMQP" "$@" --count "$count" --idle 5 --wait "$TIMEOUT_S" \
         ${samples:+--samples "$samples"} >"$out" 2>"$out.err" &
     CONS_PID=$!
     for _ in $(seq 300); do
@@ -495,6 +544,7 @@ bench_report() { # STAGE...
         --argjson window "$WINDOW" --argjson poll_ms "$POLL_MS" --arg cases "$CASES" \
         --argjson mem_factor "$MEM_FACTOR" --argjson big_tx "$BIG_TX" --arg rates "$RATES" \
         --argjson live_s "$LIVE_S" --argjson elapsed "$ELAPSED" --slurpfile parts "$parts" \
+        --argjson snap_rows "$SNAP_ROWS" --argjson snap_rate "$SNAP_RATE" --arg snap_chunk "$SNAP_CHUNK" \
         --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         --arg version "$("$BIN" --version 2>/dev/null || echo unknown)" \
         --arg pg "$(psql_admin -c 'SHOW server_version')" \
@@ -506,8 +556,10 @@ bench_report() { # STAGE...
            host: $host, nproc: $nproc, cpu_model: $cpu,
            loadavg_before: $load_before, loadavg_after: $load_after, elapsed_seconds: $elapsed,
            settings: {n: $n, reps: $reps, window: $window, poll_ms: $poll_ms, cases: $cases,
-                      mem_factor: $mem_factor, big_tx: $big_tx, rates: $rates, live_seconds: $live_s},
-           backlog: [], memory: [], live: [], live_ceiling: null, callgrind: null,
+                      mem_factor: $mem_factor, big_tx: $big_tx, rates: $rates, live_seconds: $live_s,
+                      snapshot_rows: $snap_rows, snapshot_live_rate: $snap_rate,
+                      snapshot_chunk: (if $snap_chunk == "" then null else ($snap_chunk | tonumber) end)},
+           backlog: [], memory: [], live: [], live_ceiling: null, snapshot: null, callgrind: null,
            runs: $runs}
         | reduce $parts[] as $part (.; . + $part)' "$RUNS" >"$RESULT"
 

@@ -13,13 +13,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# synchronous_commit on for the writers: the scratch server runs with it off, and then a
-# walsender only sees a commit once the WAL writer flushes it (every wal_writer_delay, 200 ms),
-# which would add up to 200 ms to every event whatever the connector does.  With fsync off a
-# synchronous commit still costs no disk flush.
-pgb() { PGOPTIONS="-c synchronous_commit=on" pgbench -n -f "$WORK/insert.sql" -c 4 -j 2 "$@" "$ADMIN_DB"; }
-pgbench_tps() { sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$1" | head -1; }
-
 # Median latency of the events committed in each quarter of the load, as a JSON array: how
 # the lag moved during the load (ordered by commit time, not arrival).  "Keeps up" is judged
 # more simply: every event arrived and 99% within a second of its commit.
@@ -111,10 +104,6 @@ live_stage() {
     LIVE_CEILING=null
     LIVE_PLOT=
     LIVE_BLOCKED=0
-    cat >"$WORK/insert.sql" <<'SQL'
-INSERT INTO public.incidents (region, severity, status, summary, reported_by)
-VALUES ('north', 3, 'open', 'Live benchmark incident: patient fall near the ward entrance, no injury, follow-up requested', 'nurse.live');
-SQL
     psql_db -c "TRUNCATE public.incidents" || die "cannot empty public.incidents"
     # The highest commit rate PostgreSQL sustains here: an unthrottled burst, no slot, no connector.
     pgb -T "$BURST_S" >"$WORK/burst.out" 2>&1 || die "pgbench burst failed: $(tail -1 "$WORK/burst.out")"
@@ -124,11 +113,7 @@ SQL
     log "live: unthrottled burst of $BURST_S s: $max_rate commits/s"
     create_slot "$SLOT_RUN"
     start_connector "$WORK/live-connector.log"
-    for _ in $(seq 300); do
-        [ "$(psql_admin -c "SELECT active FROM pg_replication_slots WHERE slot_name = '$SLOT_RUN'")" = t ] && break
-        kill -0 "$CONN_PID" 2>/dev/null || die "hms-sync exited: $(tail -1 "$WORK/live-connector.log")"
-        sleep 0.1
-    done
+    wait_slot_active "$WORK/live-connector.log"
     for r in $RATES; do
         rate=$r
         [ "$r" = max ] && rate=$max_rate

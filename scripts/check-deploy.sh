@@ -6,7 +6,8 @@
 #     have the shape their tools expect;
 #   - the RabbitMQ definitions match what `hms-sync consume` declares,
 #     compose.yml's subscribers have queues there, and no subscriber's user
-#     may configure (delete) the shared exchanges or publish to hms.incidents;
+#     may configure (delete) the shared exchanges or publish to hms.incidents,
+#     and the connector may declare and publish to both of its exchanges;
 #   - the man page renders without a single groff warning;
 #   - the Dockerfile builds with scripts/build-release.sh, the script CI
 #     runs, and copies everything that build needs;
@@ -73,6 +74,7 @@ for g in alerts.get("groups", []):
 for metric in ("hms_sync_replication_lag_bytes", "hms_sync_replication_lag_seconds", "hms_sync_up",
                "hms_sync_last_feedback_timestamp_seconds", "hms_sync_nacks_total",
                "hms_sync_returns_total", "hms_sync_replica_identity_full",
+               "hms_sync_changes_rejected_total",
                "pg_replication_slot_wal_status",
                "pg_replication_slot_slot_is_active"):
     if metric not in exprs:
@@ -83,7 +85,8 @@ if len(names) != sum(len(g.get("rules", [])) for g in alerts.get("groups", [])):
 # definitions: exchanges, and queues exactly as `hms-sync consume` declares
 # them with its defaults (a mismatch makes its queue.declare fail).
 ex = {(e["name"], e["type"]) for e in defs.get("exchanges", []) if e.get("durable")}
-for want in (("hms.incidents", "topic"), ("hms.incidents.dlx", "direct")):
+for want in (("hms.incidents", "topic"), ("hms.incidents.dlx", "direct"),
+             ("hms.incidents.rejected", "fanout")):
     if want not in ex:
         problems.append("definitions.json: no durable %s exchange %s" % (want[1], want[0]))
 queues = {q["name"]: q for q in defs.get("queues", [])}
@@ -91,6 +94,14 @@ bindings = {(b["source"], b["destination"], b["routing_key"]) for b in defs.get(
 perms = {p["user"]: p for p in defs.get("permissions", [])}
 if "hms-sync" not in perms:
     problems.append("definitions.json: no permissions for user hms-sync")
+else:
+    # run declares both exchanges and publishes to both.
+    for name in ("hms.incidents", "hms.incidents.rejected"):
+        for what in ("configure", "write"):
+            if not re.search(perms["hms-sync"][what], name):
+                problems.append("definitions.json: hms-sync may not %s %s" % (what, name))
+if not any(b[0] == "hms.incidents.rejected" for b in bindings):
+    problems.append("definitions.json: no queue keeps hms.incidents.rejected (rejections are dropped)")
 for name, svc in services.items():
     env = svc.get("environment", {}) or {}
     q = env.get("HMS_SYNC_QUEUE") if isinstance(env, dict) else None
@@ -112,7 +123,7 @@ for name, svc in services.items():
         continue
     # RabbitMQ matches a permission pattern anywhere in a name (re:run).
     p = perms[q]
-    for shared in ("hms.incidents", "hms.incidents.dlx"):
+    for shared in ("hms.incidents", "hms.incidents.dlx", "hms.incidents.rejected"):
         if re.search(p["configure"], shared):
             problems.append("definitions.json: subscriber %s may configure (delete) %s" % (q, shared))
     if re.search(p["write"], "hms.incidents"):

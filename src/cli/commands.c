@@ -102,7 +102,7 @@ int hms_cli_status(const hms_config_t *cfg, const hms_cli_flags_t *flags)
     return HMS_EXIT_OK;
 }
 
-static hms_amqp_tls_t amqp_tls(const hms_config_t *cfg)
+hms_amqp_tls_t hms_cli_amqp_tls(const hms_config_t *cfg)
 {
     return (hms_amqp_tls_t){.cacert = cfg->amqp_cacert,
                             .cert = cfg->amqp_cert,
@@ -119,7 +119,7 @@ static hms_status_t check_files(const hms_config_t *cfg, hms_err_t *err)
     hms_status_t st = hms_config_open_files(cfg, HMS_CMD_RUN, err);
     if (st != HMS_OK || cfg->amqp == NULL)
         return st; /* without a URL the amqp_* pairs were never checked */
-    hms_amqp_tls_t tls = amqp_tls(cfg);
+    hms_amqp_tls_t tls = hms_cli_amqp_tls(cfg);
     return hms_amqp_tls_check_files(&tls, err);
 }
 
@@ -149,14 +149,17 @@ int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
                  .connect_timeout_s = timeout_s(cfg),
                  .slot_wait_ms = (int)cfg->slot_wait_ms,
                  .create_slot = true,
+                 .initial_snapshot = cfg->snapshot == HMS_CONFIG_SNAPSHOT_INITIAL,
                  .captures = &hms_capture_incidents,
                  .ncaptures = 1},
         .pub = {.url = cfg->amqp,
-                .tls = amqp_tls(cfg),
+                .tls = hms_cli_amqp_tls(cfg),
                 .exchange = cfg->exchange,
                 .heartbeat_s = (int)(cfg->heartbeat_ms / 1000),
                 .connect_timeout_ms = (int)cfg->connect_timeout_ms},
         .window = cfg->window,
+        .max_event_bytes = (size_t)cfg->max_event_bytes,
+        .snapshot_chunk = cfg->snapshot_chunk,
         .feedback_interval_ms = (int)cfg->feedback_interval_ms,
         .replication_timeout_ms = (int)cfg->replication_timeout_ms,
         .shutdown_timeout_ms = (int)cfg->shutdown_timeout_ms,

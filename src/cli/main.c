@@ -28,6 +28,8 @@ static const command_t commands[] = {
     {"run", HMS_CMD_RUN, hms_cli_run, "stream committed changes to RabbitMQ until stopped"},
     {"status", HMS_CMD_STATUS, hms_cli_status, "slot position, lag and WAL retained"},
     {"consume", HMS_CMD_CONSUME, hms_cli_consume, "a subscriber: validate, dedupe, apply, ack"},
+    {"snapshot", HMS_CMD_SNAPSHOT, hms_cli_snapshot,
+     "ask the connector for a snapshot of existing rows; follow, cancel or list them"},
 };
 
 static void usage(FILE *out)

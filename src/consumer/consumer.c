@@ -14,7 +14,7 @@
 #include "common/signals.h"
 #include "consumer/apply.h"
 #include "consumer/broker.h"
-#include "consumer/validate.h"
+#include "common/validate.h"
 #include "core/backoff.h"
 
 #define POLL_MS 500              /* longest wait for a delivery before checking for a signal */
@@ -328,8 +328,12 @@ static handled_t handle(cons_t *C, const hms_cdelivery_t *d)
     hms_err_t why;
     if (hms_cval_check(C->val, d->body, d->len, &ev, &why) != HMS_OK)
         return dead_letter(C, d, why.msg);
+    /* A snapshot event (the only kind with a snapshot attribute) is never an
+     * echo: it re-sends rows a replica may have lost, its own writes
+     * included, and applying one cannot start a loop. */
     json_object *jorigin = NULL;
-    bool echo = C->o->origin != NULL && json_object_object_get_ex(ev, "origin", &jorigin) &&
+    bool echo = C->o->origin != NULL && !json_object_object_get_ex(ev, "snapshot", NULL) &&
+                json_object_object_get_ex(ev, "origin", &jorigin) &&
                 strcmp(json_object_get_string(jorigin), C->o->origin) == 0;
     json_object_put(ev);
     if (echo) {

@@ -37,7 +37,9 @@ enum {
     HMS_CMD_STATUS = 1u << 1,
     HMS_CMD_MIGRATE = 1u << 2,
     HMS_CMD_CONSUME = 1u << 3,
-    HMS_CMD_ALL = HMS_CMD_RUN | HMS_CMD_STATUS | HMS_CMD_MIGRATE | HMS_CMD_CONSUME,
+    HMS_CMD_SNAPSHOT = 1u << 4,
+    HMS_CMD_ALL =
+        HMS_CMD_RUN | HMS_CMD_STATUS | HMS_CMD_MIGRATE | HMS_CMD_CONSUME | HMS_CMD_SNAPSHOT,
 };
 
 typedef enum {
@@ -51,6 +53,12 @@ typedef enum {
     HMS_CONFIG_LOG_LOGFMT,
     HMS_CONFIG_LOG_JSON,
 } hms_config_log_format_t;
+
+/* Whether a slot that run creates starts with a snapshot of every row. */
+typedef enum {
+    HMS_CONFIG_SNAPSHOT_INITIAL,
+    HMS_CONFIG_SNAPSHOT_NEVER,
+} hms_config_snapshot_t;
 
 typedef enum {
     HMS_CONFIG_QUEUE_QUORUM,
@@ -95,10 +103,13 @@ typedef struct {
     char *publication;
     char *exchange;
     int window;
+    int max_event_bytes; /* larger events go to the rejected exchange as a reference */
     int64_t feedback_interval_ms;
     int64_t replication_timeout_ms; /* 0 disables */
     char *metrics;                  /* HOST:PORT of the metrics endpoint; NULL: off */
     bool standby;                   /* run waits as a hot standby for a busy slot */
+    int snapshot;                   /* hms_config_snapshot_t: a new slot starts with one? */
+    int snapshot_chunk;             /* rows per snapshot chunk */
     int64_t slot_wait_ms;
     int64_t shutdown_timeout_ms;
     int64_t heartbeat_ms; /* 0 disables AMQP heartbeats */
@@ -124,14 +135,19 @@ typedef struct {
 } hms_config_t;
 
 /* Command-line options that are not settings: they never come from a file or
- * the environment.  No subcommand takes positional arguments (yet): one is an
- * error. */
+ * the environment, because each names one action of one invocation.  No
+ * subcommand takes positional arguments (yet): one is an error.  Strings
+ * borrow from argv (NULL when not given). */
 typedef struct {
-    bool check_config; /* run: validate and exit */
-    bool print_config; /* run: print effective settings, secrets redacted */
-    bool json;         /* status: machine-readable output */
-    bool subscriber;   /* migrate: install the subscriber side */
-    bool help;         /* all: print usage */
+    bool check_config;  /* run: validate and exit */
+    bool print_config;  /* run: print effective settings, secrets redacted */
+    bool json;          /* status, snapshot --list: machine-readable output */
+    bool subscriber;    /* migrate: install the subscriber side */
+    bool help;          /* all: print usage */
+    const char *where;  /* snapshot: the rows to read, an SQL condition */
+    bool wait;          /* snapshot: follow the request until it ends */
+    const char *cancel; /* snapshot: the request to cancel */
+    bool list;          /* snapshot: list the slot's requests */
 } hms_cli_flags_t;
 
 /* Fills cfg with the defaults.  Returns HMS_ERR_NOMEM on allocation failure

@@ -11,7 +11,7 @@
  * guessing which one is used. */
 static hms_status_t check_amqp_auth(const hms_config_t *cfg, unsigned cmd, hms_err_t *err)
 {
-    if (!(cmd & HMS_CONFIG_CMD_NET) || cfg->amqp == NULL)
+    if (!(cmd & HMS_CONFIG_CMD_AMQP) || cfg->amqp == NULL)
         return HMS_OK;
     bool tls = hms_config_starts_with(cfg->amqp, "amqps://");
     const char *tls_only[] = {"amqp_cacert", "amqp_cert", "amqp_key"};

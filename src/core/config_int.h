@@ -64,12 +64,15 @@ typedef struct {
     const char *help;           /* prose for the example file and the docs */
 } hms_config_setting_t;
 
-/* Options that are not settings: command line only, booleans. */
+/* Options that are not settings: command line only.  Without a metavar a
+ * flag is a bool; with one it takes a value, a const char * borrowed from
+ * argv. */
 typedef struct {
     const char *name;
     size_t offset; /* of the field in hms_cli_flags_t */
     unsigned cmds;
     const char *summary;
+    const char *metavar; /* the value's placeholder in --help; NULL: a bool */
 } hms_config_cli_flag_t;
 
 extern const hms_config_setting_t hms_config_settings[];
@@ -79,6 +82,9 @@ extern const int hms_config_ncli_flags;
 
 /* The subcommands that talk to RabbitMQ. */
 #define HMS_CONFIG_CMD_NET (HMS_CMD_RUN | HMS_CMD_CONSUME)
+/* ... and those that may: snapshot checks that a --queue exists when it is
+ * given the broker's address, so it takes the connection settings only. */
+#define HMS_CONFIG_CMD_AMQP (HMS_CONFIG_CMD_NET | HMS_CMD_SNAPSHOT)
 
 #define HMS_CONFIG_SEC 1000LL
 #define HMS_CONFIG_MIN (60 * HMS_CONFIG_SEC)

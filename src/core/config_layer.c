@@ -216,9 +216,22 @@ static hms_status_t walk_argv(hms_config_t *cfg, unsigned cmd, int argc, char **
                                    "config: option --%s is not accepted by %s (see hms-sync %s "
                                    "--help)",
                                    opt, cmdname, cmdname);
-            if (value != NULL)
-                return hms_err_set(err, HMS_ERR_CONFIG, "config: option --%s takes no value", opt);
-            *(bool *)((char *)flags + hms_config_cli_flags[k].offset) = true;
+            char *field = (char *)flags + hms_config_cli_flags[k].offset;
+            if (hms_config_cli_flags[k].metavar == NULL) {
+                if (value != NULL)
+                    return hms_err_set(err, HMS_ERR_CONFIG, "config: option --%s takes no value",
+                                       opt);
+                *(bool *)field = true;
+                goto next;
+            }
+            if (value == NULL && a + 1 < argc)
+                value = argv[++a];
+            /* An empty value is more likely a shell variable that was never
+             * set than a choice. */
+            if (value == NULL || value[0] == '\0')
+                return hms_err_set(err, HMS_ERR_CONFIG, "config: option --%s needs a value (%s)",
+                                   opt, hms_config_cli_flags[k].metavar);
+            *(const char **)field = value;
             goto next;
         }
         int i = hms_config_setting_index(name);

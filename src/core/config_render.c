@@ -79,9 +79,11 @@ hms_status_t hms_config_render_usage(unsigned cmd, hms_buf_t *out)
     for (int k = 0; k < hms_config_ncli_flags; k++) {
         if (!(hms_config_cli_flags[k].cmds & cmd))
             continue;
-        hms_config_option_name(hms_config_cli_flags[k].name, name, sizeof(name));
-        snprintf(opt, sizeof(opt), "--%s", name);
-        put_option(out, &st, opt, hms_config_cli_flags[k].summary);
+        const hms_config_cli_flag_t *f = &hms_config_cli_flags[k];
+        hms_config_option_name(f->name, name, sizeof(name));
+        snprintf(opt, sizeof(opt), "--%s%s%s", name, f->metavar ? " " : "",
+                 f->metavar ? f->metavar : "");
+        put_option(out, &st, opt, f->summary);
     }
     hms_config_put(
         out, &st,
@@ -223,10 +225,11 @@ hms_status_t hms_config_render_markdown(hms_buf_t *out)
                    "\n## Command-line-only options\n\n| Option | Subcommands | Meaning |\n"
                    "| --- | --- | --- |\n");
     for (int k = 0; k < hms_config_ncli_flags; k++) {
-        hms_config_option_name(hms_config_cli_flags[k].name, opt, sizeof(opt));
-        hms_config_format_cmds(hms_config_cli_flags[k].cmds, cmds, sizeof(cmds));
-        hms_config_put(out, &st, "| `--%s` | %s | %s |\n", opt, cmds,
-                       hms_config_cli_flags[k].summary);
+        const hms_config_cli_flag_t *f = &hms_config_cli_flags[k];
+        hms_config_option_name(f->name, opt, sizeof(opt));
+        hms_config_format_cmds(f->cmds, cmds, sizeof(cmds));
+        hms_config_put(out, &st, "| `--%s%s%s` | %s | %s |\n", opt, f->metavar ? " " : "",
+                       f->metavar ? f->metavar : "", cmds, f->summary);
     }
     return st;
 }

@@ -11,6 +11,7 @@ static const char *const log_formats[] = {"logfmt", "json", NULL};
 static const char *const sinks[] = {"amqp", "discard", NULL};
 static const char *const queue_types[] = {"quorum", "classic", NULL};
 static const char *const amqp_auths[] = {"plain", "external", NULL};
+static const char *const snapshots[] = {"initial", "never", NULL};
 
 /* The one table.  Order is the order of --help, --print-config, the example
  * file and the docs. */
@@ -26,40 +27,42 @@ const hms_config_setting_t hms_config_settings[] = {
      "certificate and host name, sslcert and sslkey present a client certificate, and "
      "passfile=FILE (a .pgpass-format file, chmod 600) keeps the password out of this "
      "setting."},
-    {"amqp", HMS_CONFIG_T_URL, OFF(amqp), NULL, 0, 0, NULL, HMS_CONFIG_CMD_NET, HMS_CONFIG_CMD_NET,
+    {"amqp", HMS_CONFIG_T_URL, OFF(amqp), NULL, 0, 0, NULL, HMS_CONFIG_CMD_AMQP, HMS_CONFIG_CMD_NET,
      HMS_CONFIG_F_SECRET, "amqps://hms_sync@mq.example.org:5671/hms",
      "RabbitMQ URL (amqp:// or amqps://)",
      "How to reach RabbitMQ: amqp://USER:PASSWORD@HOST:PORT/VHOST, or amqps:// for TLS.  Not "
-     "needed by run when sink = discard.  When printed, only the password is replaced by ***.  "
+     "needed by run when sink = discard; snapshot uses it only to check that its --queue "
+     "exists.  When printed, only the password is replaced by ***.  "
      "amqps:// always verifies the broker's certificate and host name and allows TLS 1.2 or "
      "later only.  Keep the password out of the URL with amqp_password_file."},
-    {"amqp_cacert", HMS_CONFIG_T_PATH, OFF(amqp_cacert), NULL, 0, 0, NULL, HMS_CONFIG_CMD_NET, 0, 0,
-     "/etc/hms-sync/rabbitmq-ca.pem", "CA certificates (PEM) that amqps:// trusts",
+    {"amqp_cacert", HMS_CONFIG_T_PATH, OFF(amqp_cacert), NULL, 0, 0, NULL, HMS_CONFIG_CMD_AMQP, 0,
+     0, "/etc/hms-sync/rabbitmq-ca.pem", "CA certificates (PEM) that amqps:// trusts",
      "The CA bundle the broker's certificate must chain to.  Unset: OpenSSL's default "
      "system CAs.  Only with an amqps:// URL."},
-    {"amqp_cert", HMS_CONFIG_T_PATH, OFF(amqp_cert), NULL, 0, 0, NULL, HMS_CONFIG_CMD_NET, 0, 0,
+    {"amqp_cert", HMS_CONFIG_T_PATH, OFF(amqp_cert), NULL, 0, 0, NULL, HMS_CONFIG_CMD_AMQP, 0, 0,
      "/etc/hms-sync/client.pem", "TLS client certificate (PEM) for amqps://",
      "A client certificate to present to the broker (needs amqp_key).  Required by "
      "amqp_auth = external, where the broker takes the user name from it."},
-    {"amqp_key", HMS_CONFIG_T_PATH, OFF(amqp_key), NULL, 0, 0, NULL, HMS_CONFIG_CMD_NET, 0, 0,
+    {"amqp_key", HMS_CONFIG_T_PATH, OFF(amqp_key), NULL, 0, 0, NULL, HMS_CONFIG_CMD_AMQP, 0, 0,
      "/etc/hms-sync/client.key", "private key (PEM) of amqp_cert",
      "The private key of amqp_cert, unencrypted PEM.  Keep it readable only by the service "
      "user."},
-    {"amqp_auth", HMS_CONFIG_T_ENUM, OFF(amqp_auth), "plain", 0, 0, amqp_auths, HMS_CONFIG_CMD_NET,
+    {"amqp_auth", HMS_CONFIG_T_ENUM, OFF(amqp_auth), "plain", 0, 0, amqp_auths, HMS_CONFIG_CMD_AMQP,
      0, 0, NULL, "RabbitMQ login: plain (user, password) or external (client certificate)",
      "plain logs in with the URL's user and the password from the URL or amqp_password_file.  "
      "external logs in with SASL EXTERNAL: the broker (plugin rabbitmq_auth_mechanism_ssl) "
      "maps the TLS client certificate (amqp_cert) to a user, so no password exists at all."},
     {"amqp_password_file", HMS_CONFIG_T_PATH, OFF(amqp_password_file), NULL, 0, 0, NULL,
-     HMS_CONFIG_CMD_NET, 0, 0, "/etc/hms-sync/amqp-password", "file holding the RabbitMQ password",
+     HMS_CONFIG_CMD_AMQP, 0, 0, "/etc/hms-sync/amqp-password", "file holding the RabbitMQ password",
      "Read the RabbitMQ password from the first line of this file instead of the URL (which "
      "then has no password: amqps://hms_sync@host/vhost).  The file must be readable by its "
      "owner only (chmod 600) or hms-sync refuses it; it is re-read on every reconnect, so a "
      "rotated password takes effect without a restart."},
-    {"slot", HMS_CONFIG_T_IDENT, OFF(slot), "hms_sync", 1, 63, NULL, HMS_CMD_RUN | HMS_CMD_STATUS,
-     0, 0, NULL, "logical replication slot name",
+    {"slot", HMS_CONFIG_T_IDENT, OFF(slot), "hms_sync", 1, 63, NULL,
+     HMS_CMD_RUN | HMS_CMD_STATUS | HMS_CMD_SNAPSHOT, 0, 0, NULL, "logical replication slot name",
      "The logical replication slot run streams from (created by run when missing) and status "
-     "reports on.  One slot per running hms-sync: two processes cannot share one."},
+     "reports on.  One slot per running hms-sync: two processes cannot share one.  snapshot "
+     "asks the connector of this slot for a snapshot."},
     {"publication", HMS_CONFIG_T_IDENT, OFF(publication), "hms_sync_incidents", 1, 63, NULL,
      HMS_CMD_RUN | HMS_CMD_MIGRATE, 0, 0, NULL, "PostgreSQL publication name",
      "The publication that selects the captured tables; migrate creates it, run subscribes "
@@ -71,6 +74,13 @@ const hms_config_setting_t hms_config_settings[] = {
      "most unconfirmed events in flight",
      "How many published events may await the broker's confirm at once.  A larger window "
      "means more throughput and more events republished after a crash (never lost)."},
+    {"max_event_bytes", HMS_CONFIG_T_INT, OFF(max_event_bytes), "134217728", 4096, 536870912, NULL,
+     HMS_CMD_RUN, 0, 0, NULL, "largest event published; set it to the broker's max_message_size",
+     "An event whose JSON is larger than this many bytes is not published to the exchange: a "
+     "reference to it (key, LSN, size) goes to the rejected exchange instead, and the stream "
+     "goes on.  Set it to the broker's max_message_size (RabbitMQ's default, 134217728, is "
+     "this default): a larger event would make the broker close the channel, and hms-sync "
+     "then stops before it."},
     {"feedback_interval", HMS_CONFIG_T_DURATION, OFF(feedback_interval_ms), "10s", 100,
      HMS_CONFIG_HOUR, NULL, HMS_CMD_RUN, 0, 0, NULL, "longest gap between standby status messages",
      "run tells PostgreSQL its confirmed position as soon as it advances, and at least this "
@@ -101,6 +111,18 @@ const hms_config_setting_t hms_config_settings[] = {
      "streams; the other, with standby = true, keeps polling once a second (reporting not "
      "ready) and takes over within seconds of the active one dying.  Without it, run fails "
      "after slot_wait."},
+    {"snapshot", HMS_CONFIG_T_ENUM, OFF(snapshot), "initial", 0, 0, snapshots, HMS_CMD_RUN, 0, 0,
+     NULL, "whether a slot run creates starts with a snapshot of every row",
+     "initial: when run creates its slot, it first queues a snapshot of every row of the "
+     "captured table, so subscribers learn the rows that existed before the slot; the rows "
+     "are published as IncidentSnapshot events while live changes keep flowing.  never: "
+     "only changes made after the slot was created are published.  hms-sync snapshot asks "
+     "for a snapshot (of some rows, or for one queue) at any time."},
+    {"snapshot_chunk", HMS_CONFIG_T_INT, OFF(snapshot_chunk), "1024", 1, 100000, NULL,
+     HMS_CMD_RUN, 0, 0, NULL, "rows per snapshot chunk",
+     "A snapshot reads the table in chunks of this many rows, in key order, each published "
+     "between two changes of the stream.  Memory grows with it (one chunk is held at a "
+     "time); a larger chunk means fewer round trips and watermarks."},
     {"slot_wait", HMS_CONFIG_T_DURATION, OFF(slot_wait_ms), "30s", 0, HMS_CONFIG_HOUR, NULL,
      HMS_CMD_RUN, 0, 0, NULL, "how long run waits for a slot held by another process",
      "After a crash the old walsender may hold the slot for a while; run retries for this "
@@ -146,11 +168,14 @@ const hms_config_setting_t hms_config_settings[] = {
      "amqp publishes events to RabbitMQ.  WARNING: discard is for debugging and benchmarks ONLY: "
      "events are encoded, then dropped and counted as confirmed, so the slot advances past "
      "changes nobody received.  NEVER use discard in production: it loses every event."},
-    {"queue", HMS_CONFIG_T_EXCHANGE, OFF(queue), NULL, 1, 200, NULL, HMS_CMD_CONSUME,
-     HMS_CMD_CONSUME, 0, "scheduling", "the subscriber's queue (also its inbox name)",
+    {"queue", HMS_CONFIG_T_EXCHANGE, OFF(queue), NULL, 1, 200, NULL,
+     HMS_CMD_CONSUME | HMS_CMD_SNAPSHOT, HMS_CMD_CONSUME, 0, "scheduling",
+     "a subscriber's queue: the one consume reads, or the only one snapshot sends to",
      "The durable queue consume declares, binds and reads.  The name also keys the "
      "subscriber's rows in hms_sync.inbox, so several subscribers can share one database, and "
-     "names its dead-letter queue <queue>.dlq."},
+     "names its dead-letter queue <queue>.dlq.  For snapshot: send the snapshot's events to "
+     "this one queue only (through the default exchange) instead of to the exchange, to "
+     "re-sync one subscriber."},
     {"apply", HMS_CONFIG_T_FUNC, OFF(apply), NULL, 1, 127, NULL, HMS_CMD_CONSUME, HMS_CMD_CONSUME,
      0, "hms_sync.apply_scheduling", "SQL function f(event jsonb) returns text to apply events",
      "The function consume calls, through hms_sync.consume(), for every valid event, in the "
@@ -199,13 +224,22 @@ _Static_assert(sizeof(hms_config_settings) / sizeof(hms_config_settings[0]) <=
 
 const hms_config_cli_flag_t hms_config_cli_flags[] = {
     {"check_config", offsetof(hms_cli_flags_t, check_config), HMS_CMD_RUN,
-     "validate the settings and open the files they name; exit 0, or 2 naming the problem"},
+     "validate the settings and open the files they name; exit 0, or 2 naming the problem", NULL},
     {"print_config", offsetof(hms_cli_flags_t, print_config), HMS_CMD_RUN,
-     "print the effective settings (secrets redacted) and exit"},
-    {"json", offsetof(hms_cli_flags_t, json), HMS_CMD_STATUS, "print the status as JSON"},
+     "print the effective settings (secrets redacted) and exit", NULL},
+    {"json", offsetof(hms_cli_flags_t, json), HMS_CMD_STATUS | HMS_CMD_SNAPSHOT,
+     "print JSON (status; snapshot --list)", NULL},
     {"subscriber", offsetof(hms_cli_flags_t, subscriber), HMS_CMD_MIGRATE,
-     "install the subscriber-side objects instead of the publisher side"},
-    {"help", offsetof(hms_cli_flags_t, help), HMS_CMD_ALL, "print this help and exit"},
+     "install the subscriber-side objects instead of the publisher side", NULL},
+    {"where", offsetof(hms_cli_flags_t, where), HMS_CMD_SNAPSHOT,
+     "snapshot only the rows of public.incidents for which this SQL condition is true", "SQL"},
+    {"wait", offsetof(hms_cli_flags_t, wait), HMS_CMD_SNAPSHOT,
+     "follow the snapshot until it ends: exit 0 when done, 1 when cancelled or failed", NULL},
+    {"cancel", offsetof(hms_cli_flags_t, cancel), HMS_CMD_SNAPSHOT,
+     "cancel the pending or running snapshot with this id", "ID"},
+    {"list", offsetof(hms_cli_flags_t, list), HMS_CMD_SNAPSHOT,
+     "list the snapshots of the slot, oldest first", NULL},
+    {"help", offsetof(hms_cli_flags_t, help), HMS_CMD_ALL, "print this help and exit", NULL},
 };
 
 const int hms_config_ncli_flags =
@@ -242,6 +276,7 @@ const char *hms_config_cmd_name(unsigned cmd)
     case HMS_CMD_STATUS: return "status";
     case HMS_CMD_MIGRATE: return "migrate";
     case HMS_CMD_CONSUME: return "consume";
+    case HMS_CMD_SNAPSHOT: return "snapshot";
     default: return "hms-sync";
     }
 }

@@ -181,7 +181,7 @@ void hms_config_format_cmds(unsigned cmds, char *out, size_t n)
 {
     size_t w = 0;
     out[0] = '\0';
-    for (unsigned bit = 1; bit <= HMS_CMD_CONSUME && w < n; bit <<= 1)
+    for (unsigned bit = 1; bit <= HMS_CMD_ALL && w < n; bit <<= 1)
         if (cmds & bit)
             w += (size_t)snprintf(out + w, n - w, "%s%s", w ? ", " : "", hms_config_cmd_name(bit));
 }

@@ -13,6 +13,12 @@
 #define ROUTING_KEY_MAX 255
 #define USEC_PER_SEC INT64_C(1000000)
 
+/* The properties of schemas/Incident{Created,Updated,Deleted}.v1.json. */
+static const char *const incident_columns[] = {
+    "id",          "occurred_at", "region",     "severity", "status", "summary",
+    "reported_by", "version",     "updated_at", "origin",   NULL,
+};
+
 const hms_capture_t hms_capture_incidents = {
     .schema = "public",
     .table = "incidents",
@@ -25,11 +31,14 @@ const hms_capture_t hms_capture_incidents = {
     .origin_column = "origin",
     .schema_base = "https://hms.gov/schemas/ehr/",
     .truncated_name = "IncidentsTruncated",
+    .columns = incident_columns,
 };
 
-enum { KIND_CREATED, KIND_UPDATED, KIND_DELETED, KIND_TRUNCATED, NKINDS };
-static const char *const kind_word[NKINDS] = {"Created", "Updated", "Deleted", "Truncated"};
-static const char *const kind_route[NKINDS] = {"created", "updated", "deleted", "truncated"};
+enum { KIND_CREATED, KIND_UPDATED, KIND_DELETED, KIND_TRUNCATED, KIND_SNAPSHOT, NKINDS };
+static const char *const kind_word[NKINDS] = {"Created", "Updated", "Deleted", "Truncated",
+                                              "Snapshot"};
+static const char *const kind_route[NKINDS] = {"created", "updated", "deleted", "truncated",
+                                               "snapshot"};
 
 /* A truncation has no row to take an origin from, and the truncating
  * session's hms_sync.origin setting is not in the stream: it carries the
@@ -53,6 +62,13 @@ typedef struct {
     int key, region, version, updated, origin; /* column index, -1 when absent */
     hms_buf_t keys;                            /* `"name":` for every column */
     size_t *key_off;                           /* ncols + 1 offsets */
+    /* The columns `data` carries, in order (the contract's, or all), and
+     * whether the rest go under `_extra`; a contract column the relation
+     * lacks is `missing` (NULL: none). */
+    int *data_cols;
+    size_t ndata;
+    bool *extra; /* per relation column; NULL when no column is extra */
+    const char *missing;
 } relinfo_t;
 
 struct hms_encoder {
@@ -120,6 +136,8 @@ static void relinfo_clear(relinfo_t *ri)
 {
     hms_buf_free(&ri->keys);
     free(ri->key_off);
+    free(ri->data_cols);
+    free(ri->extra);
     memset(ri, 0, sizeof *ri);
 }
 
@@ -163,6 +181,42 @@ static bool relinfo_current(const relinfo_t *ri, const hms_pgo_relation_t *rel)
     return ri->rel == rel && ri->generation == rel->generation;
 }
 
+/* Which columns go in `data` and which under `_extra`.  The split is by
+ * name, made again for every Relation message: pgoutput describes the table
+ * again after each DDL change, so an added, dropped, renamed or retyped
+ * column shows up here before the first row that has it. */
+static hms_status_t relinfo_split(relinfo_t *ri, const hms_pgo_relation_t *rel,
+                                  const hms_capture_t *c)
+{
+    size_t n = 0;
+    if (c->columns == NULL) {
+        if ((ri->data_cols = malloc(((size_t)rel->ncols + 1) * sizeof(int))) == NULL)
+            return HMS_ERR_NOMEM;
+        for (int i = 0; i < rel->ncols; i++)
+            ri->data_cols[ri->ndata++] = i;
+        return HMS_OK;
+    }
+    while (c->columns[n] != NULL)
+        n++;
+    ri->data_cols = malloc((n + 1) * sizeof(int));
+    ri->extra = malloc(((size_t)rel->ncols + 1) * sizeof(bool));
+    if (ri->data_cols == NULL || ri->extra == NULL)
+        return HMS_ERR_NOMEM;
+    for (int i = 0; i < rel->ncols; i++)
+        ri->extra[i] = true;
+    for (size_t k = 0; k < n; k++) {
+        int col = find_col(rel, c->columns[k]);
+        if (col < 0) {
+            if (ri->missing == NULL)
+                ri->missing = c->columns[k];
+            continue;
+        }
+        ri->data_cols[ri->ndata++] = col;
+        ri->extra[col] = false;
+    }
+    return HMS_OK;
+}
+
 static hms_status_t relinfo_build(relinfo_t *ri, const hms_pgo_relation_t *rel, size_t cap,
                                   const hms_capture_t *c)
 {
@@ -188,6 +242,8 @@ static hms_status_t relinfo_build(relinfo_t *ri, const hms_pgo_relation_t *rel, 
             goto fail;
     }
     ri->key_off[rel->ncols] = ri->keys.len;
+    if ((st = relinfo_split(ri, rel, c)) != HMS_OK)
+        goto fail;
     return HMS_OK;
 fail:
     relinfo_clear(ri);
@@ -324,6 +380,8 @@ void hms_event_free(hms_event_t *ev)
 {
     hms_buf_free(&ev->body);
     hms_buf_free(&ev->routing_key);
+    hms_buf_free(&ev->queue);
+    hms_buf_free(&ev->reason);
 }
 
 /* ---- encoding one change ---- */
@@ -350,10 +408,15 @@ static hms_status_t col_fail(const encctx_t *c, int col, const char *what)
 /* Column col of the row being encoded; *v NULL when the row does not carry
  * it (a key-only old row).  An unchanged TOASTed value comes from the full
  * old row, or the change fails: a guessed value would be a wrong one. */
+static bool row_carries(const encctx_t *c, int col)
+{
+    return col >= 0 && !(c->keyonly && !(c->rel->cols[col].flags & 1));
+}
+
 static hms_status_t column_value(const encctx_t *c, int col, const hms_pgo_value_t **v)
 {
     *v = NULL;
-    if (col < 0 || (c->keyonly && !(c->rel->cols[col].flags & 1)))
+    if (!row_carries(c, col))
         return HMS_OK;
     const hms_pgo_value_t *val = &c->row->values[col];
     if (val->kind == HMS_PGO_VAL_UNCHANGED) {
@@ -378,8 +441,10 @@ static bool has_text(const hms_pgo_value_t *v)
     return v != NULL && v->kind == HMS_PGO_VAL_TEXT;
 }
 
+/* A region that does not fit fails the change rather than being cut: a cut
+ * key would route the event by a region the row does not have. */
 static hms_status_t put_routing_key(hms_buf_t *rk, const hms_capture_t *cap, int kind,
-                                    const hms_pgo_value_t *region)
+                                    const hms_pgo_value_t *region, const char *id, hms_err_t *err)
 {
     hms_status_t st;
     if ((st = hms_buf_append_str(rk, cap->routing_prefix)) != HMS_OK ||
@@ -390,15 +455,14 @@ static hms_status_t put_routing_key(hms_buf_t *rk, const hms_capture_t *cap, int
     size_t n = has_text(region) ? region->len : 0;
     if (n == 0)
         return hms_buf_append_char(rk, '_');
-    /* Routing keys are AMQP short strings: cut the region at a character
-     * boundary so the key fits in 255 bytes.  '.', '*' and '#' would split
-     * or match topic words, so they become '_'. */
+    /* Routing keys are AMQP short strings of at most 255 bytes.  '.', '*'
+     * and '#' would split or match topic words, so they become '_'. */
     size_t room = rk->len < ROUTING_KEY_MAX ? ROUTING_KEY_MAX - rk->len : 0;
-    if (n > room) {
-        n = room;
-        while (n > 0 && ((unsigned char)region->data[n] & 0xC0) == 0x80)
-            n--;
-    }
+    if (n > room)
+        return hms_err_set(err, HMS_ERR_ENCODE,
+                           "%s column %s: the region is %zu bytes, and the routing key %.*s "
+                           "leaves room for %zu (event %s)",
+                           cap->table, cap->region_column, n, (int)rk->len, rk->data, room, id);
     size_t start = rk->len;
     if ((st = hms_buf_append(rk, region->data, n)) != HMS_OK)
         return st;
@@ -461,28 +525,68 @@ static hms_status_t put_extensions(const encctx_t *c, hms_buf_t *b)
     return HMS_OK;
 }
 
+/* `"name":value` for column col, after a comma unless *first; a column the
+ * row does not carry is left out. */
+static hms_status_t put_member(const encctx_t *c, hms_buf_t *b, int col, bool *first)
+{
+    const relinfo_t *ri = c->ri;
+    const hms_pgo_value_t *v;
+    hms_status_t st;
+    if ((st = column_value(c, col, &v)) != HMS_OK || v == NULL)
+        return st;
+    if (!*first && (st = hms_buf_append_char(b, ',')) != HMS_OK)
+        return st;
+    *first = false;
+    if ((st = hms_buf_append(b, ri->keys.data + ri->key_off[col],
+                             ri->key_off[col + 1] - ri->key_off[col])) != HMS_OK)
+        return st;
+    return put_value(c, b, col, v);
+}
+
+/* The columns outside the contract, as data member `_extra` (the one member
+ * the data schemas allow beside the contract's columns); left out when the
+ * row carries none. */
+static hms_status_t put_extra(const encctx_t *c, hms_buf_t *b, bool first)
+{
+    const relinfo_t *ri = c->ri;
+    bool any = false, inner_first = true;
+    hms_status_t st = HMS_OK;
+    for (int i = 0; ri->extra != NULL && i < c->rel->ncols && !any; i++)
+        any = ri->extra[i] && row_carries(c, i);
+    if (!any)
+        return HMS_OK;
+    if ((st = hms_buf_append_str(b, first ? "\"_extra\":{" : ",\"_extra\":{")) != HMS_OK)
+        return st;
+    for (int i = 0; st == HMS_OK && i < c->rel->ncols; i++)
+        if (ri->extra[i])
+            st = put_member(c, b, i, &inner_first);
+    return st == HMS_OK ? hms_buf_append_char(b, '}') : st;
+}
+
 static hms_status_t put_data(const encctx_t *c, hms_buf_t *b)
 {
     const relinfo_t *ri = c->ri;
     hms_status_t st = hms_buf_append_str(b, ",\"data\":{");
     bool first = true;
-    for (int i = 0; st == HMS_OK && i < c->rel->ncols; i++) {
-        const hms_pgo_value_t *v;
-        if ((st = column_value(c, i, &v)) != HMS_OK)
-            return st;
-        if (v == NULL)
-            continue;
-        if (!first && (st = hms_buf_append_char(b, ',')) != HMS_OK)
-            return st;
-        first = false;
-        if ((st = hms_buf_append(b, ri->keys.data + ri->key_off[i],
-                                 ri->key_off[i + 1] - ri->key_off[i])) != HMS_OK)
-            return st;
-        st = put_value(c, b, i, v);
-    }
+    for (size_t k = 0; st == HMS_OK && k < ri->ndata; k++)
+        st = put_member(c, b, ri->data_cols[k], &first);
+    if (st == HMS_OK)
+        st = put_extra(c, b, first);
     if (st == HMS_OK)
         st = hms_buf_append(b, "}}", 2);
     return st;
+}
+
+/* A contract column the relation no longer has would make every event
+ * invalid, and leaving it out would make subscribers lose it silently: the
+ * change fails, naming what is gone. */
+static hms_status_t contract_check(const encctx_t *c)
+{
+    if (c->ri->missing == NULL)
+        return HMS_OK;
+    return hms_err_set(c->err, HMS_ERR_ENCODE,
+                       "column %s is missing from %s.%s (dropped or renamed?) (event %s)",
+                       c->ri->missing, rel_nspname(c->rel), c->rel->relname, c->id);
 }
 
 /* "<commit LSN, 16 hex>-<ordinal>" into ev->id. */
@@ -508,6 +612,7 @@ static hms_status_t event_start(hms_event_t *ev, const hms_txctx_t *tx, char *ts
 {
     hms_buf_reset(&ev->body);
     hms_buf_reset(&ev->routing_key);
+    hms_buf_reset(&ev->queue);
     ev->type = NULL;
     ev->time_unix = 0;
     /* The id first, so that every later error can name the event. */
@@ -634,6 +739,7 @@ hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
     ev->id[0] = '\0';
     hms_buf_reset(&ev->body);
     hms_buf_reset(&ev->routing_key);
+    hms_buf_reset(&ev->queue);
     ev->type = NULL;
     ev->time_unix = 0;
     if (msg->kind != HMS_PGO_INSERT && msg->kind != HMS_PGO_UPDATE && msg->kind != HMS_PGO_DELETE)
@@ -660,6 +766,8 @@ hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
                            rel_nspname(rel), rel->relname, c.row->ncols, rel->ncols, ev->id);
     if (c.old != NULL && (c.old->ncols != rel->ncols || c.old->values == NULL))
         c.old = NULL;
+    if ((st = contract_check(&c)) != HMS_OK)
+        return st;
 
     const hms_pgo_value_t *key, *region;
     if ((st = column_value(&c, ri->key, &key)) != HMS_OK ||
@@ -675,7 +783,8 @@ hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
                            tx)) != HMS_OK ||
         (st = put_extensions(&c, &ev->body)) != HMS_OK ||
         (st = put_data(&c, &ev->body)) != HMS_OK ||
-        (st = put_routing_key(&ev->routing_key, &e->captures[ri->cap], kind, region)) != HMS_OK)
+        (st = put_routing_key(&ev->routing_key, &e->captures[ri->cap], kind, region, ev->id,
+                              err)) != HMS_OK)
         return event_fail(ev, st, err);
     return HMS_OK;
 }
@@ -709,6 +818,54 @@ hms_status_t hms_encoder_encode_truncate(hms_encoder_t *e, const hms_txctx_t *tx
         (st = hms_buf_append(b, ts, HMS_PGVALUE_RFC3339_LEN)) != HMS_OK ||
         (st = hms_buf_append_str(b, "\",\"origin\":\"" TRUNCATE_ORIGIN "\",\"data\":{}}")) !=
             HMS_OK)
+        return event_fail(ev, st, err);
+    return HMS_OK;
+}
+
+hms_status_t hms_encoder_encode_snapshot(hms_encoder_t *e, const hms_txctx_t *tx,
+                                         const hms_pgo_relation_t *rel, const hms_pgo_tuple_t *row,
+                                         const char *snapshot_id, const char *queue,
+                                         hms_event_t *ev, hms_err_t *err)
+{
+    encctx_t c = {.e = e, .err = err, .id = ev->id, .rel = rel, .row = row};
+    relinfo_t *ri;
+    hms_status_t st;
+    char ts[HMS_PGVALUE_RFC3339_LEN + 1];
+    ev->id[0] = '\0';
+    hms_buf_reset(&ev->body);
+    hms_buf_reset(&ev->routing_key);
+    hms_buf_reset(&ev->queue);
+    if ((st = relinfo_get(e, rel, &ri)) != HMS_OK)
+        return hms_err_set(err, st, "encoder: out of memory describing a snapshot's columns");
+    if (ri == NULL)
+        return hms_err_set(err, HMS_ERR_STATE, "encoder: snapshot of %s.%s, which is not captured",
+                           rel_nspname(rel), rel->relname);
+    c.ri = ri;
+    if ((st = event_start(ev, tx, ts, err)) != HMS_OK)
+        return st;
+    ev->type = e->names[ri->cap].type[KIND_SNAPSHOT];
+    if (row->ncols != rel->ncols || (row->ncols > 0 && row->values == NULL))
+        return hms_err_set(err, HMS_ERR_ENCODE,
+                           "%s.%s: snapshot row carries %u columns, the result has %u (event %s)",
+                           rel_nspname(rel), rel->relname, row->ncols, rel->ncols, ev->id);
+    if ((st = contract_check(&c)) != HMS_OK)
+        return st;
+    const hms_pgo_value_t *key, *region;
+    if ((st = column_value(&c, ri->key, &key)) != HMS_OK ||
+        (st = column_value(&c, ri->region, &region)) != HMS_OK)
+        return st;
+    if (!has_text(key))
+        return hms_err_set(err, HMS_ERR_ENCODE, "%s.%s: snapshot row without its key %s (event %s)",
+                           rel_nspname(rel), rel->relname, e->captures[ri->cap].key_column, ev->id);
+    if ((st = put_envelope(&ev->body, &e->names[ri->cap].head[KIND_SNAPSHOT], ev, key->data,
+                           key->len, ts, tx)) != HMS_OK ||
+        (st = put_extensions(&c, &ev->body)) != HMS_OK ||
+        (st = hms_buf_append_str(&ev->body, ",\"snapshot\":")) != HMS_OK ||
+        (st = hms_buf_append_json_str(&ev->body, snapshot_id, strlen(snapshot_id))) != HMS_OK ||
+        (st = put_data(&c, &ev->body)) != HMS_OK ||
+        (st = put_routing_key(&ev->routing_key, &e->captures[ri->cap], KIND_SNAPSHOT, region,
+                              ev->id, err)) != HMS_OK ||
+        (queue != NULL && (st = hms_buf_append_str(&ev->queue, queue)) != HMS_OK))
         return event_fail(ev, st, err);
     return HMS_OK;
 }

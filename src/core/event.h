@@ -30,6 +30,12 @@ typedef struct {
     /* "IncidentsTruncated": a TRUNCATE's type (in type_prefix's namespace) and
      * data schema file; NULL: the type_prefix's last word + "Truncated". */
     const char *truncated_name;
+    /* The contract's columns, NULL-terminated: exactly these go in `data`
+     * (in this order), every other column of the row under data member
+     * `_extra`, so a column added to the table never breaks the data
+     * schemas.  A contract column the relation lacks (dropped, renamed)
+     * fails every change of it.  NULL: every column goes in `data`. */
+    const char *const *columns;
 } hms_capture_t;
 
 /* The built-in capture of public.incidents. */
@@ -48,9 +54,17 @@ typedef struct {
 typedef struct {
     hms_buf_t body;        /* the CloudEvents JSON document */
     hms_buf_t routing_key; /* incident.created.<region> */
-    char id[40];           /* "<commit LSN, 16 hex>-<ordinal>" */
-    const char *type;      /* e.g. "gov.hms.ehr.IncidentCreated.v1"; owned by the encoder */
-    int64_t time_unix;     /* commit time, seconds since the Unix epoch */
+    /* Empty: published to the exchange.  Otherwise the one queue the event
+     * goes to, through the default exchange (a snapshot for one
+     * subscriber). */
+    hms_buf_t queue;
+    /* Empty: an event.  Otherwise a rejected change (core/reject.h): the
+     * body is its RejectedChange document, published to the rejected
+     * exchange with this one line as header x-reason. */
+    hms_buf_t reason;
+    char id[40];       /* "<commit LSN, 16 hex>-<ordinal>" */
+    const char *type;  /* e.g. "gov.hms.ehr.IncidentCreated.v1"; owned by the encoder */
+    int64_t time_unix; /* commit time, seconds since the Unix epoch */
 } hms_event_t;
 
 void hms_event_free(hms_event_t *ev);
@@ -73,9 +87,12 @@ const hms_capture_t *hms_encoder_capture(const hms_encoder_t *e, const hms_pgo_r
  * routing_key are empty).  Fails with HMS_ERR_ENCODE and a message naming
  * the table, column and event id when a value cannot be represented
  * faithfully (e.g. an unchanged TOASTed value with no old row to take it
- * from), and with HMS_ERR_STATE for a message that is not a row change or a
- * relation that is not captured.  An Update that changes the key is two
- * events (see hms_encoder_encode_part); this gives the first. */
+ * from) or when the relation lacks a contract column ("column summary is
+ * missing from public.incidents (dropped or renamed?)"; the relation as the
+ * last Relation message described it), and with HMS_ERR_STATE for a
+ * message that is not a row change or a relation that is not captured.  An
+ * Update that changes the key is two events (see hms_encoder_encode_part);
+ * this gives the first. */
 hms_status_t hms_encoder_encode(hms_encoder_t *e, const hms_txctx_t *tx, const hms_pgo_msg_t *msg,
                                 hms_event_t *ev, hms_err_t *err);
 
@@ -103,5 +120,18 @@ hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
 hms_status_t hms_encoder_encode_truncate(hms_encoder_t *e, const hms_txctx_t *tx,
                                          const hms_pgo_relation_t *rel, hms_event_t *ev,
                                          hms_err_t *err);
+
+/* Encodes one row a snapshot read as an event of type
+ * <namespace>.<stem>Snapshot.v1 (data: the row, as in Created), routing key
+ * <routing_prefix>.snapshot.<region>, with extension attribute `snapshot`
+ * (snapshot_id).  rel describes the row's columns (the SELECT's result; it
+ * must name the capture's schema and table, and give each description a
+ * new generation); tx is the watermark transaction's, with the row's
+ * ordinal.  queue: NULL for the exchange, else the one queue (ev->queue).
+ * Errors as hms_encoder_encode. */
+hms_status_t hms_encoder_encode_snapshot(hms_encoder_t *e, const hms_txctx_t *tx,
+                                         const hms_pgo_relation_t *rel, const hms_pgo_tuple_t *row,
+                                         const char *snapshot_id, const char *queue,
+                                         hms_event_t *ev, hms_err_t *err);
 
 #endif

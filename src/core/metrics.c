@@ -66,6 +66,14 @@ hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms
     counter(out, "hms_sync_confirms_total",
             "Events the broker confirmed (basic.ack, not returned).", m->confirms);
     counter(out, "hms_sync_nacks_total", "Publishes the broker refused with basic.nack.", m->nacks);
+    family(out, "hms_sync_changes_rejected_total", "counter",
+           "Changes that could not become a valid event and were published to the rejected "
+           "exchange instead, by reason: invalid (the event failed its schema), unencodable (no "
+           "event could be made from the row), oversize (larger than max_event_bytes).");
+    for (int r = 0; r < HMS_REJECT_NREASONS; r++)
+        hms_buf_printf(out, "hms_sync_changes_rejected_total{reason=\"%s\"} %llu\n",
+                       hms_reject_reason_name((hms_reject_reason_t)r),
+                       (unsigned long long)m->rejected[r]);
     counter(out, "hms_sync_returns_total",
             "Publishes the broker could not route (basic.return): no queue bound.", m->returns);
     family(out, "hms_sync_reconnects_total", "counter",
@@ -92,13 +100,35 @@ hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms
           hms_metrics_ready(m, NULL, 0) ? 1 : 0);
     family(out, "hms_sync_replica_identity_full", "gauge",
            "1 while the captured table's REPLICA IDENTITY is FULL; 0 when it is not, as the "
-           "newest Relation message or the session's start reported it (a DELETE would then "
-           "carry only its key and stop the stream).");
+           "newest Relation message or the session's start reported it (a DELETE then carries "
+           "only its key, and reaches subscribers only through the trigger hms_sync_old_row).");
     if (m->identity_table[0] != '\0') {
         hms_buf_append_str(out, "hms_sync_replica_identity_full{table=\"");
         label_value(out, m->identity_table);
         hms_buf_printf(out, "\"} %d\n", m->identity == 'f');
     }
+    family(out, "hms_sync_snapshot_rows_done", "gauge",
+           "Rows of the snapshot being served that the broker confirmed, by request id.");
+    family(out, "hms_sync_snapshot_rows_total", "gauge",
+           "Rows the snapshot being served reads (counted when it started), by request id.");
+    if (m->snapshot_id[0] != '\0') {
+        hms_buf_append_str(out, "hms_sync_snapshot_rows_done{snapshot=\"");
+        label_value(out, m->snapshot_id);
+        hms_buf_printf(out, "\"} %lld\n", (long long)m->snapshot_rows_done);
+        if (m->snapshot_rows_total >= 0) {
+            hms_buf_append_str(out, "hms_sync_snapshot_rows_total{snapshot=\"");
+            label_value(out, m->snapshot_id);
+            hms_buf_printf(out, "\"} %lld\n", (long long)m->snapshot_rows_total);
+        }
+    }
+    counter(out, "hms_sync_snapshot_rows_published_total",
+            "Snapshot rows queued for publishing (a chunk read again after a restart counts "
+            "again).",
+            m->snapshot_rows_published);
+    counter(out, "hms_sync_snapshot_rows_superseded_total",
+            "Snapshot rows read but not published: the change stream carried a change of the row "
+            "while it was read (that change is as new or newer).",
+            m->snapshot_rows_superseded);
     gauge(out, "hms_sync_standby",
           "1 while this connector is a hot standby waiting for another to let go of the slot.",
           m->standby ? 1 : 0);

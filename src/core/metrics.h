@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/reject.h"
 #include "core/status.h"
 
 #define HMS_METRICS_MAX_TYPES 8
@@ -43,6 +44,15 @@ typedef struct {
      * carry only its key, and no valid event can be made from that. */
     char identity_table[HMS_METRICS_TABLE_MAX];
     char identity;
+    /* The snapshot being served ("" when none): rows confirmed and recorded,
+     * and rows to read (-1 while unknown). */
+    char snapshot_id[64];
+    int64_t snapshot_rows_done;
+    int64_t snapshot_rows_total;
+    uint64_t snapshot_rows_published;  /* snapshot events queued, all snapshots */
+    uint64_t snapshot_rows_superseded; /* rows read but newer in the stream */
+    /* Changes published as rejections instead of events, by reason. */
+    uint64_t rejected[HMS_REJECT_NREASONS];
 } hms_metrics_t;
 
 /* Counts one published event of type name (a string that outlives m).

@@ -58,7 +58,11 @@ hms_outq_slot_t *hms_outq_reserve(hms_outq_t *q)
 {
     if (hms_outq_full(q))
         return NULL;
-    return at(q, q->tail);
+    hms_outq_slot_t *s = at(q, q->tail);
+    /* The encoder resets the buffers it writes; only a rejection writes
+     * reason, so a recycled slot must not carry one into its next event. */
+    hms_buf_reset(&s->ev.reason);
+    return s;
 }
 
 void hms_outq_push(hms_outq_t *q, uint64_t seq)

@@ -21,6 +21,27 @@ static hms_status_t encode_failed(hms_err_t *err)
                        why);
 }
 
+/* The encoder's result for one event through the gate: the event itself,
+ * or the change's rejection when it cannot be a valid event (the stream
+ * goes on); anything else stops the stream before the change. */
+static hms_status_t encoded(hms_changes_t *c, hms_status_t st, const hms_txctx_t *tx,
+                            const hms_pgo_relation_t *rel, const hms_pgo_tuple_t *row,
+                            hms_event_t *ev, hms_err_t *err)
+{
+    if (c->gate != NULL)
+        st = hms_gate_pass(c->gate, st, tx, rel, row, ev, err);
+    return st == HMS_OK ? HMS_OK : encode_failed(err);
+}
+
+/* The row event part of change m is made from: the old row for a Deleted
+ * (a DELETE, or the first event of a key change), else the new row. */
+static const hms_pgo_tuple_t *part_row(const hms_pgo_msg_t *m, unsigned part, unsigned nparts)
+{
+    if (m->kind == HMS_PGO_DELETE || (m->kind == HMS_PGO_UPDATE && nparts == 2 && part == 0))
+        return m->u.change.old_kind != 0 ? &m->u.change.oldtup : NULL;
+    return &m->u.change.newtup;
+}
+
 static hms_status_t queue_event(hms_changes_t *c, uint64_t *seq, hms_err_t *err)
 {
     if (hms_tracker_add_event(c->trk, seq) != HMS_OK)
@@ -39,7 +60,16 @@ static hms_status_t queue_event(hms_changes_t *c, uint64_t *seq, hms_err_t *err)
  * one can match. */
 static hms_status_t on_message(hms_changes_t *c, const hms_pgo_msg_t *m, hms_err_t *err)
 {
-    if (!c->in_tx || !(m->u.message.flags & 1) || strcmp(m->u.message.prefix, OLD_ROW_PREFIX) != 0)
+    if (!c->in_tx || !(m->u.message.flags & 1))
+        return HMS_OK;
+    if (c->snap != NULL && strcmp(m->u.message.prefix, HMS_SNAPSHOT_PREFIX) == 0) {
+        if (hms_snapshot_watermark(c->snap, m->u.message.content, m->u.message.len)) {
+            c->snap_in_tx = true;
+            return hms_changes_pump(c, err);
+        }
+        return HMS_OK;
+    }
+    if (strcmp(m->u.message.prefix, OLD_ROW_PREFIX) != 0)
         return HMS_OK;
     hms_buf_reset(&c->old_row);
     c->have_old_row = false;
@@ -121,6 +151,22 @@ static hms_status_t keyonly_change(const hms_changes_t *c, const hms_pgo_msg_t *
                        rel->nspname, rel->relname);
 }
 
+/* Tells the snapshot which key a change carried: its rows read before the
+ * change must not be published after it. */
+static void note_key(hms_changes_t *c, const hms_pgo_relation_t *rel, const hms_pgo_tuple_t *t)
+{
+    if (c->key_generation != rel->generation) {
+        const hms_capture_t *cap = hms_encoder_capture(c->enc, rel);
+        c->key_col = -1;
+        for (uint16_t i = 0; cap != NULL && i < rel->ncols; i++)
+            if (strcmp(rel->cols[i].name, cap->key_column) == 0)
+                c->key_col = i;
+        c->key_generation = rel->generation;
+    }
+    if (c->key_col >= 0 && c->key_col < t->ncols && t->values[c->key_col].kind == HMS_PGO_VAL_TEXT)
+        hms_snapshot_note_key(c->snap, t->values[c->key_col].data, t->values[c->key_col].len);
+}
+
 /* A change becomes one event, or two for a key change (Deleted of the old
  * key, Created of the new) with consecutive ordinals: every later change of
  * the transaction then counts one further. */
@@ -135,14 +181,22 @@ static hms_status_t on_change(hms_changes_t *c, hms_pgo_msg_t *m, hms_err_t *err
     if (keyonly && !restore_old_row(c, m))
         return keyonly_change(c, m, err);
     c->have_old_row = false;
+    if (c->snap != NULL) {
+        if (m->kind != HMS_PGO_INSERT && m->u.change.old_kind != 0)
+            note_key(c, m->u.change.rel, &m->u.change.oldtup);
+        if (m->kind != HMS_PGO_DELETE)
+            note_key(c, m->u.change.rel, &m->u.change.newtup);
+    }
     unsigned nparts = 1;
     for (unsigned part = 0; part < nparts; part++) {
         hms_outq_slot_t *slot = hms_outq_reserve(c->q);
         if (slot == NULL) /* the loop reads only while there is room for them all */
             return hms_err_set(err, HMS_ERR_STATE, "internal: outbound queue full");
         tx.ordinal = c->tx.ordinal - 1 + part;
-        if (hms_encoder_encode_part(c->enc, &tx, m, part, &slot->ev, &nparts, err) != HMS_OK)
-            return encode_failed(err);
+        hms_status_t est = hms_encoder_encode_part(c->enc, &tx, m, part, &slot->ev, &nparts, err);
+        if (encoded(c, est, &tx, m->u.change.rel, part_row(m, part, nparts), &slot->ev, err) !=
+            HMS_OK)
+            return HMS_ERR_FATAL;
         uint64_t seq;
         hms_status_t st = queue_event(c, &seq, err);
         if (st != HMS_OK)
@@ -167,13 +221,16 @@ static hms_status_t on_truncate(hms_changes_t *c, const hms_pgo_msg_t *m, hms_er
                                m->u.truncate.relids[i]);
         if (hms_encoder_capture(c->enc, rel) == NULL)
             continue;
+        if (c->snap != NULL)
+            hms_snapshot_note_truncate(c->snap);
         hms_outq_slot_t *slot = hms_outq_reserve(c->q);
         if (slot == NULL)
             return hms_err_set(err, HMS_ERR_FATAL,
                                "TRUNCATE of more captured tables at once than the outbound "
                                "queue holds; raise window");
-        if (hms_encoder_encode_truncate(c->enc, &tx, rel, &slot->ev, err) != HMS_OK)
-            return encode_failed(err);
+        if (encoded(c, hms_encoder_encode_truncate(c->enc, &tx, rel, &slot->ev, err), &tx, rel,
+                    NULL, &slot->ev, err) != HMS_OK)
+            return HMS_ERR_FATAL;
         hms_log(HMS_LOG_WARN, "TRUNCATE published: subscribers tombstone every row they hold",
                 "table", rel->relname, "event", slot->ev.id, NULL);
         uint64_t seq;
@@ -222,6 +279,9 @@ static hms_status_t on_pgoutput(hms_changes_t *c, const uint8_t *buf, size_t len
         if (!c->in_tx)
             return hms_err_set(err, HMS_ERR_FATAL, "pg: Commit outside a transaction");
         c->in_tx = false;
+        if (c->snap_in_tx)
+            hms_snapshot_committed(c->snap, m.u.commit.end_lsn);
+        c->snap_in_tx = false;
         return hms_tracker_commit(c->trk, m.u.commit.end_lsn, m.u.commit.commit_time);
     case HMS_PGO_INSERT:
     case HMS_PGO_UPDATE:
@@ -237,7 +297,33 @@ static hms_status_t on_pgoutput(hms_changes_t *c, const uint8_t *buf, size_t len
 
 bool hms_changes_can_take(const hms_changes_t *c)
 {
-    return hms_outq_room(c->q) >= HMS_ENCODER_MAX_PARTS;
+    return hms_outq_room(c->q) >= HMS_ENCODER_MAX_PARTS &&
+           (c->snap == NULL || !hms_snapshot_due(c->snap));
+}
+
+hms_status_t hms_changes_pump(hms_changes_t *c, hms_err_t *err)
+{
+    while (c->snap != NULL && hms_snapshot_due(c->snap) && hms_outq_room(c->q) > 0) {
+        hms_pgo_tuple_t row;
+        const hms_pgo_relation_t *rel;
+        const char *id, *queue;
+        if (!hms_snapshot_next_row(c->snap, &row, &rel, &id, &queue))
+            break;
+        /* The watermark's transaction holds nothing else: its ordinals
+         * number the chunk's rows. */
+        hms_txctx_t tx = c->tx;
+        c->tx.ordinal++;
+        hms_outq_slot_t *slot = hms_outq_reserve(c->q);
+        hms_status_t est =
+            hms_encoder_encode_snapshot(c->enc, &tx, rel, &row, id, queue, &slot->ev, err);
+        if (encoded(c, est, &tx, rel, &row, &slot->ev, err) != HMS_OK)
+            return HMS_ERR_FATAL;
+        uint64_t seq;
+        hms_status_t st = queue_event(c, &seq, err);
+        if (st != HMS_OK)
+            return st;
+    }
+    return HMS_OK;
 }
 
 hms_status_t hms_changes_take(hms_changes_t *c, const uint8_t *buf, size_t len, bool *reply,
@@ -291,6 +377,9 @@ void hms_changes_restart(hms_changes_t *c, uint64_t flush)
     hms_pgo_decoder_reset(c->dec);
     c->in_tx = false;
     c->have_old_row = false;
+    c->snap_in_tx = false;
+    if (c->snap != NULL)
+        hms_snapshot_stream_restart(c->snap, flush);
 }
 
 void hms_changes_free(hms_changes_t *c)

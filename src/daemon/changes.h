@@ -20,11 +20,16 @@
 #include "core/rowtext.h"
 #include "core/status.h"
 #include "core/tracker.h"
+#include "daemon/gate.h"
+#include "daemon/snapshot.h"
 
 typedef struct {
     hms_pgo_decoder_t *dec;
     hms_encoder_t *enc; /* set before the first CopyData */
     hms_tracker_t *trk;
+    /* Checks every encoded event and turns a change that cannot be a valid
+     * event into its rejection; NULL: no checks.  Borrowed. */
+    hms_gate_t *gate;
     hms_outq_t *q;         /* the caller hands over CopyData only while it has room */
     bool in_tx;            /* between a Begin and its Commit */
     hms_txctx_t tx;        /* that transaction */
@@ -38,16 +43,31 @@ typedef struct {
     hms_buf_t old_row;
     bool have_old_row;
     hms_rowtext_t rowtext;
+    /* Snapshots read alongside the stream (NULL: none): the stream tells it
+     * which keys changed and where its watermarks are, and publishes its
+     * rows there.  Borrowed. */
+    hms_snapshot_t *snap;
+    bool snap_in_tx; /* this transaction carried snapshot rows */
+    uint64_t key_generation; /* the relation whose key column is key_col */
+    int key_col;
 } hms_changes_t;
 
 /* True when the queue has room for every event one CopyData message can
- * become (a key change is two): the caller hands over CopyData only then. */
+ * become (a key change is two) and no snapshot rows wait to be queued: the
+ * caller hands over CopyData only then. */
 bool hms_changes_can_take(const hms_changes_t *c);
+
+/* Queues the snapshot rows that are due (a watermark was reached) while
+ * the queue has room; call before handing over CopyData.  Errors as
+ * hms_changes_take. */
+hms_status_t hms_changes_pump(hms_changes_t *c, hms_err_t *err);
 
 /* Takes one CopyData message (buf is only read during the call).  *reply is
  * set when it was a keepalive asking for a reply, and left alone otherwise.
- * HMS_ERR_FATAL when the stream cannot be decoded or a row cannot be
- * encoded (the message names it and says that the slot stays before it),
+ * A row that cannot become a valid event is queued as its rejection (see
+ * daemon/gate.h) and the stream goes on.  HMS_ERR_FATAL when the stream
+ * cannot be decoded or encoding fails for another cause than the row, such
+ * as memory (the message names it and says that the slot stays before it),
  * a DELETE or key change of a captured table among them that arrived with
  * only its key (REPLICA IDENTITY was not FULL when it ran) and without the
  * old row that hms-sync's trigger logs for it (no valid event exists);

@@ -21,9 +21,11 @@
 #include "core/pgoutput.h"
 #include "core/tracker.h"
 #include "daemon/changes.h"
+#include "daemon/gate.h"
 #include "daemon/http.h"
 #include "daemon/notify.h"
 #include "daemon/progress.h"
+#include "daemon/snapshot.h"
 
 /* rabbitmq-c services heartbeats only when called: never sleep longer. */
 #define MAX_POLL_MS 1000
@@ -39,6 +41,8 @@ typedef struct {
     hms_tracker_t *trk;
     hms_outq_t *q;
     hms_progress_t *progress;
+    hms_snapshot_t *snap;
+    hms_gate_t *gate;    /* schema and size check before queueing; rejections */
     uint64_t *confirmed; /* scratch for hms_outq_ack, queue capacity entries */
     size_t confirmed_cap;
     char sysid[32];
@@ -215,7 +219,7 @@ static void pg_streaming(loop_t *L)
         snprintf(L->dbname, sizeof(L->dbname), "%s", hms_repl_dbname(L->repl));
         hms_tracker_reset(L->trk, hms_repl_start_lsn(L->repl));
         L->enc = L->ch.enc = hms_encoder_new(L->sysid, L->dbname, &hms_capture_incidents, 1);
-        if (L->enc == NULL) {
+        if (L->enc == NULL || hms_gate_attach(L->gate, L->enc, L->sysid, L->dbname) != HMS_OK) {
             hms_err_t err;
             hms_err_set(&err, HMS_ERR_FATAL, "out of memory");
             set_fatal(L, &err);
@@ -341,6 +345,11 @@ static void read_pg(loop_t *L, bool readable, bool hangup)
 {
     hms_err_t err;
     bool consumed = false;
+    /* Snapshot rows due at a watermark go before anything after it. */
+    if (L->repl != NULL && !L->stopping && hms_changes_pump(&L->ch, &err) != HMS_OK) {
+        set_fatal(L, &err);
+        return;
+    }
     while (L->repl != NULL && !L->stopping && hms_changes_can_take(&L->ch)) {
         const uint8_t *buf;
         size_t len;
@@ -576,6 +585,15 @@ static void update_metrics(loop_t *L, int64_t now)
     m->standby = L->repl == NULL && L->pg_first_pending && L->opts->standby;
     snprintf(m->identity_table, sizeof(m->identity_table), "%s", L->ch.identity_table);
     m->identity = L->ch.identity;
+    for (int r = 0; r < HMS_REJECT_NREASONS; r++)
+        m->rejected[r] = hms_gate_rejected(L->gate, (hms_reject_reason_t)r);
+    hms_snapshot_stats_t ss;
+    hms_snapshot_stats(L->snap, &ss);
+    snprintf(m->snapshot_id, sizeof(m->snapshot_id), "%s", ss.id);
+    m->snapshot_rows_done = ss.rows_done;
+    m->snapshot_rows_total = ss.rows_total;
+    m->snapshot_rows_published = ss.rows_published;
+    m->snapshot_rows_superseded = ss.rows_skipped;
     if (L->http != NULL)
         hms_http_publish(L->http, m);
     hms_notify_watchdog(now);
@@ -600,10 +618,10 @@ static short revents_of(const struct pollfd *fds, int i, int rc)
  * connection's, bounded by every timer. */
 static void loop_once(loop_t *L)
 {
-    struct pollfd fds[4];
-    int nfds = 0, pg_i = -1, att_i, prog_i;
-    int64_t now = hms_clock_ms(), wake = 0, prog_wake;
-    short att_ev, prog_ev;
+    struct pollfd fds[5];
+    int nfds = 0, pg_i = -1, att_i, prog_i, snap_i;
+    int64_t now = hms_clock_ms(), wake = 0, prog_wake, snap_wake;
+    short att_ev, prog_ev, snap_ev;
 
     if (L->repl != NULL) {
         short ev = 0;
@@ -619,6 +637,10 @@ static void loop_once(loop_t *L)
     prog_i = watch(fds, &nfds, prog_fd, prog_ev);
     if (prog_i >= 0 && prog_wake != 0 && (wake == 0 || prog_wake < wake))
         wake = prog_wake;
+    int snap_fd = hms_snapshot_fd(L->snap, &snap_ev, &snap_wake);
+    snap_i = watch(fds, &nfds, snap_fd, snap_ev);
+    if (snap_wake != 0 && (wake == 0 || snap_wake < wake))
+        wake = snap_wake;
     if (L->pub != NULL) {
         short ev = POLLIN;
         hms_outq_slot_t *s = hms_outq_next(L->q);
@@ -663,6 +685,10 @@ static void loop_once(loop_t *L)
     update_metrics(L, now);
     hms_progress_tick(L->progress, revents_of(fds, prog_i, rc), hms_tracker_flush_lsn(L->trk),
                       hms_tracker_flushed_commit_time(L->trk), now);
+    /* Snapshots only while streaming: a chunk's watermark must be seen. */
+    if (L->repl != NULL && !L->stopping)
+        hms_snapshot_tick(L->snap, revents_of(fds, snap_i, rc), hms_tracker_flush_lsn(L->trk),
+                          now);
     log_stats(L, now);
 }
 
@@ -703,6 +729,8 @@ static void loop_free(loop_t *L)
     hms_repl_close(L->pg_attempt);
     hms_pub_close(L->pub);
     hms_changes_free(&L->ch);
+    hms_gate_free(L->gate);
+    hms_snapshot_free(L->snap);
     hms_pgo_decoder_free(L->dec);
     hms_encoder_free(L->enc);
     hms_tracker_free(L->trk);
@@ -726,10 +754,22 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
     L.trk = hms_tracker_new(0);
     L.progress =
         hms_progress_new(opts->repl.conninfo, opts->repl.slot, opts->repl.connect_timeout_s);
-    L.ch = (hms_changes_t){.dec = L.dec, .trk = L.trk, .q = L.q};
+    hms_snapshot_opts_t so = {.conninfo = opts->repl.conninfo,
+                              .slot = opts->repl.slot,
+                              .cap = opts->repl.captures,
+                              .chunk_rows = opts->snapshot_chunk,
+                              .connect_timeout_s = opts->repl.connect_timeout_s,
+                              .retry_min_ms = opts->retry_min_ms,
+                              .retry_max_ms = opts->retry_max_ms};
+    L.snap = hms_snapshot_new(&so);
+    L.ch = (hms_changes_t){.dec = L.dec, .trk = L.trk, .q = L.q, .snap = L.snap};
     if (L.q == NULL || L.confirmed == NULL || L.dec == NULL || L.trk == NULL ||
-        L.progress == NULL) {
+        L.progress == NULL || L.snap == NULL) {
         st = hms_err_set(err, HMS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((L.gate = L.ch.gate = hms_gate_new(opts->max_event_bytes, err)) == NULL) {
+        st = HMS_ERR_FATAL;
         goto done;
     }
     hms_signals_install(NULL);

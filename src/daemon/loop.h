@@ -12,6 +12,7 @@
 #define HMS_DAEMON_LOOP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "core/status.h"
 #include "daemon/publisher.h"
@@ -21,6 +22,8 @@ typedef struct {
     hms_repl_opts_t repl;
     hms_pub_opts_t pub;
     int window;                 /* unconfirmed publishes in flight */
+    size_t max_event_bytes;     /* larger events are rejected as a reference */
+    int snapshot_chunk;         /* rows per snapshot chunk */
     int feedback_interval_ms;   /* standby status at least this often */
     int replication_timeout_ms; /* silence from PostgreSQL that counts as a dead link; 0: never */
     int shutdown_timeout_ms;    /* how long SIGTERM waits for confirms */

@@ -44,6 +44,7 @@ typedef enum { RET_NONE, RET_HEADER, RET_BODY } ret_state_t;
 struct hms_pub {
     amqp_connection_state_t conn;
     char *exchange;
+    char *rejected; /* exchange + HMS_PUB_REJECTED_SUFFIX */
     char target[300];
     int fd;
     int sndbuf;
@@ -125,7 +126,10 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
         goto fail;
     }
     p->exchange = strdup(opts->exchange);
-    if (p->exchange == NULL) {
+    size_t rlen = strlen(opts->exchange) + sizeof(HMS_PUB_REJECTED_SUFFIX);
+    if (p->exchange != NULL && (p->rejected = malloc(rlen)) != NULL)
+        snprintf(p->rejected, rlen, "%s%s", opts->exchange, HMS_PUB_REJECTED_SUFFIX);
+    if (p->exchange == NULL || p->rejected == NULL) {
         st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
         goto fail;
     }
@@ -166,6 +170,18 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
                          opts->exchange, p->target, why);
         goto fail;
     }
+    amqp_exchange_declare(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(p->rejected),
+                          amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
+    r = amqp_get_rpc_reply(p->conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        hms_amqp_reply_text(r, why, sizeof(why));
+        st = hms_err_set(err, HMS_ERR_AMQP,
+                         "amqp: cannot declare exchange %s (fanout, durable) on %s: %s "
+                         "(an existing exchange of another type or durability conflicts; "
+                         "the user needs configure permission on it)",
+                         p->rejected, p->target, why);
+        goto fail;
+    }
     p->fd = amqp_get_sockfd(p->conn);
     socklen_t sl = sizeof(p->sndbuf);
     if (getsockopt(p->fd, SOL_SOCKET, SO_SNDBUF, &p->sndbuf, &sl) != 0)
@@ -199,6 +215,7 @@ void hms_pub_close(hms_pub_t *p)
     }
     hms_buf_free(&p->out);
     free(p->exchange);
+    free(p->rejected);
     free(p);
 }
 
@@ -318,18 +335,40 @@ hms_status_t hms_pub_publish(hms_pub_t *p, const hms_event_t *ev, uint64_t *tag,
     props.app_id = amqp_cstring_bytes("hms-sync");
     amqp_bytes_t rk = {ev->routing_key.len, ev->routing_key.data};
     amqp_bytes_t body = {ev->body.len, ev->body.data};
+    /* An event for one queue goes through the default exchange, which
+     * routes by queue name (mandatory: a missing queue is returned). */
+    const char *exchange = p->exchange;
+    if (ev->queue.len > 0) {
+        exchange = "";
+        rk = (amqp_bytes_t){ev->queue.len, ev->queue.data};
+    }
+    /* A rejected change goes to the fanout exchange beside the topic one,
+     * not mandatory: it must never hold the stream back for want of a
+     * queue (the log and the counter have it in any case). */
+    amqp_table_entry_t hdr;
+    int mandatory = 1;
+    if (ev->reason.len > 0) {
+        exchange = p->rejected;
+        mandatory = 0;
+        props._flags |= AMQP_BASIC_HEADERS_FLAG;
+        props.content_type = amqp_cstring_bytes("application/json");
+        hdr.key = amqp_cstring_bytes("x-reason");
+        hdr.value.kind = AMQP_FIELD_KIND_UTF8;
+        hdr.value.value.bytes = (amqp_bytes_t){ev->reason.len, ev->reason.data};
+        props.headers = (amqp_table_t){1, &hdr};
+    }
     if (p->framed) {
         amqp_basic_publish_t m = {.ticket = 0,
-                                  .exchange = amqp_cstring_bytes(p->exchange),
+                                  .exchange = amqp_cstring_bytes(exchange),
                                   .routing_key = rk,
-                                  .mandatory = 1,
+                                  .mandatory = mandatory,
                                   .immediate = 0};
         hms_status_t st = frame_publish(p, &m, &props, body, err);
         if (st != HMS_OK)
             return st;
     } else {
-        int rc = amqp_basic_publish(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(p->exchange), rk,
-                                    1, 0, &props, body);
+        int rc = amqp_basic_publish(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(exchange), rk,
+                                    mandatory, 0, &props, body);
         if (rc != AMQP_STATUS_OK)
             return hms_err_set(err, HMS_ERR_AMQP, "amqp: publish to %s failed: %s", p->target,
                                amqp_error_string2(rc));
@@ -389,8 +428,8 @@ static hms_status_t handle_method(hms_pub_t *p, amqp_frame_t *f, const hms_pub_h
         if (c->reply_code == AMQP_PRECONDITION_FAILED && strstr(text, "max size") != NULL)
             return hms_err_set(err, HMS_ERR_FATAL,
                                "amqp: broker %s refused an event as too large (%s); the slot "
-                               "stays before it, so nothing is lost: raise max_message_size in "
-                               "rabbitmq.conf, or shrink the row, and restart hms-sync",
+                               "stays before it, so nothing is lost: set max_event_bytes to the "
+                               "broker's max_message_size (rabbitmq.conf) and restart hms-sync",
                                p->target, text);
         return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s closed the channel: %u %s",
                            p->target, c->reply_code, text);

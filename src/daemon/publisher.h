@@ -18,6 +18,10 @@
 #include "core/status.h"
 #include "common/amqp_tls.h"
 
+/* The fanout exchange rejected changes go to is named after the topic one:
+ * hms.incidents.rejected beside hms.incidents. */
+#define HMS_PUB_REJECTED_SUFFIX ".rejected"
+
 typedef struct {
     const char *url;      /* amqp:// or amqps:// */
     hms_amqp_tls_t tls;   /* CA, client certificate, login method, password file */
@@ -43,7 +47,8 @@ typedef struct hms_pub hms_pub_t;
 hms_status_t hms_pub_check_url(const char *url, hms_err_t *err);
 
 /* Connects, logs in (advertising connection.blocked), opens channel 1,
- * enables confirms and declares the exchange.  On success *out owns the
+ * enables confirms and declares the exchange and its rejected exchange
+ * (fanout, durable).  On success *out owns the
  * connection; release it with hms_pub_close(). */
 hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_err_t *err);
 void hms_pub_close(hms_pub_t *p);
@@ -59,6 +64,8 @@ bool hms_pub_writable(hms_pub_t *p, size_t len);
 bool hms_pub_blocked(const hms_pub_t *p);
 
 /* Publishes ev (persistent, mandatory) and returns its delivery tag in *tag.
+ * A rejection (ev->reason not empty) goes to the rejected exchange instead,
+ * not mandatory, with header x-reason and content type application/json.
  * On plain TCP the frames wait in a batch until hms_pub_flush(); call it
  * after the last publish of a turn.  Any failure means the connection is
  * lost: close it and reconnect. */

@@ -13,6 +13,7 @@
 #include "core/lsn.h"
 #include "core/pgoutput.h"
 #include "core/walproto.h"
+#include "daemon/snapshot.h"
 
 /* Every value's text form must be unambiguous for the encoder (repl.h). */
 #define SESSION_OPTIONS                                                                            \
@@ -255,6 +256,31 @@ done:
     return st;
 }
 
+/* Before a new slot is made: a request for a snapshot of every row, so
+ * that the rows that exist before the slot reach subscribers too.  Written
+ * first, so that no crash leaves a new slot without it (a request without
+ * a slot only runs once the slot exists). */
+static hms_status_t request_initial_snapshot(hms_repl_t *r, hms_err_t *err)
+{
+    char sql[600];
+    char *lit = PQescapeLiteral(r->conn, r->opts.slot, strlen(r->opts.slot));
+    if (lit == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "pg: out of memory");
+    hms_snapshot_initial_sql(lit, sql, sizeof(sql));
+    PQfreemem(lit);
+    PGresult *res = query(r, sql, PGRES_COMMAND_OK, err, "requesting the initial snapshot");
+    if (res == NULL) {
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        return hms_err_set(err, HMS_ERR_CONFIG,
+                           "%s (run hms-sync migrate, or set snapshot = never)", why);
+    }
+    hms_log(HMS_LOG_INFO, "initial snapshot requested: the new slot's first events are every row",
+            "slot", r->opts.slot, NULL);
+    PQclear(res);
+    return HMS_OK;
+}
+
 static hms_status_t create_slot(hms_repl_t *r, uint64_t *lsn_out, hms_err_t *err)
 {
     char sql[512];
@@ -380,6 +406,8 @@ static hms_status_t setup(hms_repl_t *r, hms_err_t *err)
         f.first || (strcmp(r->sysid, r->want_sysid) == 0 && strcmp(r->dbname, r->want_dbname) == 0);
     hms_resume_verdict_t v = hms_resume_decide(&f, &request, &start);
     if (v == HMS_RESUME_CREATE) {
+        if (r->opts.initial_snapshot && (st = request_initial_snapshot(r, err)) != HMS_OK)
+            return st;
         if ((st = create_slot(r, &f.slot_lsn, err)) != HMS_OK)
             return st;
         f.slot_exists = true;

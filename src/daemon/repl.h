@@ -23,6 +23,9 @@ typedef struct {
     int connect_timeout_s;
     int slot_wait_ms; /* how long the first start waits for a slot another process holds */
     bool create_slot; /* the first start may create the slot when it is missing */
+    /* A slot the first start creates gets an initial snapshot request in
+     * hms_sync.snapshots, written just before the slot. */
+    bool initial_snapshot;
     /* The captured tables, whose replica identity the setup checks (NULL,
      * 0: none).  Borrowed like the strings. */
     const hms_capture_t *captures;

@@ -10,6 +10,7 @@
 
 #include "common/pgconn.h"
 #include "daemon/migrations.h"
+#include "daemon/snapreq.h"
 
 /* Width of the key column in text output: the longest key plus its colon. */
 #define KEY_WIDTH 27
@@ -91,11 +92,50 @@ static hms_status_t add_value(json_object *obj, const col_t *col, const PGresult
     return HMS_OK;
 }
 
+/* One snapshot of the "snapshots" array as a text line's value:
+ * "<id> running, 4608/10240 rows, to queue warehouse". */
+static void snapshot_text(json_object *snap, char *out, size_t outlen)
+{
+    json_object *v;
+    const char *id = "", *state = "", *queue = NULL;
+    int64_t done = 0, total = -1;
+    if (json_object_object_get_ex(snap, "id", &v))
+        id = json_object_get_string(v);
+    if (json_object_object_get_ex(snap, "state", &v))
+        state = json_object_get_string(v);
+    if (json_object_object_get_ex(snap, "queue", &v) && v != NULL)
+        queue = json_object_get_string(v);
+    if (json_object_object_get_ex(snap, "rows_done", &v) && v != NULL)
+        done = json_object_get_int64(v);
+    if (json_object_object_get_ex(snap, "rows_total", &v) && v != NULL)
+        total = json_object_get_int64(v);
+    char rows[64];
+    if (total >= 0)
+        snprintf(rows, sizeof(rows), "%lld/%lld rows", (long long)done, (long long)total);
+    else
+        snprintf(rows, sizeof(rows), "%lld rows", (long long)done);
+    snprintf(out, outlen, "%s %s, %s, to %s%s", id, state, rows, queue ? "queue " : "the exchange",
+             queue ? queue : "");
+}
+
 static void print_text(json_object *obj, FILE *out)
 {
     json_object_object_foreach(obj, key, val)
     {
         const char *s;
+        char line[400];
+        if (json_object_is_type(val, json_type_array)) {
+            /* The snapshots: one line each, or one saying there is none. */
+            size_t n = json_object_array_length(val);
+            if (n == 0)
+                fprintf(out, "%s:%*s%s\n", key, (int)(KEY_WIDTH - strlen(key)), "", "none");
+            for (size_t i = 0; i < n; i++) {
+                snapshot_text(json_object_array_get_idx(val, i), line, sizeof(line));
+                fprintf(out, "%s:%*s%s\n", "snapshot", (int)(KEY_WIDTH - strlen("snapshot")), "",
+                        line);
+            }
+            continue;
+        }
         if (val == NULL)
             s = "unknown";
         else if (json_object_is_type(val, json_type_string))
@@ -136,13 +176,45 @@ fail:
                        line);
 }
 
+/* The slot's snapshots that are pending or running, and the one that
+ * finished last, as a JSON array into *out; JSON null when the table is
+ * absent (migrations from before snapshots). */
+static hms_status_t read_snapshots(PGconn *conn, const char *slot, const char *target,
+                                   json_object **out, hms_err_t *err)
+{
+    *out = NULL;
+    PGresult *r = PQexec(conn, "SELECT to_regclass('hms_sync.snapshots') IS NOT NULL");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char line[256];
+        hms_pg_one_line(PQerrorMessage(conn), line, sizeof(line));
+        PQclear(r);
+        return hms_err_set(err, HMS_ERR_PG, "status: looking for hms_sync.snapshots on %s: %s",
+                           target, line);
+    }
+    bool exists = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!exists)
+        return HMS_OK;
+    hms_snapreq_t *reqs = NULL;
+    size_t n = 0;
+    hms_status_t st = hms_snapreq_list(conn, slot, true, &reqs, &n, err);
+    if (st != HMS_OK)
+        return st;
+    json_object *arr = hms_snapreq_json_list(reqs, n);
+    hms_snapreq_free_list(reqs, n);
+    if (arr == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "status: out of memory");
+    *out = arr;
+    return HMS_OK;
+}
+
 hms_status_t hms_slot_status(const char *conninfo, const char *slot, int connect_timeout_s,
                              bool json, FILE *out, hms_err_t *err)
 {
     char target[256], line[256];
     PGconn *conn = NULL;
     PGresult *sres = NULL, *pres = NULL;
-    json_object *obj = NULL;
+    json_object *obj = NULL, *snaps = NULL;
     hms_status_t st;
 
     if (slot == NULL)
@@ -170,7 +242,8 @@ hms_status_t hms_slot_status(const char *conninfo, const char *slot, int connect
                          slot, target);
         goto fail;
     }
-    if ((st = read_progress(conn, slot, target, &pres, err)) != HMS_OK)
+    if ((st = read_progress(conn, slot, target, &pres, err)) != HMS_OK ||
+        (st = read_snapshots(conn, slot, target, &snaps, err)) != HMS_OK)
         goto fail;
 
     obj = json_object_new_object();
@@ -184,6 +257,11 @@ hms_status_t hms_slot_status(const char *conninfo, const char *slot, int connect
     for (size_t i = 0; i < sizeof(progress_cols) / sizeof(progress_cols[0]); i++)
         if ((st = add_value(obj, &progress_cols[i], pres, (int)i, err)) != HMS_OK)
             goto fail;
+    if (json_object_object_add(obj, "snapshots", snaps) != 0) {
+        st = hms_err_set(err, HMS_ERR_NOMEM, "status: out of memory");
+        goto fail;
+    }
+    snaps = NULL; /* obj holds it */
 
     if (json)
         fprintf(out, "%s\n",
@@ -195,6 +273,7 @@ hms_status_t hms_slot_status(const char *conninfo, const char *slot, int connect
     st = HMS_OK;
 
 fail:
+    json_object_put(snaps);
     json_object_put(obj);
     PQclear(pres);
     PQclear(sres);

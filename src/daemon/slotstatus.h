@@ -12,7 +12,9 @@
 
 /* Connects to conninfo (a normal connection), reads the slot `slot` (NULL
  * means HMS_SLOT_DEFAULT) from pg_replication_slots, the connector's last
- * reported commit from hms_sync.slot_progress (absent table or row: unknown)
+ * reported commit from hms_sync.slot_progress (absent table or row: unknown),
+ * its snapshots from hms_sync.snapshots (pending and running ones and the
+ * one that finished last, as an array "snapshots"; null without the table)
  * and, while the slot is active, its walsender's last reply from
  * pg_stat_replication, and writes them to out: aligned "key: value" lines,
  * or with json one JSON object on one line (byte counts and pids as

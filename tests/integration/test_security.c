@@ -8,7 +8,8 @@
  *
  * Permissions, on the shared broker with users of the test's own (deleted
  * at the end) holding exactly the patterns docs/security.md gives: the
- * connector's user may configure and write only its exchange and read
+ * connector's user may configure and write only its exchange and the
+ * rejected exchange beside it, and read
  * nothing; the subscriber's user may configure only its own queue and
  * dead-letter queue, and may neither publish to nor delete the exchange nor
  * delete the shared dead-letter exchange (403 ACCESS_REFUSED); both work
@@ -493,7 +494,9 @@ static int setup_all(void)
 
     char e_re[300], pub_read[] = "^$", sub_conf[600], sub_write[600], sub_read[600], dlq[80];
     snprintf(dlq, sizeof dlq, "%s.dlq", g_queue);
-    const char *const e_names[] = {g_exchange, NULL};
+    char rejected[200];
+    snprintf(rejected, sizeof rejected, "%s.rejected", g_exchange);
+    const char *const e_names[] = {g_exchange, rejected, NULL};
     /* docs/security.md's patterns: configure only its own queues (consume
      * checks the two exchanges passively), write its queues (to bind them)
      * and the DLX (to dead-letter), read its queue and the two exchanges. */

@@ -1036,6 +1036,168 @@ static void teardown(void)
     PQfinish(admin);
 }
 
+/* ---- snapshot events ---- */
+
+/* A snapshot event of e (its kind is ignored): type IncidentSnapshot.v1,
+ * its own data schema and request id, and the commit LSN of the watermark it
+ * was published at (caller frees). */
+static char *snap_json(const ev_t *e, const char *lsn)
+{
+    ev_t s = *e;
+    s.kind = "Snapshot";
+    char *json = ev_json(&s), repl[96];
+    snprintf(repl, sizeof(repl), "\"snapshot\":\"snap-t\",\"lsn\":\"%s\"", lsn);
+    char *out = edit(json, "\"lsn\":\"0/16B3748\"", repl);
+    free(json);
+    return out;
+}
+
+static void expect_json(PGconn *c, const char *sub, const char *fn, const char *json,
+                        const char *want)
+{
+    char err[1024] = "";
+    char *got = consume_text(c, sub, fn, json, err, sizeof(err));
+    ck_assert_msg(got != NULL, "%s: %s: %s", fn, err, json);
+    ck_assert_msg(strcmp(got, want) == 0, "%s: got %s, want %s: %s", fn, got, want, json);
+    free(got);
+}
+
+/* Every seed subscriber applies a snapshot event as an upsert under
+ * last-write-wins: it creates a row, replaces an older version, is a
+ * duplicate of the version it already holds, loses to a newer one, and
+ * never brings back a deleted incident. */
+START_TEST(test_seed_snapshots)
+{
+    const seed_t *s = &seeds[_i];
+    PGconn *c = connect_db(db_conninfo);
+    const char *q = "q.snapshot";
+    char a[37], b[37], d[37], i1[40], i2[40], i3[40], i4[40], i5[40], i6[40], i7[40];
+    new_uuid(a);
+    ev_t row = {"Snapshot", new_id(i1), a, 5, 50, "hms-ehr", "north", 2, "open", "snap"};
+    char *js = snap_json(&row, "0/20000000");
+    expect_json(c, q, s->fn, js, "applied");
+    free(js);
+    expect_row(c, s, a, "5|f|north|2|hms-ehr");
+    /* The same row from the change stream: a duplicate; a newer one wins. */
+    ev_t same = row;
+    same.kind = "Updated";
+    same.id = new_id(i2);
+    expect(c, q, s->fn, &same, "duplicate");
+    ev_t newer = row;
+    newer.kind = "Updated";
+    newer.id = new_id(i3);
+    newer.version = 6;
+    newer.tick = 60;
+    newer.region = "south";
+    expect(c, q, s->fn, &newer, "applied");
+    /* A snapshot that read the row before that update loses to it. */
+    row.id = new_id(i4);
+    js = snap_json(&row, "0/20000000");
+    expect_json(c, q, s->fn, js, "stale");
+    free(js);
+    expect_row(c, s, a, "6|f|south|2|hms-ehr");
+    /* A snapshot newer than what is held replaces it. */
+    new_uuid(b);
+    ev_t old = {"Created", new_id(i5), b, 1, 10, "hms-ehr", "east", 3, "open", NULL};
+    expect(c, q, s->fn, &old, "applied");
+    ev_t fresh = old;
+    fresh.id = new_id(i6);
+    fresh.version = 4;
+    fresh.tick = 40;
+    fresh.severity = 1;
+    js = snap_json(&fresh, "0/20000000");
+    expect_json(c, q, s->fn, js, "applied");
+    free(js);
+    expect_row(c, s, b, "4|f|east|1|hms-ehr");
+    /* After a delete, a snapshot that read the row (its tuple is the
+     * tombstone's, or older) cannot resurrect it. */
+    new_uuid(d);
+    ev_t del = {"Deleted", new_id(i7), d, 3, 30, "hms-ehr", "west", 4, "open", NULL};
+    expect(c, q, s->fn, &del, "applied");
+    for (int v = 3; v >= 2; v--) {
+        char id[40];
+        ev_t read = del;
+        read.id = new_id(id);
+        read.version = v;
+        read.tick = 10 * v;
+        js = snap_json(&read, "0/20000000");
+        expect_json(c, q, s->fn, js, "stale");
+        free(js);
+    }
+    expect_row(c, s, d, "3|t|west|4|hms-ehr");
+    PQfinish(c);
+}
+END_TEST
+
+/* Against a truncation watermark a snapshot event counts by its lsn, the
+ * watermark's commit LSN: read after the truncation, it applies (over the
+ * truncation's tombstone); read before it, it is stale.  On a table of its
+ * own, shaped like the seeds, so the truncation touches no other test. */
+START_TEST(test_snapshot_after_truncation)
+{
+    PGconn *c = connect_db(db_conninfo);
+    ck_assert_int_eq(
+        it_pg_exec(c,
+                   "CREATE TABLE public.snapsql_facts (incident_id uuid PRIMARY KEY, region text, "
+                   "version bigint NOT NULL, updated_at timestamptz NOT NULL, origin text NOT "
+                   "NULL, deleted boolean NOT NULL DEFAULT false);"
+                   "CREATE FUNCTION public.snapsql_apply(event jsonb) RETURNS text LANGUAGE "
+                   "plpgsql AS $$ BEGIN RETURN coalesce(hms_sync.lww_truncation("
+                   "'public.snapsql_facts', event, '{}'), hms_sync.lww_upsert("
+                   "'public.snapsql_facts', 'incident_id', event, jsonb_build_object("
+                   "'incident_id', event -> 'subject', 'region', "
+                   "hms_sync.incident_data(event) -> 'region'))); END $$"),
+        0);
+    const char *fn = "public.snapsql_apply(jsonb)", *q = "q.snaptrunc";
+    char a[37], b[37], i1[40], i2[40], i3[40], i4[40];
+    new_uuid(a);
+    new_uuid(b);
+    ev_t ca = {"Created", new_id(i1), a, 7, 70, "hms-ehr", "north", 3, "open", NULL};
+    ev_t cb = {"Created", new_id(i2), b, 8, 80, "hms-ehr", "south", 3, "open", NULL};
+    expect(c, q, fn, &ca, "applied"); /* lsn 0/16B3748 */
+    expect(c, q, fn, &cb, "applied");
+    char *trunc = NULL;
+    ck_assert_int_gt(
+        asprintf(
+            &trunc,
+            "{\"specversion\":\"1.0\",\"id\":\"0000000003000000-0\",\"source\":\"%s\","
+            "\"type\":\"gov.hms.ehr.IncidentsTruncated.v1\",\"subject\":\"public.incidents\","
+            "\"time\":\"2026-01-01T05:00:00.000000Z\",\"datacontenttype\":\"application/json\","
+            "\"dataschema\":\"https://hms.gov/schemas/ehr/IncidentsTruncated.v1.json\","
+            "\"lsn\":\"0/3000000\",\"txid\":900,\"version\":0,"
+            "\"updatedat\":\"2026-01-01T05:00:00.000000Z\",\"origin\":\"hms-ehr\",\"data\":{}}",
+            SOURCE),
+        0);
+    expect_json(c, q, fn, trunc, "applied");
+    free(trunc);
+    expect_value(c, "0|t",
+                 "SELECT concat_ws('|', version, deleted) FROM public.snapsql_facts "
+                 "WHERE incident_id = '%s'",
+                 a);
+    /* Read after the truncation (a later watermark): the row is back. */
+    ev_t sa = ca;
+    sa.id = new_id(i3);
+    char *js = snap_json(&sa, "0/3000010");
+    expect_json(c, q, fn, js, "applied");
+    free(js);
+    expect_value(c, "7|f|north",
+                 "SELECT concat_ws('|', version, deleted, region) FROM "
+                 "public.snapsql_facts WHERE incident_id = '%s'",
+                 a);
+    /* Read before it, delivered late: stale, the tombstone stays. */
+    ev_t sb = cb;
+    sb.id = new_id(i4);
+    js = snap_json(&sb, "0/2FFFFF0");
+    expect_json(c, q, fn, js, "stale");
+    free(js);
+    expect_value(c, "0|t",
+                 "SELECT concat_ws('|', version, deleted) FROM public.snapsql_facts "
+                 "WHERE incident_id = '%s'",
+                 b);
+    PQfinish(c);
+}
+END_TEST
+
 static Suite *subscriber_sql_suite(void)
 {
     Suite *s = suite_create("subscriber_sql");
@@ -1051,6 +1213,8 @@ static Suite *subscriber_sql_suite(void)
     tcase_add_test(tc, test_sql_matches_c);
     tcase_add_test(tc, test_race_pairs);
     tcase_add_test(tc, test_race_stress);
+    tcase_add_loop_test(tc, test_seed_snapshots, 0, 3);
+    tcase_add_test(tc, test_snapshot_after_truncation);
     suite_add_tcase(s, tc);
     return s;
 }

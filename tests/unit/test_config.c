@@ -434,6 +434,52 @@ START_TEST(command_line)
 }
 END_TEST
 
+/* snapshot's options: the settings it shares (slot, queue, amqp), and the
+ * command-line-only ones, two of which take a value. */
+START_TEST(snapshot_options)
+{
+    hms_cli_flags_t f;
+    char *a1[] = {"--slot", "s1",     "--where",  "region = 'north'", "--queue",
+                  "q.one",  "--amqp", "amqp://h", "--wait",           NULL};
+    ck_assert_msg(argv_run(HMS_CMD_SNAPSHOT, &f, a1) == HMS_OK, "%s", err.msg);
+    ck_assert_str_eq(cfg.slot, "s1");
+    ck_assert_str_eq(cfg.queue, "q.one");
+    ck_assert_str_eq(f.where, "region = 'north'");
+    ck_assert(f.wait && !f.list);
+    ck_assert_ptr_null(f.cancel);
+    char *a2[] = {"--cancel=snap-1", NULL};
+    ck_assert_int_eq(argv_run(HMS_CMD_SNAPSHOT, &f, a2), HMS_OK);
+    ck_assert_str_eq(f.cancel, "snap-1");
+    ck_assert_ptr_null(f.where);
+    char *a3[] = {"--list", "--json", NULL};
+    ck_assert_int_eq(argv_run(HMS_CMD_SNAPSHOT, &f, a3), HMS_OK);
+    ck_assert(f.list && f.json);
+    /* No value, an empty one, or the wrong subcommand. */
+    char *b1[] = {"--where", NULL};
+    ck_assert_int_eq(argv_run(HMS_CMD_SNAPSHOT, &f, b1), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: option --where needs a value (SQL)");
+    char *b2[] = {"--cancel=", NULL};
+    ck_assert_int_eq(argv_run(HMS_CMD_SNAPSHOT, &f, b2), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: option --cancel needs a value (ID)");
+    char *b3[] = {"--where", "true", NULL};
+    ck_assert_int_eq(argv_run(HMS_CMD_RUN, &f, b3), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: option --where is not accepted by run (see hms-sync run "
+                              "--help)");
+    char *b4[] = {"--wait=yes", NULL};
+    ck_assert_int_eq(argv_run(HMS_CMD_SNAPSHOT, &f, b4), HMS_ERR_CONFIG);
+    char *b5[] = {"--window", "5", NULL};
+    ck_assert_int_eq(argv_run(HMS_CMD_SNAPSHOT, &f, b5), HMS_ERR_CONFIG);
+    /* The AMQP connection settings are checked as for run. */
+    ck_assert_int_eq(hms_config_set(&cfg, "pg", "host=h", HMS_CONFIG_FROM_FLAG, NULL, 0, &err),
+                     HMS_OK);
+    ck_assert_int_eq(
+        hms_config_set(&cfg, "amqp_cacert", "/ca.pem", HMS_CONFIG_FROM_FLAG, NULL, 0, &err),
+        HMS_OK);
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_SNAPSHOT, &err), HMS_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "amqp_cacert: set, but the amqp URL is amqp://"));
+}
+END_TEST
+
 START_TEST(find_file)
 {
     hms_cli_flags_t f;
@@ -487,6 +533,8 @@ typedef struct {
 
 static const bounds_t bounds[] = {
     {"window", "1", "0", "65535", "65536", "1..65535"},
+    {"snapshot_chunk", "1", "0", "100000", "100001", "1..100000"},
+    {"max_event_bytes", "4096", "4095", "536870912", "536870913", "4096..536870912"},
     {"feedback_interval", "100ms", "99ms", "1h", "3600001ms", "100ms..1h" DURATIONS},
     {"replication_timeout", "1s", "999ms", "1h", "3600001ms", "0 (off) or 1s..1h" DURATIONS},
     {"slot_wait", "0", NULL, "1h", "3600001ms", "0s..1h" DURATIONS},
@@ -1111,6 +1159,7 @@ static Suite *config_suite(void)
     tcase_add_test(pure, file_secret_mode);
     tcase_add_test(pure, environment);
     tcase_add_test(pure, command_line);
+    tcase_add_test(pure, snapshot_options);
     tcase_add_test(pure, find_file);
     tcase_add_test(pure, checks);
     tcase_add_test(pure, consume_settings);

@@ -40,10 +40,19 @@ static hms_encoder_t *enc;
 static hms_event_t ev;
 static hms_err_t err;
 
+/* The incidents capture without its contract: every column goes in data.
+ * For the tests of made-up tables (types, the cache, absent attributes). */
+static hms_capture_t open_cap;
+static hms_encoder_t *open_enc;
+
 static void setup(void)
 {
     enc = hms_encoder_new("7312345678901234567", "ehr", &hms_capture_incidents, 1);
     ck_assert_ptr_nonnull(enc);
+    open_cap = hms_capture_incidents;
+    open_cap.columns = NULL;
+    open_enc = hms_encoder_new("7312345678901234567", "ehr", &open_cap, 1);
+    ck_assert_ptr_nonnull(open_enc);
     memset(&ev, 0, sizeof ev);
     err.msg[0] = '\0';
 }
@@ -52,6 +61,15 @@ static void teardown(void)
 {
     hms_event_free(&ev);
     hms_encoder_free(enc);
+    hms_encoder_free(open_enc);
+}
+
+/* From here on the test encodes with the capture that has no contract. */
+static void without_contract(void)
+{
+    hms_encoder_t *contract = enc;
+    enc = open_enc;
+    open_enc = contract;
 }
 
 /* The schemas are read once, before the tests are forked off. */
@@ -222,16 +240,23 @@ START_TEST(routing_key_region)
     encode_ok(&t, &m);
     ck_assert_str_eq(ev.routing_key.data, "incident.created._");
 
-    /* A region longer than a short string allows is cut to 255 bytes at a
-     * character boundary. */
-    static char longr[600];
-    for (size_t i = 0; i + 2 < sizeof longr; i += 2)
-        memcpy(longr + i, "\xc3\xa9", 2);
+    /* A region that fills the key exactly fits; one byte more fails the
+     * change (it becomes a rejection) instead of being cut, which would
+     * route it by a region the row does not have. */
+    static char longr[300];
+    size_t fit = 255 - strlen("incident.created.");
+    memset(longr, 'r', fit);
+    longr[fit] = '\0';
     incident_row(v, longr, NULL);
     encode_ok(&t, &m);
-    ck_assert_uint_le(ev.routing_key.len, 255);
-    ck_assert_uint_ge(ev.routing_key.len, 254);
-    ck_assert_int_eq(ev.routing_key.data[ev.routing_key.len - 1], (char)0xa9);
+    ck_assert_uint_eq(ev.routing_key.len, 255);
+    longr[fit] = 'r';
+    longr[fit + 1] = '\0';
+    incident_row(v, longr, NULL);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "region is 239 bytes"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "room for 238"));
+    ck_assert_uint_eq(ev.body.len, 0);
 }
 END_TEST
 
@@ -327,8 +352,11 @@ START_TEST(key_errors)
     hms_pgo_relation_t rel = {555, (char *)"public", (char *)"incidents", 'f', 2, cols, 1};
     hms_pgo_value_t v2[2] = {T("1"), T("x")};
     m = change(HMS_PGO_INSERT, &rel, 0, NULL, v2);
-    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_int_eq(hms_encoder_encode(open_enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
     ck_assert_ptr_nonnull(strstr(err.msg, "no key column id"));
+    /* With the contract, the key is first of all a contract column. */
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "column id is missing from public.incidents"));
 
     /* Wrong column count and a binary value. */
     incident_row(v, "north", NULL);
@@ -361,6 +389,7 @@ END_TEST
 
 START_TEST(optional_attributes_omitted)
 {
+    without_contract();
     hms_pgo_column_t cols[2] = {{(char *)"id", 23, -1, 1}, {(char *)"note", 25, -1, 0}};
     hms_pgo_relation_t rel = {556, (char *)"public", (char *)"incidents", 'f', 2, cols, 1};
     hms_pgo_value_t v[2] = {T("42"), T("x")};
@@ -379,6 +408,7 @@ END_TEST
 
 START_TEST(relation_cache_invalidation)
 {
+    without_contract();
     hms_pgo_column_t cols[2] = {{(char *)"id", 23, -1, 1}, {(char *)"a", 25, -1, 0}};
     hms_pgo_relation_t rel = {557, (char *)"public", (char *)"incidents", 'f', 2, cols, 1};
     hms_pgo_value_t v[2] = {T("1"), T("x")};
@@ -430,6 +460,7 @@ static hms_pgo_relation_t type_rel = {
 
 START_TEST(values_by_column_type)
 {
+    without_contract();
     hms_pgo_value_t v[NTYPES] = {
         T("1"),
         T("t"),
@@ -621,6 +652,224 @@ START_TEST(truncate_event)
 }
 END_TEST
 
+/* ---- schema changes while streaming ---- */
+
+/* incidents after `ADD COLUMN ward text` and `ADD COLUMN bed int`, with ward
+ * placed among the contract's columns: a column's position must not matter. */
+enum { WIDE_NCOLS = 12 };
+static hms_pgo_column_t wide_cols[WIDE_NCOLS] = {
+    {(char *)"id", 2950, -1, 1},     {(char *)"occurred_at", 1184, -1, 0},
+    {(char *)"region", 25, -1, 0},   {(char *)"ward", 25, -1, 0},
+    {(char *)"severity", 21, -1, 0}, {(char *)"status", 25, -1, 0},
+    {(char *)"summary", 25, -1, 0},  {(char *)"reported_by", 25, -1, 0},
+    {(char *)"version", 20, -1, 0},  {(char *)"updated_at", 1184, -1, 0},
+    {(char *)"origin", 25, -1, 0},   {(char *)"bed", 23, -1, 0},
+};
+
+/* incident_row's values in wide_cols' order. */
+static void wide_row(hms_pgo_value_t w[WIDE_NCOLS], const char *ward, const char *bed)
+{
+    hms_pgo_value_t v[10];
+    incident_row(v, "north", "fell");
+    memcpy(w, v, 3 * sizeof *v);
+    w[3] = ward != NULL ? T(ward) : NUL;
+    memcpy(w + 4, v + 3, 7 * sizeof *v);
+    w[11] = bed != NULL ? T(bed) : NUL;
+}
+
+#define CONTRACT_DATA                                                                              \
+    "\"data\":{\"id\":\"0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c\","                                   \
+    "\"occurred_at\":\"2026-11-26T14:18:01.791510Z\",\"region\":\"north\",\"severity\":4,"         \
+    "\"status\":\"open\",\"summary\":\"fell\",\"reported_by\":\"dr. \\\"who\\\"\","                \
+    "\"version\":3,\"updated_at\":\"2026-11-26T14:18:02.000000Z\",\"origin\":\"hms-ehr\""
+
+/* Columns outside the contract go under data._extra, after the contract's
+ * columns in the contract's order, in every kind of event, and each event
+ * stays valid against the v1 data schemas. */
+START_TEST(extra_columns_under_extra)
+{
+    hms_pgo_relation_t rel = {
+        16384, (char *)"public", (char *)"incidents", 'f', WIDE_NCOLS, wide_cols, 1};
+    hms_pgo_value_t w[WIDE_NCOLS], old[WIDE_NCOLS];
+    wide_row(w, "3B", "12");
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &rel, 0, NULL, w);
+    hms_txctx_t t = tx(0x100, 0);
+    encode_ok(&t, &m);
+    ck_assert_msg(
+        strstr(ev.body.data, CONTRACT_DATA ",\"_extra\":{\"ward\":\"3B\",\"bed\":12}}}") != NULL,
+        "body: %s", ev.body.data);
+    json_object *doc = check_event(true);
+    json_object *extra = json_object_object_get(json_object_object_get(doc, "data"), "_extra");
+    ck_assert_str_eq(json_object_get_string(json_object_object_get(extra, "ward")), "3B");
+    json_object_put(doc);
+
+    /* SQL NULL in an extra column is null there, as anywhere. */
+    wide_row(w, NULL, NULL);
+    wide_row(old, "3B", "12");
+    m = change(HMS_PGO_UPDATE, &rel, 'O', old, w);
+    encode_ok(&t, &m);
+    ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentUpdated.v1");
+    ck_assert_ptr_nonnull(
+        strstr(ev.body.data, CONTRACT_DATA ",\"_extra\":{\"ward\":null,\"bed\":null}}}"));
+    json_object_put(check_event(true));
+    /* An unchanged TOASTed extra column comes from the old row too. */
+    w[3] = UNCH;
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"_extra\":{\"ward\":\"3B\",\"bed\":null}}}"));
+
+    m = change(HMS_PGO_DELETE, &rel, 'O', old, NULL);
+    encode_ok(&t, &m);
+    ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentDeleted.v1");
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"_extra\":{\"ward\":\"3B\",\"bed\":12}}}"));
+    json_object_put(check_event(true));
+
+    /* A snapshot reads SELECT *: the same split. */
+    hms_pgo_tuple_t row = {WIDE_NCOLS, old};
+    ck_assert_int_eq(hms_encoder_encode_snapshot(enc, &t, &rel, &row, "snap-1", NULL, &ev, &err),
+                     HMS_OK);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, CONTRACT_DATA ",\"_extra\":{\"ward\":\"3B\","));
+    json_object_put(check_event(true));
+
+    /* Without extra columns there is no _extra member. */
+    hms_pgo_value_t v[10];
+    incident_row(v, "north", "fell");
+    m = change(HMS_PGO_INSERT, &inc_rel, 0, NULL, v);
+    encode_ok(&t, &m);
+    ck_assert_ptr_null(strstr(ev.body.data, "_extra"));
+}
+END_TEST
+
+/* A contract column the relation lacks fails every change, naming the
+ * column, the table and the event, and leaves nothing to publish. */
+START_TEST(dropped_contract_column)
+{
+    hms_pgo_column_t cols[9];
+    hms_pgo_value_t v[10], w[9];
+    incident_row(v, "north", "fell");
+    for (int i = 0, k = 0; i < 10; i++) {
+        if (i == 5) /* summary */
+            continue;
+        cols[k] = inc_cols[i];
+        w[k++] = v[i];
+    }
+    hms_pgo_relation_t rel = {16384, (char *)"public", (char *)"incidents", 'f', 9, cols, 2};
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &rel, 0, NULL, w);
+    hms_txctx_t t = tx(0x16B3748, 4);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_str_eq(err.msg, "column summary is missing from public.incidents (dropped or "
+                              "renamed?) (event 00000000016B3748-4)");
+    ck_assert_str_eq(ev.id, "00000000016B3748-4");
+    ck_assert_uint_eq(ev.body.len, 0);
+    ck_assert_uint_eq(ev.routing_key.len, 0);
+    m = change(HMS_PGO_UPDATE, &rel, 'O', w, w);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "column summary is missing"));
+    m = change(HMS_PGO_DELETE, &rel, 'O', w, NULL);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "column summary is missing"));
+    hms_pgo_tuple_t row = {9, w};
+    ck_assert_int_eq(hms_encoder_encode_snapshot(enc, &t, &rel, &row, "s", NULL, &ev, &err),
+                     HMS_ERR_ENCODE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "column summary is missing"));
+    ck_assert_uint_eq(ev.body.len, 0);
+}
+END_TEST
+
+/* A renamed contract column is missing under its contract name; the new
+ * name is not smuggled in under _extra.  Renamed back, events resume. */
+START_TEST(renamed_contract_column)
+{
+    hms_pgo_column_t cols[10];
+    memcpy(cols, inc_cols, sizeof cols);
+    cols[5].name = (char *)"description";
+    hms_pgo_relation_t rel = {16384, (char *)"public", (char *)"incidents", 'f', 10, cols, 2};
+    hms_pgo_value_t v[10];
+    incident_row(v, "north", "fell");
+    hms_pgo_msg_t m = change(HMS_PGO_UPDATE, &rel, 'O', v, v);
+    hms_txctx_t t = tx(0x200, 1);
+    ck_assert_int_eq(hms_encoder_encode(enc, &t, &m, &ev, &err), HMS_ERR_ENCODE);
+    ck_assert_str_eq(err.msg, "column summary is missing from public.incidents (dropped or "
+                              "renamed?) (event 0000000000000200-1)");
+    ck_assert_uint_eq(ev.body.len, 0);
+
+    hms_pgo_relation_t back = {16384, (char *)"public", (char *)"incidents", 'f', 10, inc_cols, 3};
+    m = change(HMS_PGO_UPDATE, &back, 'O', v, v);
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"summary\":\"fell\""));
+    ck_assert_ptr_null(strstr(ev.body.data, "description"));
+    json_object_put(check_event(true));
+}
+END_TEST
+
+/* Validates the current event's data against its data schema. */
+static hms_status_t data_valid(hms_err_t *e)
+{
+    json_object *doc = check_event(false), *ds, *data;
+    ck_assert(json_object_object_get_ex(doc, "dataschema", &ds));
+    ck_assert(json_object_object_get_ex(doc, "data", &data));
+    const hms_schema_t *s = hms_schema_set_find(schemas, json_object_get_string(ds));
+    ck_assert_ptr_nonnull(s);
+    hms_status_t st = hms_schema_validate(s, data, e);
+    json_object_put(doc);
+    return st;
+}
+
+/* pgoutput describes the table again (same relid, new generation) before
+ * the first change after each DDL statement; the encoder follows every
+ * description: ADD COLUMN, DROP COLUMN, compatible and incompatible type
+ * changes. */
+START_TEST(relation_redescribed_after_ddl)
+{
+    hms_pgo_value_t v[10], w[WIDE_NCOLS];
+    incident_row(v, "north", "fell");
+    hms_txctx_t t = tx(0x300, 0);
+    hms_pgo_relation_t rel = inc_rel;
+    hms_pgo_msg_t m = change(HMS_PGO_INSERT, &rel, 0, NULL, v);
+    encode_ok(&t, &m);
+    ck_assert_ptr_null(strstr(ev.body.data, "_extra"));
+
+    /* ADD COLUMN ward, ADD COLUMN bed */
+    hms_pgo_relation_t added = {
+        inc_rel.relid, (char *)"public", (char *)"incidents", 'f', WIDE_NCOLS, wide_cols, 2};
+    wide_row(w, "3B", NULL);
+    m = change(HMS_PGO_INSERT, &added, 0, NULL, w);
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, ",\"_extra\":{\"ward\":\"3B\",\"bed\":null}}}"));
+    json_object_put(check_event(true));
+
+    /* DROP COLUMN ward, DROP COLUMN bed: the first description again. */
+    rel.generation = 3;
+    m = change(HMS_PGO_INSERT, &rel, 0, NULL, v);
+    encode_ok(&t, &m);
+    ck_assert_ptr_null(strstr(ev.body.data, "_extra"));
+    json_object_put(check_event(true));
+
+    /* severity smallint -> bigint, reported_by text -> varchar(200): the
+     * values are written as before, and stay valid. */
+    hms_pgo_column_t cols[10];
+    memcpy(cols, inc_cols, sizeof cols);
+    cols[3].type_oid = 20;
+    cols[6].type_oid = 1043;
+    cols[6].typmod = 204;
+    hms_pgo_relation_t retyped = {
+        inc_rel.relid, (char *)"public", (char *)"incidents", 'f', 10, cols, 4};
+    m = change(HMS_PGO_INSERT, &retyped, 0, NULL, v);
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"severity\":4,"));
+    json_object_put(check_event(true));
+
+    /* severity -> numeric: written by its new type (a string), which the
+     * data schema refuses: validation, not the encoder, rejects it. */
+    cols[3].type_oid = 1700;
+    retyped.generation = 5;
+    encode_ok(&t, &m);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, "\"severity\":\"4\","));
+    hms_err_t e;
+    ck_assert_int_ne(data_valid(&e), HMS_OK);
+    ck_assert_ptr_nonnull(strstr(e.msg, "severity"));
+}
+END_TEST
+
 static Suite *event_suite(void)
 {
     Suite *s = suite_create("event");
@@ -642,6 +891,10 @@ static Suite *event_suite(void)
     tcase_add_test(tc, buffers_reused);
     tcase_add_test(tc, key_change_two_events);
     tcase_add_test(tc, truncate_event);
+    tcase_add_test(tc, extra_columns_under_extra);
+    tcase_add_test(tc, dropped_contract_column);
+    tcase_add_test(tc, renamed_contract_column);
+    tcase_add_test(tc, relation_redescribed_after_ddl);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -394,13 +394,15 @@ START_TEST(schema_sets)
     size_t n = 0;
     hms_err_t err;
     ck_assert_int_eq(hms_test_schema_load_dir(set, HMS_SCHEMAS_DIR, &n, &err), HMS_OK);
-    ck_assert_uint_eq(n, 5);
     const char *ids[] = {"https://hms.gov/schemas/ehr/envelope.v1.json",
                          "https://hms.gov/schemas/ehr/IncidentCreated.v1.json",
                          "https://hms.gov/schemas/ehr/IncidentUpdated.v1.json",
                          "https://hms.gov/schemas/ehr/IncidentDeleted.v1.json",
-                         "https://hms.gov/schemas/ehr/IncidentsTruncated.v1.json"};
-    for (size_t i = 0; i < 5; i++) {
+                         "https://hms.gov/schemas/ehr/IncidentsTruncated.v1.json",
+                         "https://hms.gov/schemas/ehr/IncidentSnapshot.v1.json",
+                         "https://hms.gov/schemas/ehr/RejectedChange.v1.json"};
+    ck_assert_uint_eq(n, sizeof ids / sizeof ids[0]);
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         const hms_schema_t *s = hms_schema_set_find(set, ids[i]);
         ck_assert_msg(s != NULL, "missing %s", ids[i]);
         ck_assert_str_eq(hms_schema_id(s), ids[i]);
@@ -508,6 +510,53 @@ START_TEST(event_schemas)
         ck_assert_msg(strncmp(err.msg, bad[i].where, strlen(bad[i].where)) == 0, "case %zu: %s", i,
                       err.msg);
         json_object_put(m);
+    }
+    hms_schema_set_free(set);
+}
+END_TEST
+
+/* A snapshot event is a Created event's row under its own type and data
+ * schema, with the extension attribute snapshot (the request id); no other
+ * type may carry that attribute, so every v1 event stays as it was. */
+START_TEST(snapshot_event_schema)
+{
+    hms_schema_set_t *set = hms_schema_set_new();
+    hms_err_t err;
+    ck_assert_int_eq(hms_test_schema_load_dir(set, HMS_SCHEMAS_DIR, NULL, &err), HMS_OK);
+    const hms_schema_t *env =
+        hms_schema_set_find(set, "https://hms.gov/schemas/ehr/envelope.v1.json");
+    const hms_schema_t *snap =
+        hms_schema_set_find(set, "https://hms.gov/schemas/ehr/IncidentSnapshot.v1.json");
+    ck_assert_ptr_nonnull(snap);
+    static const struct {
+        const char *type, *schema, *extra;
+        bool ok;
+    } cases[] = {
+        {"IncidentSnapshot", "IncidentSnapshot", ",\"snapshot\":\"snap-20261126T141801-3f9a1c\"",
+         true},
+        {"IncidentSnapshot", "IncidentSnapshot", "", false},
+        {"IncidentSnapshot", "IncidentSnapshot", ",\"snapshot\":\"\"", false},
+        {"IncidentSnapshot", "IncidentSnapshot", ",\"snapshot\":7", false},
+        {"IncidentCreated", "IncidentCreated", ",\"snapshot\":\"snap-1\"", false},
+        {"IncidentCreated", "IncidentCreated", "", true},
+    };
+    const char *type_at = strstr(good_event, "IncidentCreated.v1\",");
+    const char *schema_at = strstr(good_event, "IncidentCreated.v1.json");
+    const char *end = strrchr(good_event, '}');
+    ck_assert(type_at && schema_at && end && type_at < schema_at);
+    const size_t word = strlen("IncidentCreated");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%.*s%s%.*s%s%.*s%s}", (int)(type_at - good_event), good_event,
+                 cases[i].type, (int)(schema_at - type_at - word), type_at + word, cases[i].schema,
+                 (int)(end - schema_at - word), schema_at + word, cases[i].extra);
+        json_object *ev = parse(buf), *data;
+        hms_status_t st = hms_schema_validate(env, ev, &err);
+        ck_assert_msg((st == HMS_OK) == cases[i].ok, "case %zu: %s", i,
+                      st == HMS_OK ? "accepted" : err.msg);
+        ck_assert(json_object_object_get_ex(ev, "data", &data));
+        ck_assert_msg(hms_schema_validate(snap, data, &err) == HMS_OK, "%s", err.msg);
+        json_object_put(ev);
     }
     hms_schema_set_free(set);
 }
@@ -732,6 +781,7 @@ static Suite *jsonschema_suite(void)
     tcase_add_test(tc, schema_sets);
     tcase_add_test(tc, schema_from_text);
     tcase_add_test(tc, event_schemas);
+    tcase_add_test(tc, snapshot_event_schema);
     tcase_add_test(tc, official_suite);
     suite_add_tcase(s, tc);
     return s;

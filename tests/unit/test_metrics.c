@@ -1,5 +1,6 @@
-/* test_metrics.c -- readiness and its reason, and the replica identity gauge
- * in the Prometheus rendering. */
+/* test_metrics.c -- readiness and its reason, the replica identity, snapshot
+ * and rejection figures in the Prometheus rendering, and the alert rules'
+ * metrics. */
 #include <check.h>
 #include <stdio.h>
 #include <string.h>
@@ -108,6 +109,82 @@ START_TEST(test_replident_names)
 }
 END_TEST
 
+/* The snapshot being served: its progress under its request id, none while
+ * idle; the row counters always. */
+START_TEST(test_snapshot_rendering)
+{
+    hms_metrics_t m = streaming();
+    hms_buf_t b = HMS_BUF_INIT;
+    const char *out = render(&m, &b);
+    ck_assert_ptr_null(strstr(out, "hms_sync_snapshot_rows_done{"));
+    ck_assert_ptr_nonnull(strstr(out, "\nhms_sync_snapshot_rows_published_total 0\n"));
+    snprintf(m.snapshot_id, sizeof m.snapshot_id, "snap-1\"x");
+    m.snapshot_rows_done = 2048;
+    m.snapshot_rows_total = -1; /* not counted yet */
+    m.snapshot_rows_published = 3000;
+    m.snapshot_rows_superseded = 7;
+    out = render(&m, &b);
+    ck_assert_ptr_nonnull(strstr(out, "\nhms_sync_snapshot_rows_done{snapshot=\"snap-1\\\"x\"} 2048\n"));
+    ck_assert_ptr_null(strstr(out, "hms_sync_snapshot_rows_total{"));
+    m.snapshot_rows_total = 50000;
+    out = render(&m, &b);
+    ck_assert_ptr_nonnull(strstr(out, "\nhms_sync_snapshot_rows_total{snapshot=\"snap-1\\\"x\"} 50000\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nhms_sync_snapshot_rows_published_total 3000\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nhms_sync_snapshot_rows_superseded_total 7\n"));
+    hms_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_rejected_rendering)
+{
+    hms_metrics_t m = streaming();
+    hms_buf_t b = HMS_BUF_INIT;
+    m.rejected[HMS_REJECT_INVALID] = 2;
+    m.rejected[HMS_REJECT_OVERSIZE] = 1;
+    const char *out = render(&m, &b);
+    ck_assert_ptr_nonnull(strstr(out, "# TYPE hms_sync_changes_rejected_total counter\n"));
+    /* Every reason is rendered from the start, so increase() sees the first. */
+    ck_assert_ptr_nonnull(strstr(out, "\nhms_sync_changes_rejected_total{reason=\"invalid\"} 2\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nhms_sync_changes_rejected_total{reason=\"unencodable\"} 0\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nhms_sync_changes_rejected_total{reason=\"oversize\"} 1\n"));
+    hms_buf_free(&b);
+}
+END_TEST
+
+/* Every hms_sync_ metric an alert rule of deploy/ uses is one the connector
+ * renders: a renamed metric would leave its alert silent forever. */
+START_TEST(test_alert_rules_use_rendered_metrics)
+{
+    hms_metrics_t m = streaming();
+    hms_buf_t b = HMS_BUF_INIT;
+    const char *out = render(&m, &b);
+    FILE *f = fopen(HMS_TEST_DATA "/../../deploy/prometheus/alerts.yml", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[2048];
+    int used = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strstr(line, "expr:") == NULL)
+            continue;
+        for (const char *p = strstr(line, "hms_sync_"); p != NULL; p = strstr(p + 1, "hms_sync_")) {
+            if (p > line && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')))
+                continue; /* pg_... exporter names that merely contain it */
+            size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+            char want[200];
+            snprintf(want, sizeof want, "# TYPE %.*s ", (int)n, p);
+            ck_assert_msg(strstr(out, want) != NULL, "alerts.yml uses %.*s, which is not rendered",
+                          (int)n, p);
+            used++;
+        }
+    }
+    fclose(f);
+    ck_assert_int_ge(used, 8);
+    ck_assert_ptr_nonnull(strstr(out, "# TYPE hms_sync_changes_rejected_total "));
+    hms_buf_free(&b);
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -116,6 +193,9 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_not_ready_without_full);
     tcase_add_test(tc, test_gauge_rendering);
     tcase_add_test(tc, test_replident_names);
+    tcase_add_test(tc, test_snapshot_rendering);
+    tcase_add_test(tc, test_rejected_rendering);
+    tcase_add_test(tc, test_alert_rules_use_rendered_metrics);
     suite_add_tcase(s, tc);
     return s;
 }

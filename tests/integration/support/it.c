@@ -757,6 +757,15 @@ int it_amqp_delete_exchange(it_amqp_t *a, const char *exchange)
     return it_amqp_check(a->conn, amqp_get_rpc_reply(a->conn), "exchange.delete");
 }
 
+void it_amqp_delete_rejected(it_amqp_t *a, const char *exchange)
+{
+    char name[300];
+    snprintf(name, sizeof name, "%s.rejected", exchange);
+    /* exchange.delete of a missing exchange is fine in RabbitMQ 3.10. */
+    amqp_exchange_delete(a->conn, 1, amqp_cstring_bytes(name), 0);
+    amqp_get_rpc_reply(a->conn);
+}
+
 int it_amqp_queue(it_amqp_t *a, const char *exchange, long max_length, bool reject_publish)
 {
     amqp_table_entry_t e[2];
@@ -859,6 +868,12 @@ int it_amqp_get(it_amqp_t *a, int timeout_ms, it_msg_t *m)
     if (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) {
         m->timestamp = p->timestamp;
         m->has_timestamp = true;
+    }
+    for (int i = 0; (p->_flags & AMQP_BASIC_HEADERS_FLAG) && i < p->headers.num_entries; i++) {
+        const amqp_table_entry_t *h = &p->headers.entries[i];
+        if (h->value.kind == AMQP_FIELD_KIND_UTF8 && h->key.len == 8 &&
+            memcmp(h->key.bytes, "x-reason", 8) == 0)
+            it_copy_bytes(m->x_reason, sizeof m->x_reason, h->value.value.bytes);
     }
     m->delivery_tag = env.delivery_tag;
     m->redelivered = env.redelivered;
@@ -1066,6 +1081,8 @@ json_object *it_event_check(const it_msg_t *m, const char *want_source, char *wh
         verb = "deleted";
     else if (type && strcmp(type, "gov.hms.ehr.IncidentsTruncated.v1") == 0)
         verb = "truncated";
+    else if (type && strcmp(type, "gov.hms.ehr.IncidentSnapshot.v1") == 0)
+        verb = "snapshot";
     else
         WHY("event %s: unexpected type %s", id, type ? type : "(missing)");
 
@@ -1090,8 +1107,13 @@ json_object *it_event_check(const it_msg_t *m, const char *want_source, char *wh
     char word[200], rk[256];
     it_region_word(region ? region : "", word, sizeof word);
     snprintf(rk, sizeof rk, "incident.%s.%s", verb, word);
-    if (strcmp(m->routing_key, rk) != 0)
+    /* A snapshot for one queue comes through the default exchange, routed
+     * by the queue's name. */
+    bool to_queue = strcmp(verb, "snapshot") == 0 && m->exchange[0] == '\0';
+    if (!to_queue && strcmp(m->routing_key, rk) != 0)
         WHY("event %s: routing key %s, want %s", id, m->routing_key, rk);
+    if (strcmp(verb, "snapshot") == 0 && !it_json_str(ev, "snapshot"))
+        WHY("event %s: a snapshot event without its snapshot request id", id);
 
 properties:
     if (strcmp(m->message_id, id) != 0)
@@ -1420,8 +1442,10 @@ void it_amqp_drop_subscriber(const char *url, const char *queue, const char *exc
     }
     if (dlx)
         it_amqp_delete_exchange(&a, dlx);
-    if (exchange)
+    if (exchange) {
         it_amqp_delete_exchange(&a, exchange);
+        it_amqp_delete_rejected(&a, exchange);
+    }
     it_amqp_close(&a);
 }
 
@@ -1444,8 +1468,10 @@ int it_bus_open(it_env_t *env, it_bus_t *b, bool consume)
 
 void it_bus_close(it_env_t *env, it_bus_t *b)
 {
-    if (b->amqp.conn != NULL && b->declared)
+    if (b->amqp.conn != NULL && b->declared) {
         it_amqp_delete_exchange(&b->amqp, b->exchange);
+        it_amqp_delete_rejected(&b->amqp, b->exchange);
+    }
     b->declared = false;
     it_amqp_close(&b->amqp);
     if (b->slot[0] != '\0' && env->pg != NULL)

@@ -149,6 +149,7 @@ typedef struct {
     bool has_timestamp;
     uint64_t delivery_tag;
     bool redelivered;
+    char x_reason[1024]; /* header x-reason (a rejected change), "" when absent */
 } it_msg_t;
 
 /* Opens a connection and channel 1 to url. */
@@ -157,6 +158,9 @@ void it_amqp_close(it_amqp_t *a);
 /* Declares a durable topic exchange (as the connector does). */
 int it_amqp_declare_exchange(it_amqp_t *a, const char *exchange);
 int it_amqp_delete_exchange(it_amqp_t *a, const char *exchange);
+/* Deletes the connector's rejected exchange beside exchange
+ * (<exchange>.rejected), if it exists. */
+void it_amqp_delete_rejected(it_amqp_t *a, const char *exchange);
 /* Declares an exclusive, auto-delete, server-named queue bound to exchange
  * with '#'.  max_length > 0 adds x-max-length, and reject_publish adds
  * x-overflow=reject-publish.  Does not consume (see it_amqp_consume). */

@@ -47,6 +47,10 @@ static int it_main_tests(const it_main_t *m, int *failed)
 int it_main(const it_main_t *m)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* The tests of the change stream count the events a slot publishes;
+     * a new slot's initial snapshot would add the table's rows to them.
+     * The tests of snapshots ask for one with --snapshot initial. */
+    setenv("HMS_SYNC_SNAPSHOT", "never", 0);
     int failed = m->offline ? hms_check_run(m->offline()) : 0;
     int rc = it_main_env(m);
     if (rc == 0) {

@@ -1,6 +1,7 @@
-/* validate.c -- the contract check of a received event: JSON, type, envelope,
- * data schema. */
-#include "consumer/validate.h"
+/* validate.c -- the contract check of an event (JSON, type, envelope, data
+ * schema) and of a rejected change's document, against the embedded
+ * schemas. */
+#include "common/validate.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,6 +24,8 @@ typedef struct {
 struct hms_cval {
     hms_schema_set_t *set;
     const hms_schema_t *envelope;
+    const hms_schema_t *rejected; /* RejectedChange: not an event's data schema */
+    json_tokener *tok;            /* reused by the connector's checks; NULL until then */
     data_schema_t data[MAX_DATA_SCHEMAS];
     size_t ndata;
 };
@@ -37,7 +40,7 @@ hms_cval_t *hms_cval_new(hms_err_t *err)
 {
     hms_cval_t *v = calloc(1, sizeof(*v));
     if (v == NULL || (v->set = hms_schema_set_new()) == NULL) {
-        hms_err_set(err, HMS_ERR_NOMEM, "consume: out of memory loading schemas");
+        hms_err_set(err, HMS_ERR_NOMEM, "schemas: out of memory loading the embedded schemas");
         goto fail;
     }
     for (size_t i = 0; i < hms_schema_files_count; i++) {
@@ -45,19 +48,23 @@ hms_cval_t *hms_cval_new(hms_err_t *err)
         hms_err_t e;
         hms_schema_t *s = hms_schema_from_text(f->name, f->sql, strlen(f->sql), &e);
         if (s == NULL) {
-            hms_err_set(err, HMS_ERR_CONFIG, "consume: embedded schema %s", e.msg);
+            hms_err_set(err, HMS_ERR_CONFIG, "schemas: embedded schema %s", e.msg);
             goto fail;
         }
         const char *id = hms_schema_id(s);
         if (id == NULL || hms_schema_set_add(v->set, s, &e) != HMS_OK) {
             if (id == NULL)
                 hms_schema_free(s);
-            hms_err_set(err, HMS_ERR_CONFIG, "consume: embedded schema %s: %s", f->name,
+            hms_err_set(err, HMS_ERR_CONFIG, "schemas: embedded schema %s: %s", f->name,
                         id == NULL ? "no $id" : e.msg);
             goto fail;
         }
         if (ends_with(id, "/envelope.v1.json")) {
             v->envelope = s;
+            continue;
+        }
+        if (ends_with(id, "/RejectedChange.v1.json")) {
+            v->rejected = s;
             continue;
         }
         const char *slash = strrchr(id, '/');
@@ -71,8 +78,9 @@ hms_cval_t *hms_cval_new(hms_err_t *err)
             d->suffix[n - 5] = '\0';
         }
     }
-    if (v->envelope == NULL) {
-        hms_err_set(err, HMS_ERR_CONFIG, "consume: no envelope.v1.json among the embedded schemas");
+    if (v->envelope == NULL || v->rejected == NULL) {
+        hms_err_set(err, HMS_ERR_CONFIG, "schemas: no %s among the embedded schemas",
+                    v->envelope == NULL ? "envelope.v1.json" : "RejectedChange.v1.json");
         goto fail;
     }
     return v;
@@ -86,6 +94,8 @@ void hms_cval_free(hms_cval_t *v)
     if (v == NULL)
         return;
     hms_schema_set_free(v->set);
+    if (v->tok != NULL)
+        json_tokener_free(v->tok);
     free(v);
 }
 
@@ -101,37 +111,52 @@ static const data_schema_t *schema_of_type(const hms_cval_t *v, const char *type
     return NULL;
 }
 
-hms_status_t hms_cval_check(const hms_cval_t *v, const char *body, size_t len, json_object **event,
-                            hms_err_t *err)
+/* Parses body[0..len) as exactly one JSON document with tok (reset here);
+ * NULL with err "not JSON: ..." otherwise. */
+static json_object *parse_doc(json_tokener *tok, const char *body, size_t len, hms_err_t *err)
 {
     hms_status_t st = HMS_ERR_MALFORMED;
-    *event = NULL;
-    if (len == 0)
-        return hms_err_set(err, st, "not JSON: empty body");
-    if (memchr(body, '\0', len) != NULL)
-        return hms_err_set(err, st, "not JSON: the body holds a NUL byte");
-    if (len > (size_t)INT32_MAX)
-        return hms_err_set(err, st, "not JSON: the body is too large");
-    json_tokener *tok = json_tokener_new();
-    if (tok == NULL)
-        return hms_err_set(err, HMS_ERR_NOMEM, "out of memory parsing an event");
+    if (len == 0) {
+        hms_err_set(err, st, "not JSON: empty body");
+        return NULL;
+    }
+    if (memchr(body, '\0', len) != NULL) {
+        hms_err_set(err, st, "not JSON: the body holds a NUL byte");
+        return NULL;
+    }
+    if (len > (size_t)INT32_MAX) {
+        hms_err_set(err, st, "not JSON: the body is too large");
+        return NULL;
+    }
+    json_tokener_reset(tok);
     json_object *ev = json_tokener_parse_ex(tok, body, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t used = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
     if (ev == NULL || jerr != json_tokener_success) {
         /* An unfinished document also lands here: continue means "need more". */
         json_object_put(ev);
-        return hms_err_set(err, st, "not JSON: %s at byte %zu",
-                           jerr == json_tokener_continue ? "unexpected end of input"
-                                                         : json_tokener_error_desc(jerr),
-                           used);
+        hms_err_set(err, st, "not JSON: %s at byte %zu",
+                    jerr == json_tokener_continue ? "unexpected end of input"
+                                                  : json_tokener_error_desc(jerr),
+                    used);
+        return NULL;
     }
     for (size_t i = used; i < len; i++)
         if (body[i] != ' ' && body[i] != '\t' && body[i] != '\n' && body[i] != '\r') {
             hms_err_set(err, st, "not JSON: trailing bytes after the document at byte %zu", i);
-            goto fail;
+            json_object_put(ev);
+            return NULL;
         }
+    return ev;
+}
+
+/* The contract check of a parsed document; takes ev, and hands it to
+ * *event on success. */
+static hms_status_t check_event(const hms_cval_t *v, json_object *ev, json_object **event,
+                                hms_err_t *err)
+{
+    hms_status_t st = HMS_ERR_MALFORMED;
+    *event = NULL;
     if (!json_object_is_type(ev, json_type_object)) {
         hms_err_set(err, st, "schema: the event is not a JSON object");
         goto fail;
@@ -170,5 +195,49 @@ hms_status_t hms_cval_check(const hms_cval_t *v, const char *body, size_t len, j
     return HMS_OK;
 fail:
     json_object_put(ev);
+    return st;
+}
+
+hms_status_t hms_cval_check(const hms_cval_t *v, const char *body, size_t len, json_object **event,
+                            hms_err_t *err)
+{
+    *event = NULL;
+    json_tokener *tok = json_tokener_new();
+    if (tok == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "out of memory parsing an event");
+    json_object *ev = parse_doc(tok, body, len, err);
+    json_tokener_free(tok);
+    if (ev == NULL)
+        return HMS_ERR_MALFORMED;
+    return check_event(v, ev, event, err);
+}
+
+hms_status_t hms_cval_check_outgoing(hms_cval_t *v, const char *body, size_t len, bool *parsed,
+                                     hms_err_t *err)
+{
+    *parsed = false;
+    if (v->tok == NULL && (v->tok = json_tokener_new()) == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "out of memory parsing an event");
+    json_object *ev = parse_doc(v->tok, body, len, err), *checked;
+    if (ev == NULL)
+        return HMS_ERR_MALFORMED;
+    *parsed = true;
+    hms_status_t st = check_event(v, ev, &checked, err);
+    json_object_put(checked);
+    return st;
+}
+
+hms_status_t hms_cval_check_rejection(hms_cval_t *v, const char *body, size_t len, hms_err_t *err)
+{
+    if (v->tok == NULL && (v->tok = json_tokener_new()) == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "out of memory parsing a rejection");
+    json_object *doc = parse_doc(v->tok, body, len, err);
+    if (doc == NULL)
+        return HMS_ERR_MALFORMED;
+    hms_err_t e;
+    hms_status_t st = hms_schema_validate(v->rejected, doc, &e);
+    if (st != HMS_OK)
+        hms_err_set(err, st, "schema: rejection: %s", e.msg);
+    json_object_put(doc);
     return st;
 }

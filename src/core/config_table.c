@@ -118,8 +118,8 @@ const hms_config_setting_t hms_config_settings[] = {
      "are published as IncidentSnapshot events while live changes keep flowing.  never: "
      "only changes made after the slot was created are published.  hms-sync snapshot asks "
      "for a snapshot (of some rows, or for one queue) at any time."},
-    {"snapshot_chunk", HMS_CONFIG_T_INT, OFF(snapshot_chunk), "1024", 1, 100000, NULL,
-     HMS_CMD_RUN, 0, 0, NULL, "rows per snapshot chunk",
+    {"snapshot_chunk", HMS_CONFIG_T_INT, OFF(snapshot_chunk), "1024", 1, 100000, NULL, HMS_CMD_RUN,
+     0, 0, NULL, "rows per snapshot chunk",
      "A snapshot reads the table in chunks of this many rows, in key order, each published "
      "between two changes of the stream.  Memory grows with it (one chunk is held at a "
      "time); a larger chunk means fewer round trips and watermarks."},

@@ -84,8 +84,7 @@ hms_status_t hms_keyset_put(hms_keyset_t *s, const char *key, size_t len, int32_
     }
     if (s->count >= s->limit)
         return HMS_ERR_FULL;
-    if ((s->count + 1) * 2 > s->nslots &&
-        rehash(s, s->nslots ? s->nslots * 2 : 64) != HMS_OK)
+    if ((s->count + 1) * 2 > s->nslots && rehash(s, s->nslots ? s->nslots * 2 : 64) != HMS_OK)
         return HMS_ERR_NOMEM;
     if (s->arena_len + len > UINT32_MAX)
         return HMS_ERR_FULL;
@@ -95,8 +94,11 @@ hms_status_t hms_keyset_put(hms_keyset_t *s, const char *key, size_t len, int32_
     s->arena_cap = cap;
     memcpy(s->arena + s->arena_len, key, len);
     size_t i = find(s, key, len, h);
-    s->slots[i] = (hms_keyset_slot_t){
-        .off = (uint32_t)s->arena_len, .len = (uint32_t)len, .hash = h, .value = value, .used = true};
+    s->slots[i] = (hms_keyset_slot_t){.off = (uint32_t)s->arena_len,
+                                      .len = (uint32_t)len,
+                                      .hash = h,
+                                      .value = value,
+                                      .used = true};
     s->arena_len += len;
     s->count++;
     return HMS_OK;

@@ -47,7 +47,7 @@ typedef struct {
      * which keys changed and where its watermarks are, and publishes its
      * rows there.  Borrowed. */
     hms_snapshot_t *snap;
-    bool snap_in_tx; /* this transaction carried snapshot rows */
+    bool snap_in_tx;         /* this transaction carried snapshot rows */
     uint64_t key_generation; /* the relation whose key column is key_col */
     int key_col;
 } hms_changes_t;

@@ -687,8 +687,7 @@ static void loop_once(loop_t *L)
                       hms_tracker_flushed_commit_time(L->trk), now);
     /* Snapshots only while streaming: a chunk's watermark must be seen. */
     if (L->repl != NULL && !L->stopping)
-        hms_snapshot_tick(L->snap, revents_of(fds, snap_i, rc), hms_tracker_flush_lsn(L->trk),
-                          now);
+        hms_snapshot_tick(L->snap, revents_of(fds, snap_i, rc), hms_tracker_flush_lsn(L->trk), now);
     log_stats(L, now);
 }
 

@@ -58,9 +58,9 @@ struct hms_snapshot {
 
     hms_pg_connecting_t attempt;
     PGconn *conn;
-    op_t op;          /* the statement in flight */
-    bool flushing;    /* libpq still holds part of it */
-    unsigned epoch;   /* bumped when the stream restarts: a late result is stale */
+    op_t op;        /* the statement in flight */
+    bool flushing;  /* libpq still holds part of it */
+    unsigned epoch; /* bumped when the stream restarts: a late result is stale */
     unsigned op_epoch;
     int backoff_ms;
     int64_t retry_at_ms, next_find_ms;
@@ -83,10 +83,10 @@ struct hms_snapshot {
     bool *dropped;
     size_t capdropped;
     bool truncated, overflow;
-    bool marked;  /* the chunk's watermark was written */
-    bool checked; /* the request was seen running just now: read the next chunk */
+    bool marked;                 /* the chunk's watermark was written */
+    bool checked;                /* the request was seen running just now: read the next chunk */
     hms_keyset_t prenoted, keys; /* keys noted before the rows came; the rows' keys */
-    char nonce[128]; /* "<request id> <time>-<pid>-<chunk>": this chunk's watermark */
+    char nonce[128];             /* "<request id> <time>-<pid>-<chunk>": this chunk's watermark */
     unsigned chunk_no;
     hms_pgo_relation_t rel; /* the result's columns, for the encoder */
     hms_pgo_column_t *cols;
@@ -181,8 +181,9 @@ void hms_snapshot_free(hms_snapshot_t *s)
 static void lose_connection(hms_snapshot_t *s, const char *why, int64_t now_ms)
 {
     char line[300];
-    hms_log(HMS_LOG_WARN, "snapshot: lost its SQL connection; the snapshot waits, the stream goes on",
-            "error", hms_pg_one_line(why, line, sizeof(line)), NULL);
+    hms_log(HMS_LOG_WARN,
+            "snapshot: lost its SQL connection; the snapshot waits, the stream goes on", "error",
+            hms_pg_one_line(why, line, sizeof(line)), NULL);
     hms_pg_connect_cancel(&s->attempt);
     if (s->conn != NULL)
         PQfinish(s->conn);
@@ -225,8 +226,8 @@ static bool connected(hms_snapshot_t *s, short revents, int64_t now_ms)
     return true;
 }
 
-static bool send(hms_snapshot_t *s, op_t op, const char *sql, int nparams, const char *const *params,
-                 int64_t now_ms)
+static bool send(hms_snapshot_t *s, op_t op, const char *sql, int nparams,
+                 const char *const *params, int64_t now_ms)
 {
     int flushed = PQsendQueryParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0)
                       ? PQflush(s->conn)
@@ -296,9 +297,8 @@ bool hms_snapshot_due(const hms_snapshot_t *s)
     return s->chunk == CH_DUE;
 }
 
-bool hms_snapshot_next_row(hms_snapshot_t *s, hms_pgo_tuple_t *row,
-                           const hms_pgo_relation_t **rel, const char **snapshot_id,
-                           const char **queue)
+bool hms_snapshot_next_row(hms_snapshot_t *s, hms_pgo_tuple_t *row, const hms_pgo_relation_t **rel,
+                           const char **snapshot_id, const char **queue)
 {
     if (s->chunk != CH_DUE)
         return false;
@@ -313,10 +313,9 @@ bool hms_snapshot_next_row(hms_snapshot_t *s, hms_pgo_tuple_t *row,
     int r = s->next++;
     for (int c = 0; c < s->rel.ncols; c++) {
         bool null = PQgetisnull(s->res, r, c);
-        s->values[c] = (hms_pgo_value_t){
-            .kind = null ? HMS_PGO_VAL_NULL : HMS_PGO_VAL_TEXT,
-            .len = null ? 0 : (uint32_t)PQgetlength(s->res, r, c),
-            .data = null ? NULL : PQgetvalue(s->res, r, c)};
+        s->values[c] = (hms_pgo_value_t){.kind = null ? HMS_PGO_VAL_NULL : HMS_PGO_VAL_TEXT,
+                                         .len = null ? 0 : (uint32_t)PQgetlength(s->res, r, c),
+                                         .data = null ? NULL : PQgetvalue(s->res, r, c)};
     }
     *row = (hms_pgo_tuple_t){.ncols = s->rel.ncols, .values = s->values};
     *rel = &s->rel;
@@ -404,8 +403,8 @@ static void start_find(hms_snapshot_t *s, int64_t now_ms)
 
 static void start_start(hms_snapshot_t *s, int64_t now_ms)
 {
-    size_t n = (s->where ? strlen(s->where) : 0) + strlen(s->cap->schema) +
-               strlen(s->cap->table) + 600;
+    size_t n =
+        (s->where ? strlen(s->where) : 0) + strlen(s->cap->schema) + strlen(s->cap->table) + 600;
     char *sql = malloc(n), *cbuf = malloc(n);
     if (sql == NULL || cbuf == NULL) {
         free(sql);
@@ -518,8 +517,8 @@ static bool describe(hms_snapshot_t *s)
     for (uint16_t i = 0; i < s->rel.ncols; i++)
         free(s->cols[i].name);
     s->rel.ncols = 0;
-    if (n > UINT16_MAX || hms_array_grow((void **)&s->cols, &s->capcols, (size_t)n,
-                                         sizeof(*s->cols)) != HMS_OK ||
+    if (n > UINT16_MAX ||
+        hms_array_grow((void **)&s->cols, &s->capcols, (size_t)n, sizeof(*s->cols)) != HMS_OK ||
         hms_array_grow((void **)&s->values, &s->capvalues, (size_t)n, sizeof(*s->values)) != HMS_OK)
         return false;
     for (int c = 0; c < n; c++) {
@@ -561,8 +560,8 @@ static bool rows_arrived(hms_snapshot_t *s, PGresult *res)
         s->dropped[r] = hms_keyset_get(&s->prenoted, key, len) >= 0;
     }
     hms_keyset_clear(&s->prenoted);
-    snprintf(s->nonce, sizeof(s->nonce), "%s %llx-%x-%u", s->id,
-             (unsigned long long)hms_clock_ms(), (unsigned)getpid(), ++s->chunk_no);
+    snprintf(s->nonce, sizeof(s->nonce), "%s %llx-%x-%u", s->id, (unsigned long long)hms_clock_ms(),
+             (unsigned)getpid(), ++s->chunk_no);
     s->chunk = CH_HELD;
     return true;
 }
@@ -588,8 +587,7 @@ static void take_find(hms_snapshot_t *s, PGresult *res, int64_t now_ms)
     s->where = PQgetisnull(res, 0, 1) ? NULL : strdup(PQgetvalue(res, 0, 1));
     s->queue = PQgetisnull(res, 0, 2) ? NULL : strdup(PQgetvalue(res, 0, 2));
     hms_log(HMS_LOG_INFO, "snapshot starting", "snapshot", s->id, "where",
-            s->where ? s->where : "(every row)", "queue", s->queue ? s->queue : "(exchange)",
-            NULL);
+            s->where ? s->where : "(every row)", "queue", s->queue ? s->queue : "(exchange)", NULL);
 }
 
 static void take_start(hms_snapshot_t *s, PGresult *res)

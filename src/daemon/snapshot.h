@@ -44,9 +44,9 @@
 
 typedef struct {
     const char *conninfo;
-    const char *slot;           /* requests are for the connector of this slot */
-    const hms_capture_t *cap;   /* the captured table: schema, table, key column */
-    int chunk_rows;             /* rows per chunk */
+    const char *slot;         /* requests are for the connector of this slot */
+    const hms_capture_t *cap; /* the captured table: schema, table, key column */
+    int chunk_rows;           /* rows per chunk */
     int connect_timeout_s;
     int retry_min_ms, retry_max_ms;
 } hms_snapshot_opts_t;
@@ -81,9 +81,8 @@ bool hms_snapshot_watermark(hms_snapshot_t *s, const char *content, size_t len);
  * the row is) and returns true, or returns false when the chunk has no row
  * left.  *snapshot_id is the request's id, *queue its target queue or NULL
  * (the change exchange). */
-bool hms_snapshot_next_row(hms_snapshot_t *s, hms_pgo_tuple_t *row,
-                           const hms_pgo_relation_t **rel, const char **snapshot_id,
-                           const char **queue);
+bool hms_snapshot_next_row(hms_snapshot_t *s, hms_pgo_tuple_t *row, const hms_pgo_relation_t **rel,
+                           const char **snapshot_id, const char **queue);
 /* Whether rows are due (a watermark was reached and not all taken). */
 bool hms_snapshot_due(const hms_snapshot_t *s);
 /* The watermark's transaction, which carried the chunk's rows, committed at
@@ -96,9 +95,9 @@ void hms_snapshot_stream_restart(hms_snapshot_t *s, uint64_t flush_lsn);
 
 /* ---- for metrics and status ---- */
 typedef struct {
-    char id[64];         /* "" when no snapshot runs */
-    int64_t rows_done;   /* recorded as confirmed */
-    int64_t rows_total;  /* -1 while unknown */
+    char id[64];             /* "" when no snapshot runs */
+    int64_t rows_done;       /* recorded as confirmed */
+    int64_t rows_total;      /* -1 while unknown */
     uint64_t rows_published; /* events handed to the queue by this process, all snapshots */
     uint64_t rows_skipped;   /* rows read but superseded by the stream */
 } hms_snapshot_stats_t;

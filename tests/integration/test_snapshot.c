@@ -69,10 +69,20 @@ static void start_connector(const char *tag)
 static void spawn_warehouse(void)
 {
     snprintf(E.queue, sizeof E.queue, "%s.warehouse", E.exchange);
-    const char *argv[] = {"consume",      "--pg",       g_sub_conninfo, "--amqp",
-                          g_env.amqp_url, "--exchange", E.exchange,     "--dead-letter-exchange",
-                          E.dlx,          "--queue",    E.queue,        "--apply",
-                          "hms_sync.apply_warehouse", NULL};
+    const char *argv[] = {"consume",
+                          "--pg",
+                          g_sub_conninfo,
+                          "--amqp",
+                          g_env.amqp_url,
+                          "--exchange",
+                          E.exchange,
+                          "--dead-letter-exchange",
+                          E.dlx,
+                          "--queue",
+                          E.queue,
+                          "--apply",
+                          "hms_sync.apply_warehouse",
+                          NULL};
     ck_assert_int_eq(it_proc_spawn(&g_env, &E.sub, "snap-warehouse", argv), 0);
     for (double stop = it_now_ms() + 30000; it_now_ms() < stop; it_sleep_ms(50)) {
         char *out = it_proc_output(&E.sub);
@@ -139,8 +149,8 @@ static void naive_apply(json_object *ev)
     char *lit = PQescapeLiteral(g_sub, subject, strlen(subject));
     ck_assert_int_eq(it_pg_exec(g_sub, "DELETE FROM naive WHERE id = %s", lit), 0);
     if (strstr(type, "Deleted") == NULL) {
-        const char *data = json_object_to_json_string_ext(it_json_get(ev, "data"),
-                                                          JSON_C_TO_STRING_PLAIN);
+        const char *data =
+            json_object_to_json_string_ext(it_json_get(ev, "data"), JSON_C_TO_STRING_PLAIN);
         char *dlit = PQescapeLiteral(g_sub, data, strlen(data));
         ck_assert_int_eq(it_pg_exec(g_sub,
                                     "INSERT INTO naive SELECT * FROM "
@@ -238,19 +248,22 @@ static void assert_equal(PGconn *a, const char *ta, PGconn *b, const char *tb, c
     if (!json_object_equal(x, y)) {
         size_t shown = 0;
         for (size_t i = 0, j = 0; (i < nx || j < ny) && shown < 10;) {
-            const char *sx = i < nx ? json_object_get_string(json_object_array_get_idx(x, i)) : NULL;
-            const char *sy = j < ny ? json_object_get_string(json_object_array_get_idx(y, j)) : NULL;
+            const char *sx =
+                i < nx ? json_object_get_string(json_object_array_get_idx(x, i)) : NULL;
+            const char *sy =
+                j < ny ? json_object_get_string(json_object_array_get_idx(y, j)) : NULL;
             int c = sx && sy ? strcmp(sx, sy) : sx ? -1 : 1;
             if (c == 0) {
                 i++, j++;
                 continue;
             }
-            fprintf(stderr, "%s: %s %s\n", what, c < 0 ? "source only:" : "replica only:",
-                    c < 0 ? sx : sy);
+            fprintf(stderr, "%s: %s %s\n", what,
+                    c < 0 ? "source only:" : "replica only:", c < 0 ? sx : sy);
             shown++;
             c < 0 ? i++ : j++;
         }
-        ck_abort_msg("%s differs from the source (%zu source rows, %zu replica rows)", what, nx, ny);
+        ck_abort_msg("%s differs from the source (%zu source rows, %zu replica rows)", what, nx,
+                     ny);
     }
     json_object_put(x);
     json_object_put(y);

@@ -124,11 +124,13 @@ START_TEST(test_snapshot_rendering)
     m.snapshot_rows_published = 3000;
     m.snapshot_rows_superseded = 7;
     out = render(&m, &b);
-    ck_assert_ptr_nonnull(strstr(out, "\nhms_sync_snapshot_rows_done{snapshot=\"snap-1\\\"x\"} 2048\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nhms_sync_snapshot_rows_done{snapshot=\"snap-1\\\"x\"} 2048\n"));
     ck_assert_ptr_null(strstr(out, "hms_sync_snapshot_rows_total{"));
     m.snapshot_rows_total = 50000;
     out = render(&m, &b);
-    ck_assert_ptr_nonnull(strstr(out, "\nhms_sync_snapshot_rows_total{snapshot=\"snap-1\\\"x\"} 50000\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nhms_sync_snapshot_rows_total{snapshot=\"snap-1\\\"x\"} 50000\n"));
     ck_assert_ptr_nonnull(strstr(out, "\nhms_sync_snapshot_rows_published_total 3000\n"));
     ck_assert_ptr_nonnull(strstr(out, "\nhms_sync_snapshot_rows_superseded_total 7\n"));
     hms_buf_free(&b);

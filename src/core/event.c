@@ -3,6 +3,7 @@
  * column value's JSON comes from pgvalue.c. */
 #include "core/event.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -790,8 +791,8 @@ hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
 }
 
 hms_status_t hms_encoder_encode_truncate(hms_encoder_t *e, const hms_txctx_t *tx,
-                                         const hms_pgo_relation_t *rel, hms_event_t *ev,
-                                         hms_err_t *err)
+                                         const hms_pgo_relation_t *rel, uint64_t version,
+                                         hms_event_t *ev, hms_err_t *err)
 {
     char ts[HMS_PGVALUE_RFC3339_LEN + 1];
     hms_buf_t *b = &ev->body;
@@ -814,7 +815,8 @@ hms_status_t hms_encoder_encode_truncate(hms_encoder_t *e, const hms_txctx_t *tx
         st = put_envelope(b, &e->names[ci].head[KIND_TRUNCATED], ev, subject.data, subject.len, ts,
                           tx);
     hms_buf_free(&subject);
-    if (st != HMS_OK || (st = hms_buf_append_str(b, ",\"version\":0,\"updatedat\":\"")) != HMS_OK ||
+    if (st != HMS_OK ||
+        (st = hms_buf_printf(b, ",\"version\":%" PRIu64 ",\"updatedat\":\"", version)) != HMS_OK ||
         (st = hms_buf_append(b, ts, HMS_PGVALUE_RFC3339_LEN)) != HMS_OK ||
         (st = hms_buf_append_str(b, "\",\"origin\":\"" TRUNCATE_ORIGIN "\",\"data\":{}}")) !=
             HMS_OK)

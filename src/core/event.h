@@ -113,13 +113,15 @@ hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
 
 /* Encodes the TRUNCATE of captured relation rel as one event: type
  * <namespace>.<truncated_name>.v1, subject "<schema>.<table>", data {},
- * routing key <routing_prefix>.truncated.  A truncation has no row, so its
- * last-write-wins attributes are version 0, updatedat the commit time and
- * origin "hms-ehr": the lowest tuple a row can hold at that moment.  tx's
- * ordinal is the Truncate message's.  Errors as hms_encoder_encode. */
+ * routing key <routing_prefix>.truncated.  A truncation has no row: its
+ * last-write-wins attributes are version (what the TRUNCATE drew from the
+ * version sequence, which divides the rows it removed from those written
+ * after it; 0 where the source did not say, meaning every row), updatedat
+ * the commit time and origin "hms-ehr".  tx's ordinal is the Truncate
+ * message's.  Errors as hms_encoder_encode. */
 hms_status_t hms_encoder_encode_truncate(hms_encoder_t *e, const hms_txctx_t *tx,
-                                         const hms_pgo_relation_t *rel, hms_event_t *ev,
-                                         hms_err_t *err);
+                                         const hms_pgo_relation_t *rel, uint64_t version,
+                                         hms_event_t *ev, hms_err_t *err);
 
 /* Encodes one row a snapshot read as an event of type
  * <namespace>.<stem>Snapshot.v1 (data: the row, as in Created), routing key

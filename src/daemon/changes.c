@@ -55,6 +55,25 @@ static hms_status_t queue_event(hms_changes_t *c, uint64_t *seq, hms_err_t *err)
  * FULL. */
 #define OLD_ROW_PREFIX "hms_sync.old_row"
 
+/* The prefix of the logical message in which sql/009_truncate_version.sql's
+ * trigger logs the version a TRUNCATE drew, just before it. */
+#define TRUNCATE_VERSION_PREFIX "hms_sync.truncate"
+
+/* The decimal version in a truncate message; 0 (every row) if it is not
+ * one, which only a hand-written message with this prefix can cause. */
+static uint64_t parse_version(const char *s, size_t len)
+{
+    uint64_t v = 0;
+    if (len == 0 || len > 19)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    return v;
+}
+
 /* Keeps the trigger's old row until the change it belongs to arrives: the
  * trigger fires just before the row's own WAL record, so only the newest
  * one can match. */
@@ -67,6 +86,10 @@ static hms_status_t on_message(hms_changes_t *c, const hms_pgo_msg_t *m, hms_err
             c->snap_in_tx = true;
             return hms_changes_pump(c, err);
         }
+        return HMS_OK;
+    }
+    if (strcmp(m->u.message.prefix, TRUNCATE_VERSION_PREFIX) == 0) {
+        c->truncate_version = parse_version(m->u.message.content, m->u.message.len);
         return HMS_OK;
     }
     if (strcmp(m->u.message.prefix, OLD_ROW_PREFIX) != 0)
@@ -212,6 +235,8 @@ static hms_status_t on_change(hms_changes_t *c, hms_pgo_msg_t *m, hms_err_t *err
 static hms_status_t on_truncate(hms_changes_t *c, const hms_pgo_msg_t *m, hms_err_t *err)
 {
     hms_txctx_t tx = c->tx;
+    uint64_t version = c->truncate_version;
+    c->truncate_version = 0;
     c->tx.ordinal++;
     for (uint32_t i = 0; i < m->u.truncate.nrels; i++) {
         const hms_pgo_relation_t *rel = hms_pgo_relation(c->dec, m->u.truncate.relids[i]);
@@ -228,11 +253,12 @@ static hms_status_t on_truncate(hms_changes_t *c, const hms_pgo_msg_t *m, hms_er
             return hms_err_set(err, HMS_ERR_FATAL,
                                "TRUNCATE of more captured tables at once than the outbound "
                                "queue holds; raise window");
-        if (encoded(c, hms_encoder_encode_truncate(c->enc, &tx, rel, &slot->ev, err), &tx, rel,
-                    NULL, &slot->ev, err) != HMS_OK)
+        if (encoded(c, hms_encoder_encode_truncate(c->enc, &tx, rel, version, &slot->ev, err), &tx,
+                    rel, NULL, &slot->ev, err) != HMS_OK)
             return HMS_ERR_FATAL;
-        hms_log(HMS_LOG_WARN, "TRUNCATE published: subscribers tombstone every row they hold",
-                "table", rel->relname, "event", slot->ev.id, NULL);
+        hms_log(HMS_LOG_WARN,
+                "TRUNCATE published: subscribers tombstone every row written before it", "table",
+                rel->relname, "event", slot->ev.id, NULL);
         uint64_t seq;
         hms_status_t st = queue_event(c, &seq, err);
         if (st != HMS_OK)
@@ -274,6 +300,7 @@ static hms_status_t on_pgoutput(hms_changes_t *c, const uint8_t *buf, size_t len
         c->tx.commit_time = m.u.begin.commit_time;
         c->tx.ordinal = 0;
         c->have_old_row = false;
+        c->truncate_version = 0;
         return HMS_OK;
     case HMS_PGO_COMMIT:
         if (!c->in_tx)

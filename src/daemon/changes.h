@@ -42,6 +42,9 @@ typedef struct {
      * transaction, waiting for its key-only change; owned. */
     hms_buf_t old_row;
     bool have_old_row;
+    /* The version the TRUNCATE in this transaction drew (the trigger of
+     * sql/009_truncate_version.sql logs it just before), 0 if none. */
+    uint64_t truncate_version;
     hms_rowtext_t rowtext;
     /* Snapshots read alongside the stream (NULL: none): the stream tells it
      * which keys changed and where its watermarks are, and publishes its

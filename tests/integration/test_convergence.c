@@ -900,7 +900,8 @@ static int read_slot(PGconn *c, stream_t *s, bool keep, char *why, size_t whylen
     PGresult *res =
         PQexecParams(c,
                      "SELECT data FROM pg_logical_slot_get_binary_changes($1, NULL, "
-                     "NULL, 'proto_version', '1', 'publication_names', '" PUBLICATION "')",
+                     "NULL, 'proto_version', '1', 'publication_names', '" PUBLICATION "', "
+                     "'messages', 'true')",
                      1, NULL, p, NULL, NULL, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         snprintf(why, whylen, "reading slot %s: %s", slot_name, PQresultErrorMessage(res));
@@ -918,6 +919,7 @@ static int read_slot(PGconn *c, stream_t *s, bool keep, char *why, size_t whylen
     memset(&ev, 0, sizeof ev);
     hms_txctx_t tx;
     memset(&tx, 0, sizeof tx);
+    uint64_t trunc_version = 0;
     hms_err_t err;
     assert(dec != NULL && enc != NULL);
     for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
@@ -935,6 +937,16 @@ static int read_slot(PGconn *c, stream_t *s, bool keep, char *why, size_t whylen
             tx.xid = m.u.begin.xid;
             tx.commit_time = m.u.begin.commit_time;
             tx.ordinal = 0;
+            trunc_version = 0;
+            break;
+        case HMS_PGO_MESSAGE:
+            /* As changes.c: the version a TRUNCATE drew comes just before
+             * it, from sql/009_truncate_version.sql's trigger. */
+            if (strcmp(m.u.message.prefix, "hms_sync.truncate") == 0) {
+                char num[32];
+                snprintf(num, sizeof num, "%.*s", (int)m.u.message.len, m.u.message.content);
+                trunc_version = strtoull(num, NULL, 10);
+            }
             break;
         case HMS_PGO_INSERT:
         case HMS_PGO_UPDATE:
@@ -975,7 +987,8 @@ static int read_slot(PGconn *c, stream_t *s, bool keep, char *why, size_t whylen
                 }
                 if (hms_encoder_capture(enc, rel) == NULL)
                     continue;
-                if (hms_encoder_encode_truncate(enc, &this_tx, rel, &ev, &err) != HMS_OK) {
+                if (hms_encoder_encode_truncate(enc, &this_tx, rel, trunc_version, &ev, &err) !=
+                    HMS_OK) {
                     snprintf(why, whylen, "encoding truncation %d: %s", i, err.msg);
                     rc = -1;
                     break;
@@ -1206,7 +1219,8 @@ typedef struct {
  * than the newest applied truncation is stale; otherwise it applies exactly
  * when it is later in its incident's commit order than the event held (the
  * stream check made that order the LWW order), or when the row is a
- * truncation's tombstone, whose version 0 every write beats. */
+ * truncation's tombstone, whose version (drawn when the TRUNCATE ran) every
+ * later write beats. */
 static const char *model(const stream_t *s, int ev, model_t *m, replica_job_t *j)
 {
     const event_t *e = &s->ev[ev];
@@ -1439,10 +1453,12 @@ static int col_of(int sub, const char *name)
 static int check_gone(PGresult *res, int i, int r, int sub, const event_t *trunc, char *why,
                       size_t whylen)
 {
+    char version[24];
+    snprintf(version, sizeof version, "%" PRId64, trunc->version);
     struct {
         const char *col, *want; /* want NULL: any value but NULL */
     } w[4] = {{"deleted", "true"},
-              {"version", "0"},
+              {"version", version},
               {"updated_at", trunc->updatedat},
               {"origin", trunc->origin}};
     for (int k = 0; k < 4; k++) {

@@ -622,12 +622,13 @@ START_TEST(key_change_two_events)
 }
 END_TEST
 
-/* A TRUNCATE: subject the table, data {}, version 0, updatedat the commit
- * time, routing key incident.truncated, valid against the schemas. */
+/* A TRUNCATE: subject the table, data {}, the version it drew (0 where the
+ * source said none), updatedat the commit time, routing key
+ * incident.truncated, valid against the schemas. */
 START_TEST(truncate_event)
 {
     hms_txctx_t t = tx(0x16B3748, 2);
-    ck_assert_int_eq(hms_encoder_encode_truncate(enc, &t, &inc_rel, &ev, &err), HMS_OK);
+    ck_assert_int_eq(hms_encoder_encode_truncate(enc, &t, &inc_rel, 0, &ev, &err), HMS_OK);
     ck_assert_str_eq(
         ev.body.data,
         "{\"specversion\":\"1.0\",\"type\":\"gov.hms.ehr.IncidentsTruncated.v1\","
@@ -644,11 +645,16 @@ START_TEST(truncate_event)
     ck_assert_int_eq(ev.time_unix, COMMIT_UNIX);
     json_object_put(check_event(true));
 
+    ck_assert_int_eq(
+        hms_encoder_encode_truncate(enc, &t, &inc_rel, 9223372036854775807ULL, &ev, &err), HMS_OK);
+    ck_assert_ptr_nonnull(strstr(ev.body.data, ",\"version\":9223372036854775807,"));
+    json_object_put(check_event(true));
+
     hms_pgo_relation_t other = inc_rel;
     other.relname = (char *)"audit";
-    ck_assert_int_eq(hms_encoder_encode_truncate(enc, &t, &other, &ev, &err), HMS_ERR_STATE);
+    ck_assert_int_eq(hms_encoder_encode_truncate(enc, &t, &other, 1, &ev, &err), HMS_ERR_STATE);
     ck_assert_uint_eq(ev.body.len, 0);
-    ck_assert_int_eq(hms_encoder_encode_truncate(enc, &t, NULL, &ev, &err), HMS_ERR_STATE);
+    ck_assert_int_eq(hms_encoder_encode_truncate(enc, &t, NULL, 1, &ev, &err), HMS_ERR_STATE);
 }
 END_TEST
 

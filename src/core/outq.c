@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 struct hms_outq {
@@ -196,6 +197,19 @@ bool hms_outq_returned(hms_outq_t *q, const char *message_id)
         hms_outq_slot_t *s = at(q, p);
         if (s->state == HMS_SLOT_SENT && strcmp(s->ev.id, message_id) == 0) {
             s->state = HMS_SLOT_RETURNED;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool hms_outq_returned_to_queue(hms_outq_t *q, const char *message_id, char *queue, size_t len)
+{
+    advance_floor(q);
+    for (uint64_t p = q->floor; p < q->pub; p++) {
+        hms_outq_slot_t *s = at(q, p);
+        if (s->state == HMS_SLOT_SENT && s->ev.queue.len > 0 && strcmp(s->ev.id, message_id) == 0) {
+            snprintf(queue, len, "%.*s", (int)s->ev.queue.len, s->ev.queue.data);
             return true;
         }
     }

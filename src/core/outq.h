@@ -75,6 +75,12 @@ void hms_outq_nack(hms_outq_t *q, uint64_t tag, bool multiple);
 /* Marks the outstanding slot whose event id is message_id as returned.
  * Returns false if no outstanding slot has that id. */
 bool hms_outq_returned(hms_outq_t *q, const char *message_id);
+/* An outstanding event addressed to one queue (ev.queue, a snapshot for one
+ * subscriber) that the broker returned: that queue is gone, and no retry
+ * can route it.  Leaves the slot to be settled by its ack, as delivered,
+ * copies the queue's name and returns true; false (nothing changed) for
+ * any other event, which hms_outq_returned then takes. */
+bool hms_outq_returned_to_queue(hms_outq_t *q, const char *message_id, char *queue, size_t len);
 
 /* True when a refusal is pending and every outstanding publish is settled:
  * the caller may restart publishing (after its backoff) with

@@ -131,8 +131,15 @@ static void on_nack(void *ctx, uint64_t tag, bool multiple)
 static void on_return(void *ctx, const char *message_id, int code, const char *text)
 {
     loop_t *L = ctx;
-    char c[16];
+    char c[16], queue[256];
     snprintf(c, sizeof(c), "%d", code);
+    if (hms_outq_returned_to_queue(L->q, message_id, queue, sizeof(queue))) {
+        hms_log(HMS_LOG_WARN, "a snapshot's queue no longer exists: the snapshot fails", "id",
+                message_id, "queue", queue, "reply_text", text, NULL);
+        if (L->snap != NULL)
+            hms_snapshot_queue_gone(L->snap, queue);
+        return;
+    }
     hms_outq_returned(L->q, message_id);
     L->n_returned++;
     L->m.returns++;

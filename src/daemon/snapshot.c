@@ -207,8 +207,12 @@ static bool connected(hms_snapshot_t *s, short revents, int64_t now_ms)
     if (now_ms < s->retry_at_ms)
         return false;
     if (s->attempt.conn == NULL) {
+        /* synchronous_commit on: the walsender sends only flushed WAL, so
+         * with it off (as some servers run) every watermark would wait for
+         * the WAL writer, up to wal_writer_delay, and the snapshot with it. */
         hms_pg_params_t p = {.conninfo = s->conninfo,
                              .application_name = "hms-sync snapshot",
+                             .options = "-c synchronous_commit=on",
                              .connect_timeout_s = s->connect_timeout_s};
         if (hms_pg_connect_start(&s->attempt, &p, now_ms, &err) != HMS_OK)
             lose_connection(s, err.msg, now_ms);
@@ -374,10 +378,9 @@ void hms_snapshot_stats(const hms_snapshot_t *s, hms_snapshot_stats_t *out)
 const char *hms_snapshot_initial_sql(const char *slot_lit, char *buf, size_t len)
 {
     snprintf(buf, len,
-             "INSERT INTO hms_sync.snapshots (slot, initial) SELECT %s, true WHERE NOT EXISTS "
-             "(SELECT 1 FROM hms_sync.snapshots WHERE slot = %s AND initial AND state IN "
-             "('pending', 'running'))",
-             slot_lit, slot_lit);
+             "INSERT INTO hms_sync.snapshots (slot, initial) VALUES (%s, true) ON CONFLICT (slot) "
+             "WHERE initial AND state IN ('pending', 'running') DO NOTHING",
+             slot_lit);
     return buf;
 }
 
@@ -388,7 +391,8 @@ static const char *condition(const hms_snapshot_t *s, char *buf, size_t len)
 {
     if (s->where == NULL || s->where[0] == '\0')
         return "true";
-    snprintf(buf, len, "(%s)", s->where);
+    /* The newline ends a trailing -- comment before the parenthesis. */
+    snprintf(buf, len, "(%s\n)", s->where);
     return buf;
 }
 
@@ -577,6 +581,13 @@ static void request_failed(hms_snapshot_t *s, const char *what, const char *why)
     s->failed = s->finishing = true;
 }
 
+void hms_snapshot_queue_gone(hms_snapshot_t *s, const char *queue)
+{
+    if (s->id[0] == '\0' || s->failed || s->queue == NULL || strcmp(s->queue, queue) != 0)
+        return;
+    request_failed(s, "its queue", "the broker returned its rows: the queue no longer exists");
+}
+
 static void take_find(hms_snapshot_t *s, PGresult *res, int64_t now_ms)
 {
     s->next_find_ms = now_ms + FIND_INTERVAL_MS;
@@ -715,6 +726,20 @@ static bool collect(hms_snapshot_t *s, int64_t now_ms)
     return true;
 }
 
+/* Snapshot rows published and not yet confirmed by the broker.  A live
+ * change committed after a chunk's watermark is published after the
+ * chunk's rows, so the next chunk is read only once less than a chunk is
+ * unconfirmed: a change then waits behind two chunks at most, however
+ * large the table. */
+static long unconfirmed_rows(const hms_snapshot_t *s, uint64_t flush_lsn)
+{
+    long n = 0;
+    for (int i = 0; i < s->ninflight; i++)
+        if (s->inflight[i].end_lsn > flush_lsn)
+            n += s->inflight[i].rows;
+    return n;
+}
+
 /* The next statement, if one is due, in order of urgency: the watermark
  * of rows in hand (the stream waits for it), recording confirmed chunks,
  * then the request's own course. */
@@ -743,7 +768,8 @@ static void next_step(hms_snapshot_t *s, uint64_t flush_lsn, int64_t now_ms)
         start_start(s, now_ms);
         return;
     }
-    if (s->chunk != CH_NONE || s->ninflight >= INFLIGHT_MAX)
+    if (s->chunk != CH_NONE || s->ninflight >= INFLIGHT_MAX ||
+        unconfirmed_rows(s, flush_lsn) >= (long)s->chunk_rows)
         return;
     if (s->checked) {
         s->checked = false;

@@ -103,6 +103,11 @@ typedef struct {
 } hms_snapshot_stats_t;
 void hms_snapshot_stats(const hms_snapshot_t *s, hms_snapshot_stats_t *out);
 
+/* The broker returned a row addressed to queue: when that is the request's
+ * queue, the request fails (a queue that is gone cannot take the rest) and
+ * the stream goes on. */
+void hms_snapshot_queue_gone(hms_snapshot_t *s, const char *queue);
+
 /* The SQL that makes `run` start a new slot with a snapshot of every row:
  * inserted (on the replication connection) just before the slot is created,
  * so that no crash can leave a new slot without its snapshot.  slot_lit is

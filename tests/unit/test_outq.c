@@ -322,6 +322,30 @@ START_TEST(test_nack_multiple)
 }
 END_TEST
 
+/* A returned event addressed to one queue is not retried: its ack settles
+ * it as delivered, and only it is taken; others stay to hms_outq_returned. */
+START_TEST(test_returned_to_queue)
+{
+    hms_outq_t *q = hms_outq_new(8);
+    uint64_t tag = 0;
+    char queue[16] = "";
+    push_seq(q, 0);
+    hms_outq_slot_t *s = push_seq(q, 1);
+    REQUIRE(hms_buf_append_str(&s->ev.queue, "warehouse.resync-queue") == HMS_OK);
+    push_seq(q, 2);
+    ck_assert(!hms_outq_returned_to_queue(q, "ev-1", queue, sizeof(queue))); /* not sent yet */
+    PUBLISH(q, &tag, 0, 1, 2);
+    ck_assert(!hms_outq_returned_to_queue(q, "ev-0", queue, sizeof(queue)));
+    ck_assert_str_eq(queue, "");
+    ck_assert(hms_outq_returned_to_queue(q, "ev-1", queue, sizeof(queue)));
+    ck_assert_str_eq(queue, "warehouse.resyn"); /* cut to the buffer, terminated */
+    ACK(q, 3, true, 0, 1, 2);
+    ck_assert(!hms_outq_refused(q));
+    ck_assert_uint_eq(hms_outq_pop_confirmed(q), 3);
+    hms_outq_free(q);
+}
+END_TEST
+
 START_TEST(test_returned_then_acked)
 {
     hms_outq_t *q = hms_outq_new(8);
@@ -1126,6 +1150,7 @@ static Suite *outq_suite(void)
     tcase_add_test(tr, test_nack_pauses_until_rewind);
     tcase_add_test(tr, test_nack_multiple);
     tcase_add_test(tr, test_returned_then_acked);
+    tcase_add_test(tr, test_returned_to_queue);
     tcase_add_test(tr, test_go_back_n_epoch);
     tcase_add_test(tr, test_connection_lost_rewind);
     tcase_add_test(tr, test_clear_late_acks);

@@ -5,34 +5,36 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/jsonschema_int.h"
 
-static hms_status_t prepare(json_object *schema, int depth, hms_err_t *err);
+static hms_status_t prepare(hms_schema_t *s, json_object *schema, int depth, hms_err_t *err);
 
-static hms_status_t prepare_map(json_object *map, int depth, hms_err_t *err)
+static hms_status_t prepare_map(hms_schema_t *s, json_object *map, int depth, hms_err_t *err)
 {
     if (!json_object_is_type(map, json_type_object))
         return HMS_OK;
     json_object_object_foreach(map, k, v)
     {
         (void)k;
-        hms_status_t st = prepare(v, depth + 1, err);
+        hms_status_t st = prepare(s, v, depth + 1, err);
         if (st != HMS_OK)
             return st;
     }
     return HMS_OK;
 }
 
-static hms_status_t prepare_list(json_object *list, int depth, hms_err_t *err)
+static hms_status_t prepare_list(hms_schema_t *s, json_object *list, int depth, hms_err_t *err)
 {
     if (!json_object_is_type(list, json_type_array))
         return HMS_OK;
     for (size_t i = 0; i < json_object_array_length(list); i++) {
-        hms_status_t st = prepare(json_object_array_get_idx(list, i), depth + 1, err);
+        hms_status_t st = prepare(s, json_object_array_get_idx(list, i), depth + 1, err);
         if (st != HMS_OK)
             return st;
     }
@@ -41,7 +43,7 @@ static hms_status_t prepare_list(json_object *list, int depth, hms_err_t *err)
 
 /* Walks the schema keyword by keyword (not blindly: a "pattern" key inside
  * an enum value is data) and compiles every regular expression. */
-static hms_status_t prepare(json_object *schema, int depth, hms_err_t *err)
+static hms_status_t prepare(hms_schema_t *s, json_object *schema, int depth, hms_err_t *err)
 {
     static const char *const single[] = {
         "items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else"};
@@ -55,6 +57,12 @@ static hms_status_t prepare(json_object *schema, int depth, hms_err_t *err)
                            HMS_SCHEMA_MAX_DEPTH);
     if (!json_object_is_type(schema, json_type_object))
         return HMS_OK;
+    if (hms_array_grow((void **)&s->nodes, &s->capnodes, s->nnodes + 1, sizeof(*s->nodes)) !=
+        HMS_OK)
+        return hms_err_set(err, HMS_ERR_NOMEM, "schema: out of memory");
+    s->nodes[s->nnodes].node = schema;
+    hms_schema_kw_read(schema, &s->nodes[s->nnodes].kw);
+    s->nnodes++;
     if (json_object_object_get_ex(schema, "pattern", &v) &&
         json_object_is_type(v, json_type_string)) {
         const char *p = json_object_get_string(v);
@@ -79,17 +87,39 @@ static hms_status_t prepare(json_object *schema, int depth, hms_err_t *err)
     }
     for (size_t i = 0; i < sizeof single / sizeof single[0]; i++)
         if (json_object_object_get_ex(schema, single[i], &v) &&
-            (st = prepare(v, depth + 1, err)) != HMS_OK)
+            (st = prepare(s, v, depth + 1, err)) != HMS_OK)
             return st;
     for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++)
         if (json_object_object_get_ex(schema, maps[i], &v) &&
-            (st = prepare_map(v, depth + 1, err)) != HMS_OK)
+            (st = prepare_map(s, v, depth + 1, err)) != HMS_OK)
             return st;
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
         if (json_object_object_get_ex(schema, lists[i], &v) &&
-            (st = prepare_list(v, depth + 1, err)) != HMS_OK)
+            (st = prepare_list(s, v, depth + 1, err)) != HMS_OK)
             return st;
     return HMS_OK;
+}
+
+static int node_cmp(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const hms_schema_node_t *)a)->node;
+    uintptr_t y = (uintptr_t)((const hms_schema_node_t *)b)->node;
+    return (x > y) - (x < y);
+}
+
+const hms_schema_kw_t *hms_schema_kw_of(const hms_schema_t *s, json_object *node)
+{
+    size_t lo = 0, hi = s->nnodes;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->nodes[mid].node == node)
+            return &s->nodes[mid].kw;
+        if ((uintptr_t)s->nodes[mid].node < (uintptr_t)node)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
 hms_schema_t *hms_schema_from_json(json_object *doc, hms_err_t *err)
@@ -114,8 +144,9 @@ hms_schema_t *hms_schema_from_json(json_object *doc, hms_err_t *err)
             goto fail;
         }
     }
-    if (prepare(s->doc, 0, err) != HMS_OK)
+    if (prepare(s, s->doc, 0, err) != HMS_OK)
         goto fail;
+    qsort(s->nodes, s->nnodes, sizeof(*s->nodes), node_cmp);
     return s;
 fail:
     json_object_put(doc);
@@ -159,6 +190,7 @@ void hms_schema_free(hms_schema_t *s)
         return;
     json_object_put(s->doc);
     free(s->id);
+    free(s->nodes);
     free(s);
 }
 

@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +288,87 @@ static void path_pop(vctx_t *v, size_t saved)
     v->path[saved] = '\0';
 }
 
+/* Sorted (strcmp order) for the binary search in kw_find. */
+static const struct {
+    const char *name;
+    size_t offset;
+} kw_names[] = {
+    {"$ref", offsetof(hms_schema_kw_t, k_ref)},
+    {"additionalProperties", offsetof(hms_schema_kw_t, k_additionalProperties)},
+    {"allOf", offsetof(hms_schema_kw_t, k_allOf)},
+    {"anyOf", offsetof(hms_schema_kw_t, k_anyOf)},
+    {"const", offsetof(hms_schema_kw_t, k_const)},
+    {"contains", offsetof(hms_schema_kw_t, k_contains)},
+    {"dependentRequired", offsetof(hms_schema_kw_t, k_dependentRequired)},
+    {"dependentSchemas", offsetof(hms_schema_kw_t, k_dependentSchemas)},
+    {"else", offsetof(hms_schema_kw_t, k_else)},
+    {"enum", offsetof(hms_schema_kw_t, k_enum)},
+    {"exclusiveMaximum", offsetof(hms_schema_kw_t, k_exclusiveMaximum)},
+    {"exclusiveMinimum", offsetof(hms_schema_kw_t, k_exclusiveMinimum)},
+    {"format", offsetof(hms_schema_kw_t, k_format)},
+    {"if", offsetof(hms_schema_kw_t, k_if)},
+    {"items", offsetof(hms_schema_kw_t, k_items)},
+    {"maxContains", offsetof(hms_schema_kw_t, k_maxContains)},
+    {"maxItems", offsetof(hms_schema_kw_t, k_maxItems)},
+    {"maxLength", offsetof(hms_schema_kw_t, k_maxLength)},
+    {"maxProperties", offsetof(hms_schema_kw_t, k_maxProperties)},
+    {"maximum", offsetof(hms_schema_kw_t, k_maximum)},
+    {"minContains", offsetof(hms_schema_kw_t, k_minContains)},
+    {"minItems", offsetof(hms_schema_kw_t, k_minItems)},
+    {"minLength", offsetof(hms_schema_kw_t, k_minLength)},
+    {"minProperties", offsetof(hms_schema_kw_t, k_minProperties)},
+    {"minimum", offsetof(hms_schema_kw_t, k_minimum)},
+    {"multipleOf", offsetof(hms_schema_kw_t, k_multipleOf)},
+    {"not", offsetof(hms_schema_kw_t, k_not)},
+    {"oneOf", offsetof(hms_schema_kw_t, k_oneOf)},
+    {"pattern", offsetof(hms_schema_kw_t, k_pattern)},
+    {"patternProperties", offsetof(hms_schema_kw_t, k_patternProperties)},
+    {"prefixItems", offsetof(hms_schema_kw_t, k_prefixItems)},
+    {"properties", offsetof(hms_schema_kw_t, k_properties)},
+    {"propertyNames", offsetof(hms_schema_kw_t, k_propertyNames)},
+    {"required", offsetof(hms_schema_kw_t, k_required)},
+    {"then", offsetof(hms_schema_kw_t, k_then)},
+    {"type", offsetof(hms_schema_kw_t, k_type)},
+    {"uniqueItems", offsetof(hms_schema_kw_t, k_uniqueItems)},
+};
+
+enum { KW_COUNT = sizeof kw_names / sizeof kw_names[0] };
+
+static int kw_find(const char *name)
+{
+    int lo = 0, hi = KW_COUNT - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2, c = strcmp(name, kw_names[mid].name);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
+
+void hms_schema_kw_read(json_object *schema, hms_schema_kw_t *kw)
+{
+    memset(kw, 0, sizeof *kw);
+    json_object_object_foreach(schema, name, val)
+    {
+        int i = kw_find(name);
+        if (i < 0)
+            continue;
+        *(json_object **)((char *)kw + kw_names[i].offset) = val;
+        kw->has |= UINT64_C(1) << i;
+    }
+}
+
+/* Whether keyword name (one of kw_names) is a member, null-valued included. */
+static bool kw_has(const hms_schema_kw_t *kw, const char *name)
+{
+    int i = kw_find(name);
+    return i >= 0 && (kw->has & (UINT64_C(1) << i)) != 0;
+}
+
 static hms_status_t validate(vctx_t *v, json_object *schema, json_object *inst);
 
 /* Validates without recording errors: the branches of anyOf, oneOf, not,
@@ -375,11 +458,11 @@ static hms_status_t check_type(vctx_t *v, json_object *t, json_object *inst)
     return HMS_OK;
 }
 
-static hms_status_t check_number(vctx_t *v, json_object *schema, json_object *inst)
+static hms_status_t check_number(vctx_t *v, const hms_schema_kw_t *kw, json_object *inst)
 {
     json_object *k;
     char a[64], b[64];
-    if (json_object_object_get_ex(schema, "multipleOf", &k) && is_number(k)) {
+    if (((k = kw->k_multipleOf) != NULL) && is_number(k)) {
         double m = json_object_get_double(k), x = json_object_get_double(inst);
         bool ok;
         if (json_object_is_type(k, json_type_int) && json_object_is_type(inst, json_type_int) &&
@@ -395,45 +478,42 @@ static hms_status_t check_number(vctx_t *v, json_object *schema, json_object *in
             return reject(v, "%s is not a multiple of %s", show_num(inst, a, sizeof a),
                           show_num(k, b, sizeof b));
     }
-    if (json_object_object_get_ex(schema, "minimum", &k) && is_number(k) && num_cmp(inst, k) < 0)
+    if (((k = kw->k_minimum) != NULL) && is_number(k) && num_cmp(inst, k) < 0)
         return reject(v, "%s is less than minimum %s", show_num(inst, a, sizeof a),
                       show_num(k, b, sizeof b));
-    if (json_object_object_get_ex(schema, "maximum", &k) && is_number(k) && num_cmp(inst, k) > 0)
+    if (((k = kw->k_maximum) != NULL) && is_number(k) && num_cmp(inst, k) > 0)
         return reject(v, "%s is greater than maximum %s", show_num(inst, a, sizeof a),
                       show_num(k, b, sizeof b));
-    if (json_object_object_get_ex(schema, "exclusiveMinimum", &k) && is_number(k) &&
-        num_cmp(inst, k) <= 0)
+    if (((k = kw->k_exclusiveMinimum) != NULL) && is_number(k) && num_cmp(inst, k) <= 0)
         return reject(v, "%s is not greater than exclusiveMinimum %s", show_num(inst, a, sizeof a),
                       show_num(k, b, sizeof b));
-    if (json_object_object_get_ex(schema, "exclusiveMaximum", &k) && is_number(k) &&
-        num_cmp(inst, k) >= 0)
+    if (((k = kw->k_exclusiveMaximum) != NULL) && is_number(k) && num_cmp(inst, k) >= 0)
         return reject(v, "%s is not less than exclusiveMaximum %s", show_num(inst, a, sizeof a),
                       show_num(k, b, sizeof b));
     return HMS_OK;
 }
 
-static hms_status_t check_string(vctx_t *v, json_object *schema, json_object *inst)
+static hms_status_t check_string(vctx_t *v, const hms_schema_kw_t *kw, json_object *inst)
 {
     json_object *k;
     char a[64];
     const char *s = json_object_get_string(inst);
     size_t n = (size_t)json_object_get_string_len(inst);
-    if (json_object_object_get_ex(schema, "minLength", &k) && is_number(k) &&
+    if (((k = kw->k_minLength) != NULL) && is_number(k) &&
         (double)utf8_count(s, n) < json_object_get_double(k))
         return reject(v, "string of %zu characters is shorter than minLength %s", utf8_count(s, n),
                       show_num(k, a, sizeof a));
-    if (json_object_object_get_ex(schema, "maxLength", &k) && is_number(k) &&
+    if (((k = kw->k_maxLength) != NULL) && is_number(k) &&
         (double)utf8_count(s, n) > json_object_get_double(k))
         return reject(v, "string of %zu characters is longer than maxLength %s", utf8_count(s, n),
                       show_num(k, a, sizeof a));
-    if (json_object_object_get_ex(schema, "pattern", &k)) {
+    if (((k = kw->k_pattern) != NULL)) {
         const hms_schema_regset_t *rs = hms_schema_regexes_of(k, json_type_string);
         if (rs != NULL && rs->n == 1 && regexec(&rs->re[0], s, 0, NULL, 0) != 0)
             return reject(v, "\"%.100s\" does not match pattern %.100s", s,
                           json_object_get_string(k));
     }
-    if (json_object_object_get_ex(schema, "format", &k) &&
-        json_object_is_type(k, json_type_string)) {
+    if (((k = kw->k_format) != NULL) && json_object_is_type(k, json_type_string)) {
         const char *f = json_object_get_string(k);
         if (strcmp(f, "date-time") == 0 && !valid_date_time(s, n))
             return reject(v, "\"%.100s\" is not a valid date-time (format)", s);
@@ -443,29 +523,26 @@ static hms_status_t check_string(vctx_t *v, json_object *schema, json_object *in
     return HMS_OK;
 }
 
-static hms_status_t check_array(vctx_t *v, json_object *schema, json_object *inst)
+static hms_status_t check_array(vctx_t *v, const hms_schema_kw_t *kw, json_object *inst)
 {
     json_object *k;
     char a[64];
     hms_status_t st;
     size_t n = json_object_array_length(inst), prefix = 0;
-    if (json_object_object_get_ex(schema, "minItems", &k) && is_number(k) &&
-        (double)n < json_object_get_double(k))
+    if (((k = kw->k_minItems) != NULL) && is_number(k) && (double)n < json_object_get_double(k))
         return reject(v, "array of %zu items is shorter than minItems %s", n,
                       show_num(k, a, sizeof a));
-    if (json_object_object_get_ex(schema, "maxItems", &k) && is_number(k) &&
-        (double)n > json_object_get_double(k))
+    if (((k = kw->k_maxItems) != NULL) && is_number(k) && (double)n > json_object_get_double(k))
         return reject(v, "array of %zu items is longer than maxItems %s", n,
                       show_num(k, a, sizeof a));
-    if (json_object_object_get_ex(schema, "uniqueItems", &k) && json_object_get_boolean(k)) {
+    if (((k = kw->k_uniqueItems) != NULL) && json_object_get_boolean(k)) {
         for (size_t i = 0; i < n; i++)
             for (size_t j = i + 1; j < n; j++)
                 if (json_equal(json_object_array_get_idx(inst, i),
                                json_object_array_get_idx(inst, j), 0))
                     return reject(v, "items %zu and %zu are equal (uniqueItems)", i, j);
     }
-    if (json_object_object_get_ex(schema, "prefixItems", &k) &&
-        json_object_is_type(k, json_type_array)) {
+    if (((k = kw->k_prefixItems) != NULL) && json_object_is_type(k, json_type_array)) {
         prefix = json_object_array_length(k);
         for (size_t i = 0; i < prefix && i < n; i++) {
             size_t saved = path_push_index(v, i);
@@ -475,8 +552,7 @@ static hms_status_t check_array(vctx_t *v, json_object *schema, json_object *ins
                 return st;
         }
     }
-    if (json_object_object_get_ex(schema, "items", &k) &&
-        !json_object_is_type(k, json_type_array)) {
+    if (((k = kw->k_items) != NULL) && !json_object_is_type(k, json_type_array)) {
         for (size_t i = prefix; i < n; i++) {
             size_t saved = path_push_index(v, i);
             st = validate(v, k, json_object_array_get_idx(inst, i));
@@ -485,13 +561,13 @@ static hms_status_t check_array(vctx_t *v, json_object *schema, json_object *ins
                 return st;
         }
     }
-    if (json_object_object_get_ex(schema, "contains", &k)) {
+    if (((k = kw->k_contains) != NULL)) {
         size_t found = 0;
         json_object *mn, *mx;
         double min = 1, max = INFINITY;
-        if (json_object_object_get_ex(schema, "minContains", &mn) && is_number(mn))
+        if (((mn = kw->k_minContains) != NULL) && is_number(mn))
             min = json_object_get_double(mn);
-        if (json_object_object_get_ex(schema, "maxContains", &mx) && is_number(mx))
+        if (((mx = kw->k_maxContains) != NULL) && is_number(mx))
             max = json_object_get_double(mx);
         for (size_t i = 0; i < n; i++)
             if (probe(v, k, json_object_array_get_idx(inst, i)))
@@ -504,30 +580,26 @@ static hms_status_t check_array(vctx_t *v, json_object *schema, json_object *ins
     return HMS_OK;
 }
 
-static hms_status_t check_object(vctx_t *v, json_object *schema, json_object *inst)
+static hms_status_t check_object(vctx_t *v, const hms_schema_kw_t *kw, json_object *inst)
 {
     json_object *k, *props = NULL, *pprops = NULL, *addl = NULL;
     char a[64];
     hms_status_t st;
     int n = json_object_object_length(inst);
-    if (json_object_object_get_ex(schema, "minProperties", &k) && is_number(k) &&
-        n < json_object_get_double(k))
+    if (((k = kw->k_minProperties) != NULL) && is_number(k) && n < json_object_get_double(k))
         return reject(v, "object of %d properties has fewer than minProperties %s", n,
                       show_num(k, a, sizeof a));
-    if (json_object_object_get_ex(schema, "maxProperties", &k) && is_number(k) &&
-        n > json_object_get_double(k))
+    if (((k = kw->k_maxProperties) != NULL) && is_number(k) && n > json_object_get_double(k))
         return reject(v, "object of %d properties has more than maxProperties %s", n,
                       show_num(k, a, sizeof a));
-    if (json_object_object_get_ex(schema, "required", &k) &&
-        json_object_is_type(k, json_type_array)) {
+    if (((k = kw->k_required) != NULL) && json_object_is_type(k, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(k); i++) {
             const char *name = json_object_get_string(json_object_array_get_idx(k, i));
             if (name != NULL && !json_object_object_get_ex(inst, name, NULL))
                 return reject(v, "required property \"%s\" is missing", name);
         }
     }
-    if (json_object_object_get_ex(schema, "dependentRequired", &k) &&
-        json_object_is_type(k, json_type_object)) {
+    if (((k = kw->k_dependentRequired) != NULL) && json_object_is_type(k, json_type_object)) {
         json_object_object_foreach(k, name, deps)
         {
             if (!json_object_object_get_ex(inst, name, NULL) ||
@@ -541,8 +613,7 @@ static hms_status_t check_object(vctx_t *v, json_object *schema, json_object *in
             }
         }
     }
-    if (json_object_object_get_ex(schema, "dependentSchemas", &k) &&
-        json_object_is_type(k, json_type_object)) {
+    if (((k = kw->k_dependentSchemas) != NULL) && json_object_is_type(k, json_type_object)) {
         json_object_object_foreach(k, name, sub)
         {
             if (json_object_object_get_ex(inst, name, NULL) &&
@@ -550,16 +621,16 @@ static hms_status_t check_object(vctx_t *v, json_object *schema, json_object *in
                 return st;
         }
     }
-    json_object_object_get_ex(schema, "properties", &props);
+    props = kw->k_properties;
     if (!json_object_is_type(props, json_type_object))
         props = NULL;
-    json_object_object_get_ex(schema, "patternProperties", &pprops);
+    pprops = kw->k_patternProperties;
     if (!json_object_is_type(pprops, json_type_object))
         pprops = NULL;
-    if (!json_object_object_get_ex(schema, "additionalProperties", &addl))
+    if (!((addl = kw->k_additionalProperties) != NULL))
         addl = NULL;
     json_object *pnames = NULL;
-    json_object_object_get_ex(schema, "propertyNames", &pnames);
+    pnames = kw->k_propertyNames;
     if (props == NULL && pprops == NULL && addl == NULL && pnames == NULL)
         return HMS_OK;
     const hms_schema_regset_t *rs = hms_schema_regexes_of(pprops, json_type_object);
@@ -619,34 +690,34 @@ static hms_status_t check_object(vctx_t *v, json_object *schema, json_object *in
     return HMS_OK;
 }
 
-static hms_status_t check_combinators(vctx_t *v, json_object *schema, json_object *inst)
+static hms_status_t check_combinators(vctx_t *v, const hms_schema_kw_t *kw, json_object *inst)
 {
     json_object *k;
     hms_status_t st;
-    if (json_object_object_get_ex(schema, "allOf", &k) && json_object_is_type(k, json_type_array))
+    if (((k = kw->k_allOf) != NULL) && json_object_is_type(k, json_type_array))
         for (size_t i = 0; i < json_object_array_length(k); i++)
             if ((st = validate(v, json_object_array_get_idx(k, i), inst)) != HMS_OK)
                 return st;
-    if (json_object_object_get_ex(schema, "anyOf", &k) && json_object_is_type(k, json_type_array)) {
+    if (((k = kw->k_anyOf) != NULL) && json_object_is_type(k, json_type_array)) {
         bool any = false;
         for (size_t i = 0; i < json_object_array_length(k) && !any; i++)
             any = probe(v, json_object_array_get_idx(k, i), inst);
         if (!any)
             return reject(v, "value matches no schema in anyOf");
     }
-    if (json_object_object_get_ex(schema, "oneOf", &k) && json_object_is_type(k, json_type_array)) {
+    if (((k = kw->k_oneOf) != NULL) && json_object_is_type(k, json_type_array)) {
         size_t count = 0;
         for (size_t i = 0; i < json_object_array_length(k); i++)
             count += probe(v, json_object_array_get_idx(k, i), inst);
         if (count != 1)
             return reject(v, "value matches %zu schemas in oneOf, not exactly one", count);
     }
-    if (json_object_object_get_ex(schema, "not", &k) && probe(v, k, inst))
+    if (((k = kw->k_not) != NULL) && probe(v, k, inst))
         return reject(v, "value matches the schema in not");
-    if (json_object_object_get_ex(schema, "if", &k)) {
+    if (((k = kw->k_if) != NULL)) {
         json_object *branch = NULL;
         const char *word = probe(v, k, inst) ? "then" : "else";
-        if (json_object_object_get_ex(schema, word, &branch) &&
+        if ((branch = word[0] == 't' ? kw->k_then : kw->k_else) != NULL &&
             (st = validate(v, branch, inst)) != HMS_OK)
             return st;
     }
@@ -665,7 +736,13 @@ static hms_status_t validate(vctx_t *v, json_object *schema, json_object *inst)
     if (v->depth >= HMS_SCHEMA_MAX_DEPTH)
         return reject(v, "schema nesting or $ref chain deeper than %d", HMS_SCHEMA_MAX_DEPTH);
     v->depth++;
-    if (json_object_object_get_ex(schema, "$ref", &k) && json_object_is_type(k, json_type_string)) {
+    hms_schema_kw_t kwv;
+    const hms_schema_kw_t *kw = hms_schema_kw_of(v->root, schema);
+    if (kw == NULL) { /* an object only a $ref into a non-schema place reaches */
+        hms_schema_kw_read(schema, &kwv);
+        kw = &kwv;
+    }
+    if (((k = kw->k_ref) != NULL) && json_object_is_type(k, json_type_string)) {
         json_object *target = resolve_ref(v, json_object_get_string(k));
         if (target == NULL)
             st = reject(v, "cannot resolve $ref \"%.200s\"", json_object_get_string(k));
@@ -674,13 +751,13 @@ static hms_status_t validate(vctx_t *v, json_object *schema, json_object *inst)
         if (st != HMS_OK)
             goto done;
     }
-    if (json_object_object_get_ex(schema, "type", &k) && (st = check_type(v, k, inst)) != HMS_OK)
+    if (((k = kw->k_type) != NULL) && (st = check_type(v, k, inst)) != HMS_OK)
         goto done;
-    if (json_object_object_get_ex(schema, "const", &k) && !json_equal(k, inst, 0)) {
+    if (((k = kw->k_const) != NULL || kw_has(kw, "const")) && !json_equal(k, inst, 0)) {
         st = reject(v, "%s is not the const value", show(inst, a, sizeof a));
         goto done;
     }
-    if (json_object_object_get_ex(schema, "enum", &k) && json_object_is_type(k, json_type_array)) {
+    if (((k = kw->k_enum) != NULL) && json_object_is_type(k, json_type_array)) {
         bool found = false;
         for (size_t i = 0; i < json_object_array_length(k) && !found; i++)
             found = json_equal(json_object_array_get_idx(k, i), inst, 0);
@@ -690,15 +767,15 @@ static hms_status_t validate(vctx_t *v, json_object *schema, json_object *inst)
         }
     }
     if (is_number(inst))
-        st = check_number(v, schema, inst);
+        st = check_number(v, kw, inst);
     else if (json_object_is_type(inst, json_type_string))
-        st = check_string(v, schema, inst);
+        st = check_string(v, kw, inst);
     else if (json_object_is_type(inst, json_type_array))
-        st = check_array(v, schema, inst);
+        st = check_array(v, kw, inst);
     else if (json_object_is_type(inst, json_type_object))
-        st = check_object(v, schema, inst);
+        st = check_object(v, kw, inst);
     if (st == HMS_OK)
-        st = check_combinators(v, schema, inst);
+        st = check_combinators(v, kw, inst);
 done:
     v->depth--;
     return st;

@@ -12,11 +12,10 @@
 #include <unistd.h>
 
 #include "it.h"
+#include "it_sub.h"
 
 static it_env_t g_env;
-static char g_sub_db[160];
-static char g_sub_conninfo[IT_CONNINFO_MAX + 200];
-static PGconn *g_sub; /* superuser session on the subscriber database */
+static it_subdb_t g_sub;
 
 #define MAX_QUEUES 4
 
@@ -46,14 +45,12 @@ static void fx_setup(void)
     ck_assert_int_eq(it_amqp_declare_exchange(&F.ctl, F.exchange), 0);
     /* The dead-letter exchange is the administrator's: consume only checks
      * that it exists. */
-    amqp_exchange_declare(F.ctl.conn, 1, amqp_cstring_bytes(F.dlx), amqp_cstring_bytes("direct"), 0,
-                          1, 0, 0, amqp_empty_table);
-    ck_assert_int_eq(amqp_get_rpc_reply(F.ctl.conn).reply_type, AMQP_RESPONSE_NORMAL);
+    ck_assert_int_eq(it_amqp_declare_dlx(&F.ctl, F.dlx), 0);
     /* Changes made before the test's slot exists are never streamed, so
      * every test starts from empty tables on both sides. */
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM incidents"), 0);
-    ck_assert_int_eq(it_pg_exec(g_sub, "TRUNCATE hms_sync.inbox, public.incident_facts, "
-                                       "public.investigation_tasks, public.cases"),
+    ck_assert_int_eq(it_pg_exec(g_sub.pg, "TRUNCATE hms_sync.inbox, public.incident_facts, "
+                                          "public.investigation_tasks, public.cases"),
                      0);
 }
 
@@ -81,18 +78,11 @@ static void fx_teardown(void)
     it_pg_drop_slot(g_env.pg, F.slot);
 }
 
-static void dump_log(const it_proc_t *p, const char *what)
-{
-    char *out = it_proc_output(p);
-    fprintf(stderr, "---- %s (%s) ----\n%s---- end ----\n", what, p->log, out ? out : "");
-    free(out);
-}
-
 static void start_connector(void)
 {
     ck_assert_int_eq(it_conn_start(&g_env, &F.conn, "consume-conn", F.slot, F.exchange, NULL), 0);
     if (it_pg_wait_slot_active(g_env.pg, F.slot, 30000) != 0) {
-        dump_log(&F.conn, "connector");
+        it_proc_dump(&F.conn, "connector");
         ck_abort_msg("connector did not start streaming from slot %s", F.slot);
     }
 }
@@ -109,31 +99,16 @@ static const char *new_queue(const char *what)
 static void start_sub(int i, const char *tag, const char *queue, const char *apply,
                       const char *const extra[])
 {
-    const char *argv[48];
-    int n = 0;
-    const char *base[] = {"consume",      "--pg",        g_sub_conninfo, "--amqp",
-                          g_env.amqp_url, "--exchange",  F.exchange,     "--dead-letter-exchange",
-                          F.dlx,          "--queue",     queue,          "--apply",
-                          apply,          "--retry-min", "100ms",        "--retry-max",
-                          "2s",           NULL};
-    for (int k = 0; base[k]; k++)
-        argv[n++] = base[k];
-    for (int k = 0; extra && extra[k]; k++)
-        argv[n++] = extra[k];
-    argv[n] = NULL;
-    ck_assert_int_eq(it_proc_spawn(&g_env, &F.subs[i], tag, argv), 0);
-    double end = it_now_ms() + 30000;
-    while (it_now_ms() < end) {
-        char *out = it_proc_output(&F.subs[i]);
-        bool up = out && strstr(out, "msg=consuming") != NULL;
-        free(out);
-        if (up)
-            return;
-        if (it_proc_wait(&F.subs[i], 50) >= 0)
-            break;
+    const char *args[32] = {"--retry-min", "100ms", "--retry-max", "2s"};
+    int n = 4;
+    for (int k = 0; extra && extra[k]; k++) {
+        ck_assert_int_lt(n, 31);
+        args[n++] = extra[k];
     }
-    dump_log(&F.subs[i], tag);
-    ck_abort_msg("subscriber %s did not start consuming", queue);
+    args[n] = NULL;
+    if (it_consume_start(&g_env, &F.subs[i], tag, g_sub.conninfo, F.exchange, F.dlx, queue, apply,
+                         args) != 0)
+        ck_abort_msg("subscriber %s did not start consuming", queue);
 }
 
 /* SIGTERM, exit 0, and the final counters line of its log. */
@@ -142,7 +117,7 @@ static char *stop_sub(int i)
     it_proc_signal(&F.subs[i], SIGTERM);
     int code = it_proc_wait(&F.subs[i], 15000);
     if (code != 0)
-        dump_log(&F.subs[i], "subscriber");
+        it_proc_dump(&F.subs[i], "subscriber");
     ck_assert_int_eq(code, 0);
     char *out = it_proc_output(&F.subs[i]);
     ck_assert_ptr_nonnull(out);
@@ -166,7 +141,7 @@ static long counter(const char *log, const char *name)
 
 static long inbox_count(const char *queue, const char *extra_where)
 {
-    char *v = it_pg_value(g_sub, "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = '%s'%s",
+    char *v = it_pg_value(g_sub.pg, "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = '%s'%s",
                           queue, extra_where ? extra_where : "");
     ck_assert_ptr_nonnull(v);
     long n = atol(v);
@@ -178,12 +153,9 @@ static long inbox_count(const char *queue, const char *extra_where)
  * or holds more. */
 static void wait_inbox(const char *queue, long want, int timeout_ms, const it_proc_t *p)
 {
-    double end = it_now_ms() + timeout_ms;
-    long n = 0;
-    while ((n = inbox_count(queue, NULL)) < want && it_now_ms() < end)
-        it_sleep_ms(100);
+    long n = it_inbox_wait(g_sub.pg, queue, want, timeout_ms);
     if (n != want && p)
-        dump_log(p, queue);
+        it_proc_dump(p, queue);
     ck_assert_msg(n == want, "inbox of %s holds %ld rows, want %ld", queue, n, want);
 }
 
@@ -236,9 +208,9 @@ static void check_replicas(long deleted)
                   "coalesce(summary, '') || '|' || version || '|' || origin FROM incidents "
                   "ORDER BY id");
     json_object *wh = it_pg_column(
-        g_sub, "SELECT incident_id || '|' || region || '|' || severity || '|' || status || '|' "
-               "|| coalesce(summary, '') || '|' || version || '|' || origin FROM incident_facts "
-               "WHERE NOT deleted ORDER BY incident_id");
+        g_sub.pg, "SELECT incident_id || '|' || region || '|' || severity || '|' || status || '|' "
+                  "|| coalesce(summary, '') || '|' || version || '|' || origin FROM incident_facts "
+                  "WHERE NOT deleted ORDER BY incident_id");
     ck_assert_ptr_nonnull(src);
     ck_assert_ptr_nonnull(wh);
     ck_assert_msg(json_object_equal(src, wh), "incident_facts differs from incidents:\n%s\n%s",
@@ -250,12 +222,14 @@ static void check_replicas(long deleted)
                             "'|' || version FROM incidents ORDER BY id";
     src = it_pg_column(g_env.pg, "%s", short_src);
     json_object *tasks = it_pg_column(
-        g_sub, "SELECT incident_id || '|' || region || '|' || severity || '|' || incident_status "
-               "|| '|' || version FROM investigation_tasks WHERE status = 'open' ORDER BY "
-               "incident_id");
+        g_sub.pg,
+        "SELECT incident_id || '|' || region || '|' || severity || '|' || incident_status "
+        "|| '|' || version FROM investigation_tasks WHERE status = 'open' ORDER BY "
+        "incident_id");
     json_object *cases = it_pg_column(
-        g_sub, "SELECT incident_id || '|' || region || '|' || severity || '|' || incident_status "
-               "|| '|' || version FROM cases WHERE NOT deleted ORDER BY incident_id");
+        g_sub.pg,
+        "SELECT incident_id || '|' || region || '|' || severity || '|' || incident_status "
+        "|| '|' || version FROM cases WHERE NOT deleted ORDER BY incident_id");
     ck_assert_msg(json_object_equal(src, tasks), "investigation_tasks differs:\n%s\n%s",
                   json_object_to_json_string(src), json_object_to_json_string(tasks));
     ck_assert_msg(json_object_equal(src, cases), "cases differs:\n%s\n%s",
@@ -264,10 +238,10 @@ static void check_replicas(long deleted)
     json_object_put(tasks);
     json_object_put(cases);
 
-    char *v = it_pg_value(g_sub, "SELECT (SELECT count(*) FROM incident_facts WHERE deleted) "
-                                 "|| '/' || (SELECT count(*) FROM investigation_tasks WHERE "
-                                 "deleted AND status = 'cancelled') || '/' || (SELECT count(*) "
-                                 "FROM cases WHERE deleted)");
+    char *v = it_pg_value(g_sub.pg, "SELECT (SELECT count(*) FROM incident_facts WHERE deleted) "
+                                    "|| '/' || (SELECT count(*) FROM investigation_tasks WHERE "
+                                    "deleted AND status = 'cancelled') || '/' || (SELECT count(*) "
+                                    "FROM cases WHERE deleted)");
     char want[64];
     snprintf(want, sizeof want, "%ld/%ld/%ld", deleted, deleted, deleted);
     ck_assert_str_eq(v, want);
@@ -324,9 +298,7 @@ static char *dlq_get(const char *queue, char **body)
 /* Opens the tap: a queue of our own receiving a copy of every event. */
 static void open_tap(void)
 {
-    ck_assert_int_eq(it_amqp_open(&F.tap, g_env.amqp_url), 0);
-    ck_assert_int_eq(it_amqp_queue(&F.tap, F.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&F.tap), 0);
+    ck_assert_int_eq(it_amqp_tap(&F.tap, g_env.amqp_url, F.exchange), 0);
 }
 
 /* One event from the tap, parsed (caller puts), with its routing key. */
@@ -413,15 +385,15 @@ START_TEST(test_kill9_exactly_once)
     it_sleep_ms(1500);
     ck_assert_int_eq(inbox_count(q, NULL), events);
     char *v = it_pg_value(g_env.pg, "SELECT count(*) FROM incidents");
-    char *w = it_pg_value(g_sub, "SELECT count(*) FROM incident_facts WHERE NOT deleted");
+    char *w = it_pg_value(g_sub.pg, "SELECT count(*) FROM incident_facts WHERE NOT deleted");
     ck_assert_str_eq(v, w);
     free(v);
     free(w);
     /* Every live row holds the source's last write (its update). */
     v = it_pg_value(g_env.pg, "SELECT string_agg(id || ':' || version, ',' ORDER BY id) "
                               "FROM incidents");
-    w = it_pg_value(g_sub, "SELECT string_agg(incident_id || ':' || version, ',' ORDER BY "
-                           "incident_id) FROM incident_facts WHERE NOT deleted");
+    w = it_pg_value(g_sub.pg, "SELECT string_agg(incident_id || ':' || version, ',' ORDER BY "
+                              "incident_id) FROM incident_facts WHERE NOT deleted");
     ck_assert_str_eq(v, w);
     free(v);
     free(w);
@@ -527,7 +499,7 @@ START_TEST(test_transient_terminate)
     long events = inserts(3, "t");
     wait_inbox(q, events, 30000, &F.subs[0]);
 
-    PGconn *locker = it_pg_connect(g_sub_conninfo);
+    PGconn *locker = it_pg_connect(g_sub.conninfo);
     ck_assert_ptr_nonnull(locker);
     ck_assert_int_eq(
         it_pg_exec(locker, "BEGIN; LOCK TABLE hms_sync.inbox IN ACCESS EXCLUSIVE MODE"), 0);
@@ -535,15 +507,15 @@ START_TEST(test_transient_terminate)
     char *pid = NULL;
     double end = it_now_ms() + 30000;
     while (!pid && it_now_ms() < end) {
-        pid = it_pg_value(g_sub,
+        pid = it_pg_value(g_sub.pg,
                           "SELECT pid FROM pg_stat_activity WHERE datname = '%s' AND "
                           "application_name = 'hms-sync consume' AND wait_event_type = 'Lock'",
-                          g_sub_db);
+                          g_sub.dbname);
         if (!pid)
             it_sleep_ms(50);
     }
     ck_assert_msg(pid != NULL, "the subscriber never waited on the lock");
-    ck_assert_int_eq(it_pg_exec(g_sub, "SELECT pg_terminate_backend(%s)", pid), 0);
+    ck_assert_int_eq(it_pg_exec(g_sub.pg, "SELECT pg_terminate_backend(%s)", pid), 0);
     free(pid);
     it_sleep_ms(300);
     ck_assert_int_eq(it_pg_exec(locker, "COMMIT"), 0);
@@ -609,49 +581,17 @@ static Suite *consume_suite(void)
     return s;
 }
 
-/* The subscriber database: its own, with migrate --subscriber, plus an apply
- * function that fails on purpose for the delivery-limit test. */
+/* The subscriber database (.sub: its own, set up by migrate --subscriber)
+ * gets an apply function that fails on purpose for the delivery-limit
+ * test. */
 static int sub_db_init(void)
 {
-    snprintf(g_sub_db, sizeof g_sub_db, "%s_sub", g_env.dbname);
-    PGconn *admin = it_pg_connect(getenv("HMS_TEST_PG"));
-    if (!admin)
-        return -1;
-    int rc = it_pg_exec(admin, "CREATE DATABASE %s", g_sub_db);
-    PQfinish(admin);
-    if (rc != 0)
-        return -1;
-    /* A repeated keyword wins over the earlier one in a conninfo. */
-    snprintf(g_sub_conninfo, sizeof g_sub_conninfo, "%s dbname=%s", g_env.super_conninfo, g_sub_db);
-    const char *argv[] = {HMS_BIN, "migrate", "--subscriber", "--pg", g_sub_conninfo, NULL};
-    if (it_cmd_run(&g_env, "migrate-subscriber", 120000, argv) != 0) {
-        fprintf(stderr, "consume: hms-sync migrate --subscriber failed\n");
-        return -1;
-    }
-    g_sub = it_pg_connect(g_sub_conninfo);
-    if (!g_sub)
-        return -1;
-    return it_pg_exec(g_sub,
+    return it_pg_exec(g_sub.pg,
                       "CREATE FUNCTION public.it_apply_boom(event jsonb) RETURNS text "
                       "LANGUAGE plpgsql AS $$ BEGIN IF event -> 'data' ->> 'summary' = 'boom' "
                       "THEN RAISE EXCEPTION 'boom on purpose'; END IF; "
                       "RETURN hms_sync.apply_warehouse(event); END $$");
 }
 
-static void sub_db_cleanup(void)
-{
-    if (g_sub)
-        PQfinish(g_sub);
-    g_sub = NULL;
-    const char *pg = getenv("HMS_TEST_PG");
-    if (pg && g_sub_db[0]) {
-        PGconn *admin = it_pg_connect(pg);
-        if (admin) {
-            it_pg_exec(admin, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_sub_db);
-            PQfinish(admin);
-        }
-    }
-}
-
-IT_MAIN(.name = "consume", .env = &g_env, .suite = consume_suite, .setup = sub_db_init,
-        .teardown = sub_db_cleanup)
+IT_MAIN(.name = "consume", .env = &g_env, .suite = consume_suite, .sub = &g_sub,
+        .setup = sub_db_init)

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "it.h"
+#include "it_sub.h"
 #include "it_proxy.h"
 
 #define HEARTBEAT_S 2
@@ -88,23 +89,6 @@ static char g_slot[64], g_exchange[128], g_dlx[160], g_queue[192];
 static char g_via_proxy[IT_CONNINFO_MAX + 64];
 static it_proc_t g_conn, g_sub;
 
-static void dump_log(const it_proc_t *p, const char *what)
-{
-    char *out = it_proc_output(p);
-    fprintf(stderr, "---- %s (%s) ----\n%s---- end ----\n", what, p->log, out ? out : "");
-    free(out);
-}
-
-/* Rows in the subscriber's inbox; -1 when the query failed. */
-static long inbox(void)
-{
-    char *v = it_pg_value(g_env.pg, "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = '%s'",
-                          g_queue);
-    long n = v ? atol(v) : -1;
-    free(v);
-    return n;
-}
-
 /* Asserts that sql's one value is want. */
 static void expect_value(const char *sql, long want)
 {
@@ -126,12 +110,9 @@ static void insert(int n, const char *tag)
 
 static void wait_inbox(long want, int timeout_ms)
 {
-    double end = it_now_ms() + timeout_ms;
-    long n;
-    while ((n = inbox()) < want && it_now_ms() < end)
-        it_sleep_ms(100);
+    long n = it_inbox_wait(g_env.pg, g_queue, want, timeout_ms);
     if (n != want)
-        dump_log(&g_sub, "consume");
+        it_proc_dump(&g_sub, "consume");
     ck_assert_msg(n == want, "inbox holds %ld rows, want %ld", n, want);
 }
 
@@ -145,9 +126,7 @@ static void fx_setup(void)
     ck_assert_int_eq(it_amqp_open(&a, g_env.amqp_url), 0);
     ck_assert_int_eq(it_amqp_declare_exchange(&a, g_exchange), 0);
     /* The dead-letter exchange is the administrator's, as in deploy/. */
-    amqp_exchange_declare(a.conn, 1, amqp_cstring_bytes(g_dlx), amqp_cstring_bytes("direct"), 0, 1,
-                          0, 0, amqp_empty_table);
-    ck_assert_int_eq(amqp_get_rpc_reply(a.conn).reply_type, AMQP_RESPONSE_NORMAL);
+    ck_assert_int_eq(it_amqp_declare_dlx(&a, g_dlx), 0);
     it_amqp_close(&a);
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM incidents"), 0);
     ck_assert_int_eq(it_pg_exec(g_env.pg, "TRUNCATE hms_sync.inbox, public.incident_facts"), 0);
@@ -170,39 +149,12 @@ static void start_sub(void)
 {
     char hb[16];
     snprintf(hb, sizeof hb, "%ds", HEARTBEAT_S);
-    const char *argv[] = {"consume",
-                          "--pg",
-                          g_via_proxy,
-                          "--amqp",
-                          g_env.amqp_url,
-                          "--exchange",
-                          g_exchange,
-                          "--dead-letter-exchange",
-                          g_dlx,
-                          "--queue",
-                          g_queue,
-                          "--apply",
-                          "hms_sync.apply_warehouse",
-                          "--heartbeat",
-                          hb,
-                          "--connect-timeout",
-                          "2s",
-                          "--retry-min",
-                          "100ms",
-                          "--retry-max",
-                          "1s",
-                          NULL};
-    ck_assert_int_eq(it_proc_spawn(&g_env, &g_sub, "consume-outage", argv), 0);
-    double end = it_now_ms() + 30000;
-    while (it_now_ms() < end && it_proc_wait(&g_sub, 100) < 0) {
-        char *out = it_proc_output(&g_sub);
-        bool up = out && strstr(out, "msg=consuming") != NULL;
-        free(out);
-        if (up)
-            return;
-    }
-    dump_log(&g_sub, "consume");
-    ck_abort_msg("consume did not start");
+    const char *extra[] = {"--heartbeat", hb,      "--connect-timeout", "2s",
+                           "--retry-min", "100ms", "--retry-max",       "1s",
+                           NULL};
+    if (it_consume_start(&g_env, &g_sub, "consume-outage", g_via_proxy, g_exchange, g_dlx, g_queue,
+                         "hms_sync.apply_warehouse", extra) != 0)
+        ck_abort_msg("consume did not start");
 }
 
 /* One outage in `mode`: events keep arriving, none can be applied; the
@@ -223,7 +175,7 @@ static long outage(it_proxy_mode_t mode, const char *tag, long events, const cha
         }
         it_sleep_ms(1000);
     }
-    long in_during = inbox();
+    long in_during = it_inbox_count(g_env.pg, g_queue);
     long held_unacked = unacked(g_queue);
     char conn_during[256];
     sub_connection(g_queue, conn_during, sizeof conn_during);
@@ -257,7 +209,7 @@ START_TEST(test_pg_stall_keeps_amqp)
     ck_assert_int_eq(
         it_conn_start(&g_env, &g_conn, "consume-outage-conn", g_slot, g_exchange, NULL), 0);
     if (it_pg_wait_slot_active(g_env.pg, g_slot, 30000) != 0) {
-        dump_log(&g_conn, "connector");
+        it_proc_dump(&g_conn, "connector");
         ck_abort_msg("the connector did not start streaming");
     }
     start_sub();
@@ -276,7 +228,7 @@ START_TEST(test_pg_stall_keeps_amqp)
     events = outage(IT_PROXY_STALL, "freeze", events, conn);
 
     it_sleep_ms(1000);
-    ck_assert_int_eq(inbox(), events);
+    ck_assert_int_eq(it_inbox_count(g_env.pg, g_queue), events);
     expect_value("SELECT count(*) FROM incidents", events);
     expect_value("SELECT count(*) FROM incidents i JOIN incident_facts f ON f.incident_id = i.id "
                  "AND f.version = i.version AND NOT f.deleted",
@@ -286,7 +238,7 @@ START_TEST(test_pg_stall_keeps_amqp)
     char *log = it_proc_output(&g_sub);
     ck_assert_ptr_nonnull(log);
     if (code != 0)
-        dump_log(&g_sub, "consume");
+        it_proc_dump(&g_sub, "consume");
     ck_assert_int_eq(code, 0);
     ck_assert_msg(strstr(log, "RabbitMQ connection lost") == NULL &&
                       strstr(log, "RabbitMQ reconnected") == NULL,
@@ -330,7 +282,7 @@ START_TEST(test_stop_during_stalled_statement)
     char *log = it_proc_output(&g_sub);
     ck_assert_ptr_nonnull(log);
     if (code != 0 || !strstr(log, "abandoned a statement in flight"))
-        dump_log(&g_sub, "consume");
+        it_proc_dump(&g_sub, "consume");
     ck_assert_int_eq(code, 0);
     ck_assert_ptr_nonnull(strstr(log, "abandoned a statement in flight"));
     ck_assert_msg(took >= 1500 && took < 10000, "stopping took %.0f ms", took);
@@ -344,7 +296,7 @@ START_TEST(test_stop_during_stalled_statement)
     it_sleep_ms(500);
     it_proc_signal(&g_sub, SIGTERM);
     ck_assert_int_eq(it_proc_wait(&g_sub, 20000), 0);
-    ck_assert_int_eq(inbox(), 2);
+    ck_assert_int_eq(it_inbox_count(g_env.pg, g_queue), 2);
     expect_value("SELECT count(*) FROM incident_facts", 2);
     log = it_proc_output(&g_sub);
     bool applied = strstr(log, " applied=1 stale=0 duplicate=0 ") != NULL;

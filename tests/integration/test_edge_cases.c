@@ -13,12 +13,11 @@
 #include <string.h>
 
 #include "it.h"
+#include "it_sub.h"
 
 static it_env_t g_env;
 static char *g_source;
-static char g_sub_db[160];
-static char g_sub_conninfo[IT_CONNINFO_MAX + 200];
-static PGconn *g_sub;
+static it_subdb_t g_sub;
 
 enum { WAREHOUSE, SCHEDULING, CASEMGMT, NSUBS };
 static const char *const sub_apply[NSUBS] = {
@@ -50,13 +49,6 @@ static struct {
     it_proc_t conn, subs[NSUBS];
 } E;
 
-static void show_log(const it_proc_t *p)
-{
-    char *out = it_proc_output(p);
-    fprintf(stderr, "---- %s ----\n%s---- end ----\n", p->log, out ? out : "");
-    free(out);
-}
-
 /* The first value of a query on conn, as a number. */
 static long count_on(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static long count_on(PGconn *conn, const char *fmt, ...)
@@ -77,16 +69,11 @@ static long count_on(PGconn *conn, const char *fmt, ...)
 static void await_inboxes(long want)
 {
     for (int i = 0; i < NSUBS; i++) {
-        double stop = it_now_ms() + 60000;
-        long n;
-        while ((n = count_on(g_sub, "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = '%s'",
-                             E.queue[i])) < want &&
-               it_now_ms() < stop)
-            it_sleep_ms(100);
+        long n = it_inbox_wait(g_sub.pg, E.queue[i], want, 60000);
         if (n != want) {
-            show_log(&E.subs[i]);
+            it_proc_dump(&E.subs[i], NULL);
             json_object *odd = it_pg_column(
-                g_sub,
+                g_sub.pg,
                 "SELECT id || ' ' || type || ' ' || subject || ' ' || outcome FROM "
                 "hms_sync.inbox WHERE subscriber = '%s' AND outcome <> 'applied' ORDER BY id",
                 E.queue[i]);
@@ -100,20 +87,9 @@ static void await_inboxes(long want)
 static void spawn_subscriber(int i)
 {
     snprintf(E.queue[i], sizeof E.queue[i], "%s.%s", E.exchange, sub_word[i]);
-    const char *argv[] = {"consume",      "--pg",       g_sub_conninfo, "--amqp",
-                          g_env.amqp_url, "--exchange", E.exchange,     "--dead-letter-exchange",
-                          E.dlx,          "--queue",    E.queue[i],     "--apply",
-                          sub_apply[i],   NULL};
-    ck_assert_int_eq(it_proc_spawn(&g_env, &E.subs[i], sub_word[i], argv), 0);
-    for (double stop = it_now_ms() + 30000; it_now_ms() < stop; it_sleep_ms(50)) {
-        char *out = it_proc_output(&E.subs[i]);
-        bool ready = out != NULL && strstr(out, "msg=consuming") != NULL;
-        free(out);
-        if (ready)
-            return;
-    }
-    show_log(&E.subs[i]);
-    ck_abort_msg("%s never started consuming", E.queue[i]);
+    if (it_consume_start(&g_env, &E.subs[i], sub_word[i], g_sub.conninfo, E.exchange, E.dlx,
+                         E.queue[i], sub_apply[i], NULL) != 0)
+        ck_abort_msg("%s never started consuming", E.queue[i]);
 }
 
 static void fixture_up(void)
@@ -124,21 +100,17 @@ static void fixture_up(void)
     snprintf(E.dlx, sizeof E.dlx, "%s.dlx", E.exchange);
     ck_assert_int_eq(it_amqp_open(&E.ctl, g_env.amqp_url), 0);
     ck_assert_int_eq(it_amqp_declare_exchange(&E.ctl, E.exchange), 0);
-    amqp_exchange_declare(E.ctl.conn, 1, amqp_cstring_bytes(E.dlx), amqp_cstring_bytes("direct"), 0,
-                          1, 0, 0, amqp_empty_table);
-    ck_assert_int_eq(amqp_get_rpc_reply(E.ctl.conn).reply_type, AMQP_RESPONSE_NORMAL);
+    ck_assert_int_eq(it_amqp_declare_dlx(&E.ctl, E.dlx), 0);
     /* The tap: a copy of every event, to look at what was published. */
-    ck_assert_int_eq(it_amqp_open(&E.tap, g_env.amqp_url), 0);
-    ck_assert_int_eq(it_amqp_queue(&E.tap, E.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&E.tap), 0);
+    ck_assert_int_eq(it_amqp_tap(&E.tap, g_env.amqp_url, E.exchange), 0);
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM incidents"), 0);
     /* Each test starts with empty replicas, as from a fresh slot. */
-    ck_assert_int_eq(it_pg_exec(g_sub, "TRUNCATE incident_facts, investigation_tasks, cases, "
-                                       "hms_sync.inbox, hms_sync.truncations"),
+    ck_assert_int_eq(it_pg_exec(g_sub.pg, "TRUNCATE incident_facts, investigation_tasks, cases, "
+                                          "hms_sync.inbox, hms_sync.truncations"),
                      0);
     ck_assert_int_eq(it_conn_start(&g_env, &E.conn, "edge-conn", E.slot, E.exchange, NULL), 0);
     if (it_pg_wait_slot_active(g_env.pg, E.slot, 30000) != 0) {
-        show_log(&E.conn);
+        it_proc_dump(&E.conn, NULL);
         ck_abort_msg("the connector never streamed from %s", E.slot);
     }
     for (int i = 0; i < NSUBS; i++)
@@ -222,7 +194,7 @@ static char *redeliver_stale(json_object *ev, const char *queue, int ordinal)
 static void assert_replica_equals_source(int i)
 {
     json_object *src = it_pg_column(g_env.pg, "%s", source_sql[i]);
-    json_object *rep = it_pg_column(g_sub, "%s", live_sql[i]);
+    json_object *rep = it_pg_column(g_sub.pg, "%s", live_sql[i]);
     ck_assert_ptr_nonnull(src);
     ck_assert_ptr_nonnull(rep);
     ck_assert_msg(json_object_equal(src, rep), "%s live rows differ from the source:\n%s\n%s",
@@ -323,7 +295,7 @@ START_TEST(test_truncate_and_key_change)
     for (int i = 0; i < NSUBS; i++) {
         for (int k = 0; k < 2; k++) {
             char *outcome =
-                it_pg_value(g_sub,
+                it_pg_value(g_sub.pg,
                             "SELECT outcome FROM hms_sync.inbox WHERE subscriber = '%s' "
                             "AND id = '%s'",
                             E.queue[i], stale_ids[k][i]);
@@ -339,15 +311,15 @@ START_TEST(test_truncate_and_key_change)
     for (int i = 0; i < NSUBS; i++)
         assert_replica_equals_source(i);
     long src_n = count_on(g_env.pg, "SELECT count(*) FROM %s", "incidents");
-    ck_assert_int_eq(count_on(g_sub, "SELECT count(*) FROM %s WHERE NOT deleted", "incident_facts"),
-                     src_n);
-    long tomb = count_on(g_sub, "SELECT count(*) FROM %s WHERE deleted", "incident_facts");
-    long total = count_on(g_sub, "SELECT count(*) FROM %s", "incident_facts");
+    ck_assert_int_eq(
+        count_on(g_sub.pg, "SELECT count(*) FROM %s WHERE NOT deleted", "incident_facts"), src_n);
+    long tomb = count_on(g_sub.pg, "SELECT count(*) FROM %s WHERE deleted", "incident_facts");
+    long total = count_on(g_sub.pg, "SELECT count(*) FROM %s", "incident_facts");
     ck_assert_int_eq(total, src_n + tomb);
     /* The 12 rows truncated, less the key inserted again, plus the moved
      * row's old key. */
     ck_assert_int_eq(tomb, 12 - 1 + 1);
-    char *facts = it_pg_value(g_sub,
+    char *facts = it_pg_value(g_sub.pg,
                               "SELECT summary || '/' || version || '/' || deleted FROM "
                               "incident_facts WHERE incident_id = '%s'",
                               gone);
@@ -355,14 +327,14 @@ START_TEST(test_truncate_and_key_change)
     snprintf(want, sizeof want, "row 4/%" PRId64 "/true", trunc_version);
     ck_assert_str_eq(facts, want);
     free(facts);
-    facts = it_pg_value(g_sub,
+    facts = it_pg_value(g_sub.pg,
                         "SELECT summary || '/' || deleted FROM "
                         "incident_facts WHERE incident_id = '%s'",
                         reused);
     ck_assert_str_eq(facts, "reborn/false");
     free(facts);
     facts =
-        it_pg_value(g_sub, "SELECT deleted FROM incident_facts WHERE incident_id = '%s'", moved);
+        it_pg_value(g_sub.pg, "SELECT deleted FROM incident_facts WHERE incident_id = '%s'", moved);
     ck_assert_str_eq(facts, "t");
     free(facts);
     fprintf(stderr,
@@ -448,7 +420,7 @@ START_TEST(test_identity_default)
     for (int i = 0; i < NSUBS; i++)
         assert_replica_equals_source(i);
     long src_n = count_on(g_env.pg, "SELECT count(*) FROM %s", "incidents");
-    long tomb = count_on(g_sub, "SELECT count(*) FROM %s WHERE deleted", "incident_facts");
+    long tomb = count_on(g_sub.pg, "SELECT count(*) FROM %s WHERE deleted", "incident_facts");
     ck_assert_int_eq(src_n, 12 - 5);
     ck_assert_int_eq(tomb, 5 + 1); /* five deletes and the moved row's old key */
     fprintf(stderr, "edge identity DEFAULT: events=%ld source_rows=%ld tombstones=%ld\n", events,
@@ -467,49 +439,10 @@ END_TEST
 static Suite *edge_suite(void)
 {
     Suite *s = suite_create("edge_cases");
-    TCase *tc = tcase_create("truncate_key_change");
-    tcase_add_checked_fixture(tc, fixture_up, fixture_down);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_truncate_and_key_change);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("identity_default");
-    tcase_add_checked_fixture(tc, fixture_up, fixture_down);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_identity_default);
-    suite_add_tcase(s, tc);
+    it_tcase(s, "truncate_key_change", fixture_up, fixture_down, 300, test_truncate_and_key_change);
+    it_tcase(s, "identity_default", fixture_up, fixture_down, 300, test_identity_default);
     return s;
 }
 
 /* A subscriber database of its own, set up by migrate --subscriber. */
-static int edge_setup(void)
-{
-    snprintf(g_sub_db, sizeof g_sub_db, "%s_sub", g_env.dbname);
-    PGconn *admin = it_pg_connect(getenv("HMS_TEST_PG"));
-    if (admin == NULL)
-        return -1;
-    int rc = it_pg_exec(admin, "CREATE DATABASE %s", g_sub_db);
-    PQfinish(admin);
-    if (rc != 0)
-        return -1;
-    snprintf(g_sub_conninfo, sizeof g_sub_conninfo, "%s dbname=%s", g_env.super_conninfo, g_sub_db);
-    const char *argv[] = {HMS_BIN, "migrate", "--subscriber", "--pg", g_sub_conninfo, NULL};
-    if (it_cmd_run(&g_env, "edge-migrate-subscriber", 120000, argv) != 0)
-        return -1;
-    g_sub = it_pg_connect(g_sub_conninfo);
-    return g_sub != NULL ? 0 : -1;
-}
-
-static void edge_teardown(void)
-{
-    if (g_sub != NULL)
-        PQfinish(g_sub);
-    g_sub = NULL;
-    PGconn *admin = g_sub_db[0] ? it_pg_connect(getenv("HMS_TEST_PG")) : NULL;
-    if (admin != NULL) {
-        it_pg_exec(admin, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_sub_db);
-        PQfinish(admin);
-    }
-}
-
-IT_MAIN(.name = "edge", .env = &g_env, .source = &g_source, .suite = edge_suite,
-        .setup = edge_setup, .teardown = edge_teardown)
+IT_MAIN(.name = "edge", .env = &g_env, .source = &g_source, .sub = &g_sub, .suite = edge_suite)

@@ -17,6 +17,7 @@
 
 #include "core/jsonschema.h"
 #include "it.h"
+#include "it_sub.h"
 #include "schema_files.h"
 
 /* 1 MiB: the broker's limit during the test, and the connector's setting. */
@@ -25,9 +26,7 @@
 
 static it_env_t g_env;
 static char *g_source;
-static char g_sub_db[160];
-static char g_sub_conninfo[IT_CONNINFO_MAX + 200];
-static PGconn *g_sub;
+static it_subdb_t g_sub;
 
 static const char *const constraints[] = {"incidents_occurred_at_finite",
                                           "incidents_updated_at_finite",
@@ -41,16 +40,9 @@ static struct {
     bool limit_lowered;
 } E;
 
-static void show_log(const it_proc_t *p)
-{
-    char *out = it_proc_output(p);
-    fprintf(stderr, "---- %s ----\n%s---- end ----\n", p->log, out ? out : "");
-    free(out);
-}
-
 static long count_sub(const char *sql)
 {
-    char *v = it_pg_value(g_sub, "%s", sql);
+    char *v = it_pg_value(g_sub.pg, "%s", sql);
     ck_assert_msg(v != NULL, "query failed: %s", sql);
     long n = atol(v);
     free(v);
@@ -75,19 +67,11 @@ static void fixture_up(void)
     snprintf(E.dlx, sizeof E.dlx, "%s.dlx", E.exchange);
     ck_assert_int_eq(it_amqp_open(&E.ctl, g_env.amqp_url), 0);
     ck_assert_int_eq(it_amqp_declare_exchange(&E.ctl, E.exchange), 0);
-    amqp_exchange_declare(E.ctl.conn, 1, amqp_cstring_bytes(E.dlx), amqp_cstring_bytes("direct"), 0,
-                          1, 0, 0, amqp_empty_table);
-    ck_assert_int_eq(amqp_get_rpc_reply(E.ctl.conn).reply_type, AMQP_RESPONSE_NORMAL);
+    ck_assert_int_eq(it_amqp_declare_dlx(&E.ctl, E.dlx), 0);
     /* The rejected exchange as the connector declares it, with a queue. */
-    amqp_exchange_declare(E.ctl.conn, 1, amqp_cstring_bytes(E.rejected),
-                          amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
-    ck_assert_int_eq(amqp_get_rpc_reply(E.ctl.conn).reply_type, AMQP_RESPONSE_NORMAL);
-    ck_assert_int_eq(it_amqp_open(&E.rej, g_env.amqp_url), 0);
-    ck_assert_int_eq(it_amqp_queue(&E.rej, E.rejected, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&E.rej), 0);
-    ck_assert_int_eq(it_amqp_open(&E.tap, g_env.amqp_url), 0);
-    ck_assert_int_eq(it_amqp_queue(&E.tap, E.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&E.tap), 0);
+    ck_assert_int_eq(it_amqp_declare_rejected(&E.ctl, E.exchange), 0);
+    ck_assert_int_eq(it_amqp_tap(&E.rej, g_env.amqp_url, E.rejected), 0);
+    ck_assert_int_eq(it_amqp_tap(&E.tap, g_env.amqp_url, E.exchange), 0);
 
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM incidents"), 0);
     /* The rows below are what a table held before sql/006, or what a
@@ -96,7 +80,7 @@ static void fixture_up(void)
         ck_assert_int_eq(it_pg_exec(g_env.pg, "ALTER TABLE incidents DROP CONSTRAINT IF EXISTS %s",
                                     constraints[i]),
                          0);
-    ck_assert_int_eq(it_pg_exec(g_sub, "TRUNCATE incident_facts, hms_sync.inbox"), 0);
+    ck_assert_int_eq(it_pg_exec(g_sub.pg, "TRUNCATE incident_facts, hms_sync.inbox"), 0);
 
     /* A channel reads max_message_size when it opens: lower it first. */
     set_broker_limit(LIMIT);
@@ -108,36 +92,13 @@ static void fixture_up(void)
     const char *extra[] = {"--metrics", listen, "--max-event-bytes", LIMIT, NULL};
     ck_assert_int_eq(it_conn_start(&g_env, &E.conn, "rejected-conn", E.slot, E.exchange, extra), 0);
     if (it_pg_wait_slot_active(g_env.pg, E.slot, 30000) != 0) {
-        show_log(&E.conn);
+        it_proc_dump(&E.conn, NULL);
         ck_abort_msg("the connector never streamed from %s", E.slot);
     }
     snprintf(E.queue, sizeof E.queue, "%s.warehouse", E.exchange);
-    const char *argv[] = {"consume",
-                          "--pg",
-                          g_sub_conninfo,
-                          "--amqp",
-                          g_env.amqp_url,
-                          "--exchange",
-                          E.exchange,
-                          "--dead-letter-exchange",
-                          E.dlx,
-                          "--queue",
-                          E.queue,
-                          "--apply",
-                          "hms_sync.apply_warehouse",
-                          NULL};
-    ck_assert_int_eq(it_proc_spawn(&g_env, &E.sub, "rejected-warehouse", argv), 0);
-    for (double stop = it_now_ms() + 30000;; it_sleep_ms(50)) {
-        char *out = it_proc_output(&E.sub);
-        bool ready = out != NULL && strstr(out, "msg=consuming") != NULL;
-        free(out);
-        if (ready)
-            break;
-        if (it_now_ms() > stop) {
-            show_log(&E.sub);
-            ck_abort_msg("the subscriber never started consuming");
-        }
-    }
+    if (it_consume_start(&g_env, &E.sub, "rejected-warehouse", g_sub.conninfo, E.exchange, E.dlx,
+                         E.queue, "hms_sync.apply_warehouse", NULL) != 0)
+        ck_abort_msg("the subscriber never started consuming");
 }
 
 static void fixture_down(void)
@@ -256,7 +217,7 @@ START_TEST(test_rejected_changes)
 
     /* Passed by the slot once confirmed, like any event. */
     if (it_pg_wait_confirmed(g_env.pg, E.slot, end, 60000) != 0) {
-        show_log(&E.conn);
+        it_proc_dump(&E.conn, NULL);
         ck_abort_msg("the slot did not pass the rejected changes");
     }
     ck_assert_msg(it_proc_wait(&E.conn, 0) == -1, "the connector stopped");
@@ -338,9 +299,10 @@ START_TEST(test_rejected_changes)
         "coalesce(summary, '') || '|' || version FROM incidents WHERE id NOT IN (%s) ORDER BY 1",
         ids);
     json_object *dst = it_pg_column(
-        g_sub, "SELECT incident_id || '|' || region || '|' || severity || '|' || status || '|' || "
-               "coalesce(summary, '') || '|' || version FROM incident_facts WHERE NOT deleted "
-               "ORDER BY 1");
+        g_sub.pg,
+        "SELECT incident_id || '|' || region || '|' || severity || '|' || status || '|' || "
+        "coalesce(summary, '') || '|' || version FROM incident_facts WHERE NOT deleted "
+        "ORDER BY 1");
     ck_assert_ptr_nonnull(src);
     ck_assert_ptr_nonnull(dst);
     ck_assert_int_eq((long)json_object_array_length(src), 3);
@@ -419,48 +381,11 @@ END_TEST
 static Suite *rejected_suite(void)
 {
     Suite *s = suite_create("rejected");
-    TCase *tc = tcase_create("rejected_changes");
-    tcase_add_checked_fixture(tc, fixture_up, fixture_down);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_rejected_changes);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("constraints");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_constraints_not_valid);
-    suite_add_tcase(s, tc);
+    it_tcase(s, "rejected_changes", fixture_up, fixture_down, 300, test_rejected_changes);
+    it_tcase(s, "constraints", NULL, NULL, 300, test_constraints_not_valid);
     return s;
 }
 
 /* A subscriber database of its own, set up by migrate --subscriber. */
-static int rejected_setup(void)
-{
-    snprintf(g_sub_db, sizeof g_sub_db, "%s_sub", g_env.dbname);
-    PGconn *admin = it_pg_connect(getenv("HMS_TEST_PG"));
-    if (admin == NULL)
-        return -1;
-    int rc = it_pg_exec(admin, "CREATE DATABASE %s", g_sub_db);
-    PQfinish(admin);
-    if (rc != 0)
-        return -1;
-    snprintf(g_sub_conninfo, sizeof g_sub_conninfo, "%s dbname=%s", g_env.super_conninfo, g_sub_db);
-    const char *argv[] = {HMS_BIN, "migrate", "--subscriber", "--pg", g_sub_conninfo, NULL};
-    if (it_cmd_run(&g_env, "rejected-migrate-subscriber", 120000, argv) != 0)
-        return -1;
-    g_sub = it_pg_connect(g_sub_conninfo);
-    return g_sub != NULL ? 0 : -1;
-}
-
-static void rejected_teardown(void)
-{
-    if (g_sub != NULL)
-        PQfinish(g_sub);
-    g_sub = NULL;
-    PGconn *admin = g_sub_db[0] ? it_pg_connect(getenv("HMS_TEST_PG")) : NULL;
-    if (admin != NULL) {
-        it_pg_exec(admin, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_sub_db);
-        PQfinish(admin);
-    }
-}
-
-IT_MAIN(.name = "rejected", .env = &g_env, .source = &g_source, .suite = rejected_suite,
-        .setup = rejected_setup, .teardown = rejected_teardown)
+IT_MAIN(.name = "rejected", .env = &g_env, .source = &g_source, .sub = &g_sub,
+        .suite = rejected_suite)

@@ -15,12 +15,11 @@
 #include <string.h>
 
 #include "it.h"
+#include "it_sub.h"
 
 static it_env_t g_env;
 static char *g_source;
-static char g_sub_db[160];
-static char g_sub_conninfo[IT_CONNINFO_MAX + 200];
-static PGconn *g_sub;
+static it_subdb_t g_sub;
 
 /* The contract's columns of every live row, at the source and at the
  * warehouse: what the subscriber must end equal to. */
@@ -41,13 +40,6 @@ static struct {
     int metrics_port;
     long events; /* published so far: what the inbox must hold */
 } E;
-
-static void show_log(const it_proc_t *p)
-{
-    char *out = it_proc_output(p);
-    fprintf(stderr, "---- %s ----\n%s---- end ----\n", p->log, out ? out : "");
-    free(out);
-}
 
 static long count_on(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static long count_on(PGconn *conn, const char *fmt, ...)
@@ -89,18 +81,13 @@ static char *key_of(const char *where)
  * each applied. */
 static void await_inbox(void)
 {
-    double stop = it_now_ms() + 60000;
-    long n;
-    while ((n = count_on(g_sub, "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = '%s'",
-                         E.queue)) < E.events &&
-           it_now_ms() < stop)
-        it_sleep_ms(100);
+    long n = it_inbox_wait(g_sub.pg, E.queue, E.events, 60000);
     if (n != E.events) {
-        show_log(&E.conn);
-        show_log(&E.sub);
+        it_proc_dump(&E.conn, NULL);
+        it_proc_dump(&E.sub, NULL);
     }
     ck_assert_msg(n == E.events, "inbox: %ld events, want %ld", n, E.events);
-    ck_assert_int_eq(count_on(g_sub,
+    ck_assert_int_eq(count_on(g_sub.pg,
                               "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = '%s' AND "
                               "outcome <> 'applied'",
                               E.queue),
@@ -111,7 +98,7 @@ static void await_inbox(void)
 static void assert_replica(json_object *want)
 {
     json_object *src = want != NULL ? want : it_pg_column(g_env.pg, SOURCE_SQL);
-    json_object *rep = it_pg_column(g_sub, REPLICA_SQL);
+    json_object *rep = it_pg_column(g_sub.pg, REPLICA_SQL);
     ck_assert_ptr_nonnull(src);
     ck_assert_ptr_nonnull(rep);
     ck_assert_msg(json_object_equal(src, rep), "the warehouse differs from the source:\n%s\n%s",
@@ -181,7 +168,7 @@ static json_object *drain_rejected(int want, const char *reason, const char *det
         got++;
     }
     if (got != want)
-        show_log(&E.conn);
+        it_proc_dump(&E.conn, NULL);
     ck_assert_msg(got == want, "%d rejection(s) of %s, want %d", got, reason, want);
     ck_assert_int_eq(it_amqp_get(&E.rej, 500, &m), 0);
     return subjects;
@@ -209,30 +196,9 @@ static long dead_letters(void)
 static void spawn_subscriber(void)
 {
     snprintf(E.queue, sizeof E.queue, "%s.warehouse", E.exchange);
-    const char *argv[] = {"consume",
-                          "--pg",
-                          g_sub_conninfo,
-                          "--amqp",
-                          g_env.amqp_url,
-                          "--exchange",
-                          E.exchange,
-                          "--dead-letter-exchange",
-                          E.dlx,
-                          "--queue",
-                          E.queue,
-                          "--apply",
-                          "hms_sync.apply_warehouse",
-                          NULL};
-    ck_assert_int_eq(it_proc_spawn(&g_env, &E.sub, "schema-warehouse", argv), 0);
-    for (double stop = it_now_ms() + 30000; it_now_ms() < stop; it_sleep_ms(50)) {
-        char *out = it_proc_output(&E.sub);
-        bool ready = out != NULL && strstr(out, "msg=consuming") != NULL;
-        free(out);
-        if (ready)
-            return;
-    }
-    show_log(&E.sub);
-    ck_abort_msg("the subscriber never started consuming");
+    if (it_consume_start(&g_env, &E.sub, "schema-warehouse", g_sub.conninfo, E.exchange, E.dlx,
+                         E.queue, "hms_sync.apply_warehouse", NULL) != 0)
+        ck_abort_msg("the subscriber never started consuming");
 }
 
 static void fixture_up(void)
@@ -244,22 +210,14 @@ static void fixture_up(void)
     snprintf(E.dlx, sizeof E.dlx, "%s.dlx", E.exchange);
     ck_assert_int_eq(it_amqp_open(&E.ctl, g_env.amqp_url), 0);
     ck_assert_int_eq(it_amqp_declare_exchange(&E.ctl, E.exchange), 0);
-    amqp_exchange_declare(E.ctl.conn, 1, amqp_cstring_bytes(E.dlx), amqp_cstring_bytes("direct"), 0,
-                          1, 0, 0, amqp_empty_table);
-    ck_assert_int_eq(amqp_get_rpc_reply(E.ctl.conn).reply_type, AMQP_RESPONSE_NORMAL);
+    ck_assert_int_eq(it_amqp_declare_dlx(&E.ctl, E.dlx), 0);
     /* The rejected exchange as the connector declares it, with a queue
      * bound before the first change can be rejected. */
-    amqp_exchange_declare(E.ctl.conn, 1, amqp_cstring_bytes(E.rejected),
-                          amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
-    ck_assert_int_eq(amqp_get_rpc_reply(E.ctl.conn).reply_type, AMQP_RESPONSE_NORMAL);
-    ck_assert_int_eq(it_amqp_open(&E.rej, g_env.amqp_url), 0);
-    ck_assert_int_eq(it_amqp_queue(&E.rej, E.rejected, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&E.rej), 0);
-    ck_assert_int_eq(it_amqp_open(&E.tap, g_env.amqp_url), 0);
-    ck_assert_int_eq(it_amqp_queue(&E.tap, E.exchange, 0, false), 0);
-    ck_assert_int_eq(it_amqp_consume(&E.tap), 0);
+    ck_assert_int_eq(it_amqp_declare_rejected(&E.ctl, E.exchange), 0);
+    ck_assert_int_eq(it_amqp_tap(&E.rej, g_env.amqp_url, E.rejected), 0);
+    ck_assert_int_eq(it_amqp_tap(&E.tap, g_env.amqp_url, E.exchange), 0);
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM incidents"), 0);
-    ck_assert_int_eq(it_pg_exec(g_sub, "TRUNCATE incident_facts, hms_sync.inbox"), 0);
+    ck_assert_int_eq(it_pg_exec(g_sub.pg, "TRUNCATE incident_facts, hms_sync.inbox"), 0);
 
     E.metrics_port = it_free_port();
     ck_assert_int_ge(E.metrics_port, 0);
@@ -268,7 +226,7 @@ static void fixture_up(void)
     const char *extra[] = {"--metrics", listen, NULL};
     ck_assert_int_eq(it_conn_start(&g_env, &E.conn, "schema-conn", E.slot, E.exchange, extra), 0);
     if (it_pg_wait_slot_active(g_env.pg, E.slot, 30000) != 0) {
-        show_log(&E.conn);
+        it_proc_dump(&E.conn, NULL);
         ck_abort_msg("the connector never streamed from %s", E.slot);
     }
     spawn_subscriber();
@@ -331,7 +289,7 @@ static void step_add_column(void)
     ev = find_event(all, "Deleted.v1", gone);
     ck_assert_ptr_nonnull(ev);
     ck_assert_str_eq(it_json_str(extra_of(ev), "ward"), "A1");
-    ck_assert_int_eq(count_on(g_sub, "SELECT count(*) FROM incident_facts WHERE deleted"), 1);
+    ck_assert_int_eq(count_on(g_sub.pg, "SELECT count(*) FROM incident_facts WHERE deleted"), 1);
     json_object_put(all);
     free(a);
     free(b);
@@ -408,7 +366,7 @@ static void step_type_changes(void)
 static void step_rename(void)
 {
     /* What the subscriber holds (the numeric step's row is behind). */
-    json_object *before = it_pg_column(g_sub, REPLICA_SQL);
+    json_object *before = it_pg_column(g_sub.pg, REPLICA_SQL);
     char *edited = key_of("summary = 'row 6'"), *gone = key_of("summary = 'ward null'");
     ck_assert_int_eq(
         it_pg_exec(g_env.pg, "ALTER TABLE incidents RENAME COLUMN summary TO description"), 0);
@@ -422,7 +380,7 @@ static void step_rename(void)
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM incidents WHERE id = '%s'", gone), 0);
     uint64_t end = it_pg_insert_lsn(g_env.pg);
     if (it_pg_wait_confirmed(g_env.pg, E.slot, end, 60000) != 0) {
-        show_log(&E.conn);
+        it_proc_dump(&E.conn, NULL);
         ck_abort_msg("the slot did not pass the rejected changes");
     }
     json_object *rejected = drain_rejected(3, "unencodable", MISSING_SUMMARY);
@@ -481,8 +439,8 @@ START_TEST(test_schema_changes)
      * the contract's columns, the two deletes as tombstones, nothing
      * dead-lettered. */
     assert_replica(NULL);
-    ck_assert_int_eq(count_on(g_sub, "SELECT count(*) FROM incident_facts WHERE deleted"), 2);
-    ck_assert_int_eq(count_on(g_sub, "SELECT count(*) FROM incident_facts WHERE NOT deleted"),
+    ck_assert_int_eq(count_on(g_sub.pg, "SELECT count(*) FROM incident_facts WHERE deleted"), 2);
+    ck_assert_int_eq(count_on(g_sub.pg, "SELECT count(*) FROM incident_facts WHERE NOT deleted"),
                      count_on(g_env.pg, "SELECT count(*) FROM incidents"));
     ck_assert_int_eq(dead_letters(), 0);
     char body[65536];
@@ -499,44 +457,10 @@ END_TEST
 static Suite *schema_changes_suite(void)
 {
     Suite *s = suite_create("schema_changes");
-    TCase *tc = tcase_create("alter_table");
-    tcase_add_checked_fixture(tc, fixture_up, fixture_down);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_schema_changes);
-    suite_add_tcase(s, tc);
+    it_tcase(s, "alter_table", fixture_up, fixture_down, 300, test_schema_changes);
     return s;
 }
 
 /* A subscriber database of its own, set up by migrate --subscriber. */
-static int schema_setup(void)
-{
-    snprintf(g_sub_db, sizeof g_sub_db, "%s_sub", g_env.dbname);
-    PGconn *admin = it_pg_connect(getenv("HMS_TEST_PG"));
-    if (admin == NULL)
-        return -1;
-    int rc = it_pg_exec(admin, "CREATE DATABASE %s", g_sub_db);
-    PQfinish(admin);
-    if (rc != 0)
-        return -1;
-    snprintf(g_sub_conninfo, sizeof g_sub_conninfo, "%s dbname=%s", g_env.super_conninfo, g_sub_db);
-    const char *argv[] = {HMS_BIN, "migrate", "--subscriber", "--pg", g_sub_conninfo, NULL};
-    if (it_cmd_run(&g_env, "schema-migrate-subscriber", 120000, argv) != 0)
-        return -1;
-    g_sub = it_pg_connect(g_sub_conninfo);
-    return g_sub != NULL ? 0 : -1;
-}
-
-static void schema_teardown(void)
-{
-    if (g_sub != NULL)
-        PQfinish(g_sub);
-    g_sub = NULL;
-    PGconn *admin = g_sub_db[0] ? it_pg_connect(getenv("HMS_TEST_PG")) : NULL;
-    if (admin != NULL) {
-        it_pg_exec(admin, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_sub_db);
-        PQfinish(admin);
-    }
-}
-
-IT_MAIN(.name = "schema", .env = &g_env, .source = &g_source, .suite = schema_changes_suite,
-        .setup = schema_setup, .teardown = schema_teardown)
+IT_MAIN(.name = "schema", .env = &g_env, .source = &g_source, .sub = &g_sub,
+        .suite = schema_changes_suite)

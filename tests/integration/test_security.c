@@ -41,13 +41,6 @@ static char g_pg_conn[IT_CONNINFO_MAX]; /* g_pg_role with its password */
 static bool g_users_made;
 static int g_outputs_checked;
 
-static void dump_log(const it_proc_t *p, const char *what)
-{
-    char *out = it_proc_output(p);
-    fprintf(stderr, "---- %s (%s) ----\n%s---- end ----\n", what, p->log, out ? out : "");
-    free(out);
-}
-
 /* Asserts that no secret appears in p's output (stdout and stderr). */
 static char *check_no_secrets(const it_proc_t *p, const char *tag)
 {
@@ -100,17 +93,9 @@ static void write_file(const char *path, mode_t mode, const char *fmt, ...)
 /* Waits until p's log holds marker, or fails. */
 static void wait_log(it_proc_t *p, const char *marker, const char *what)
 {
-    double end = it_now_ms() + 30000;
-    while (it_now_ms() < end) {
-        char *out = it_proc_output(p);
-        bool up = out && strstr(out, marker) != NULL;
-        free(out);
-        if (up)
-            return;
-        if (it_proc_wait(p, 100) >= 0)
-            break;
-    }
-    dump_log(p, what);
+    if (it_proc_wait_log(p, marker, 30000) == 0)
+        return;
+    it_proc_dump(p, what);
     ck_abort_msg("%s: no '%s' in its log", what, marker);
 }
 
@@ -319,8 +304,8 @@ START_TEST(test_least_privilege_end_to_end)
             it_sleep_ms(200);
     }
     if (!applied) {
-        dump_log(&run, "run");
-        dump_log(&sub, "consume");
+        it_proc_dump(&run, "run");
+        it_proc_dump(&sub, "consume");
     }
     ck_assert_msg(applied, "the event did not reach the subscriber's table");
     /* A poison message: the subscriber's user may dead-letter it. */
@@ -335,7 +320,7 @@ START_TEST(test_least_privilege_end_to_end)
         dead = queue_depth(&adm, dlq);
     it_amqp_close(&adm);
     if (dead != 1)
-        dump_log(&sub, "consume");
+        it_proc_dump(&sub, "consume");
     ck_assert_msg(dead == 1, "%s holds %ld messages, want the one dead letter", dlq, dead);
     it_proc_signal(&run, SIGTERM);
     it_proc_signal(&sub, SIGTERM);

@@ -16,12 +16,11 @@
 #include <string.h>
 
 #include "it.h"
+#include "it_sub.h"
 
 static it_env_t g_env;
 static char *g_source;
-static char g_sub_db[160];
-static char g_sub_conninfo[IT_CONNINFO_MAX + 200];
-static PGconn *g_sub;
+static it_subdb_t g_sub;
 
 #define ROWS 50000
 #define TYPE_SNAPSHOT "gov.hms.ehr.IncidentSnapshot.v1"
@@ -33,13 +32,6 @@ static struct {
     it_proc_t conn, sub;
     long events, snapshot_events, applied;
 } E;
-
-static void show_log(const it_proc_t *p)
-{
-    char *out = it_proc_output(p);
-    fprintf(stderr, "---- %s ----\n%s---- end ----\n", p->log, out ? out : "");
-    free(out);
-}
 
 static long num(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static long num(PGconn *c, const char *fmt, ...)
@@ -61,7 +53,7 @@ static void start_connector(const char *tag)
     const char *const extra[] = {"--snapshot", "initial", "--snapshot_chunk", "1000", NULL};
     ck_assert_int_eq(it_conn_start(&g_env, &E.conn, tag, E.slot, E.exchange, extra), 0);
     if (it_pg_wait_slot_active(g_env.pg, E.slot, 30000) != 0) {
-        show_log(&E.conn);
+        it_proc_dump(&E.conn, NULL);
         ck_abort_msg("the connector never streamed from %s", E.slot);
     }
 }
@@ -69,30 +61,9 @@ static void start_connector(const char *tag)
 static void spawn_warehouse(void)
 {
     snprintf(E.queue, sizeof E.queue, "%s.warehouse", E.exchange);
-    const char *argv[] = {"consume",
-                          "--pg",
-                          g_sub_conninfo,
-                          "--amqp",
-                          g_env.amqp_url,
-                          "--exchange",
-                          E.exchange,
-                          "--dead-letter-exchange",
-                          E.dlx,
-                          "--queue",
-                          E.queue,
-                          "--apply",
-                          "hms_sync.apply_warehouse",
-                          NULL};
-    ck_assert_int_eq(it_proc_spawn(&g_env, &E.sub, "snap-warehouse", argv), 0);
-    for (double stop = it_now_ms() + 30000; it_now_ms() < stop; it_sleep_ms(50)) {
-        char *out = it_proc_output(&E.sub);
-        bool ready = out != NULL && strstr(out, "msg=consuming") != NULL;
-        free(out);
-        if (ready)
-            return;
-    }
-    show_log(&E.sub);
-    ck_abort_msg("the warehouse subscriber never started consuming");
+    if (it_consume_start(&g_env, &E.sub, "snap-warehouse", g_sub.conninfo, E.exchange, E.dlx,
+                         E.queue, "hms_sync.apply_warehouse", NULL) != 0)
+        ck_abort_msg("the warehouse subscriber never started consuming");
 }
 
 static void fixture_up(void)
@@ -104,9 +75,7 @@ static void fixture_up(void)
     snprintf(E.naive_q, sizeof E.naive_q, "%s.naive", E.exchange);
     ck_assert_int_eq(it_amqp_open(&E.ctl, g_env.amqp_url), 0);
     ck_assert_int_eq(it_amqp_declare_exchange(&E.ctl, E.exchange), 0);
-    amqp_exchange_declare(E.ctl.conn, 1, amqp_cstring_bytes(E.dlx), amqp_cstring_bytes("direct"), 0,
-                          1, 0, 0, amqp_empty_table);
-    ck_assert_int_eq(amqp_get_rpc_reply(E.ctl.conn).reply_type, AMQP_RESPONSE_NORMAL);
+    ck_assert_int_eq(it_amqp_declare_dlx(&E.ctl, E.dlx), 0);
     /* The naive subscriber's queue: durable, so it keeps every event while
      * the test is busy writing. */
     ck_assert_int_eq(it_amqp_open(&E.naive, g_env.amqp_url), 0);
@@ -114,8 +83,8 @@ static void fixture_up(void)
     ck_assert_int_eq(it_amqp_consume(&E.naive), 0);
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM incidents"), 0);
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM hms_sync.snapshots"), 0);
-    ck_assert_int_eq(it_pg_exec(g_sub, "TRUNCATE incident_facts, investigation_tasks, cases, "
-                                       "hms_sync.inbox, hms_sync.truncations, naive"),
+    ck_assert_int_eq(it_pg_exec(g_sub.pg, "TRUNCATE incident_facts, investigation_tasks, cases, "
+                                          "hms_sync.inbox, hms_sync.truncations, naive"),
                      0);
 }
 
@@ -143,16 +112,16 @@ static void naive_apply(json_object *ev)
     const char *type = it_json_str(ev, "type");
     const char *subject = it_json_str(ev, "subject");
     if (strstr(type, "Truncated") != NULL) {
-        ck_assert_int_eq(it_pg_exec(g_sub, "DELETE FROM naive"), 0);
+        ck_assert_int_eq(it_pg_exec(g_sub.pg, "DELETE FROM naive"), 0);
         return;
     }
-    char *lit = PQescapeLiteral(g_sub, subject, strlen(subject));
-    ck_assert_int_eq(it_pg_exec(g_sub, "DELETE FROM naive WHERE id = %s", lit), 0);
+    char *lit = PQescapeLiteral(g_sub.pg, subject, strlen(subject));
+    ck_assert_int_eq(it_pg_exec(g_sub.pg, "DELETE FROM naive WHERE id = %s", lit), 0);
     if (strstr(type, "Deleted") == NULL) {
         const char *data =
             json_object_to_json_string_ext(it_json_get(ev, "data"), JSON_C_TO_STRING_PLAIN);
-        char *dlit = PQescapeLiteral(g_sub, data, strlen(data));
-        ck_assert_int_eq(it_pg_exec(g_sub,
+        char *dlit = PQescapeLiteral(g_sub.pg, data, strlen(data));
+        ck_assert_int_eq(it_pg_exec(g_sub.pg,
                                     "INSERT INTO naive SELECT * FROM "
                                     "jsonb_populate_record(NULL::naive, %s::jsonb)",
                                     dlit),
@@ -169,7 +138,7 @@ static void naive_drain(int quiet_ms)
 {
     it_msg_t m;
     char why[512];
-    ck_assert_int_eq(it_pg_exec(g_sub, "BEGIN"), 0);
+    ck_assert_int_eq(it_pg_exec(g_sub.pg, "BEGIN"), 0);
     int in_tx = 0;
     while (it_amqp_get(&E.naive, quiet_ms, &m) == 1) {
         json_object *ev = it_event_check(&m, g_source, why, sizeof why);
@@ -181,11 +150,11 @@ static void naive_drain(int quiet_ms)
         json_object_put(ev);
         it_msg_free(&m);
         if (++in_tx == 1000) {
-            ck_assert_int_eq(it_pg_exec(g_sub, "COMMIT; BEGIN"), 0);
+            ck_assert_int_eq(it_pg_exec(g_sub.pg, "COMMIT; BEGIN"), 0);
             in_tx = 0;
         }
     }
-    ck_assert_int_eq(it_pg_exec(g_sub, "COMMIT"), 0);
+    ck_assert_int_eq(it_pg_exec(g_sub.pg, "COMMIT"), 0);
 }
 
 /* ---- the source's writers ---- */
@@ -229,7 +198,7 @@ static void await_confirmed(void)
 {
     uint64_t lsn = it_pg_insert_lsn(g_env.pg);
     if (it_pg_wait_confirmed(g_env.pg, E.slot, lsn, 120000) != 0) {
-        show_log(&E.conn);
+        it_proc_dump(&E.conn, NULL);
         ck_abort_msg("the slot never confirmed %s", it_lsn_str(lsn));
     }
 }
@@ -275,12 +244,12 @@ static void await_warehouse(void)
 {
     long last = -1, n;
     for (double stop = it_now_ms() + 180000; it_now_ms() < stop; it_sleep_ms(1000)) {
-        n = num(g_sub, "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = '%s'", E.queue);
+        n = num(g_sub.pg, "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = '%s'", E.queue);
         if (n == last && n > 0)
             return;
         last = n;
     }
-    show_log(&E.sub);
+    it_proc_dump(&E.sub, NULL);
     ck_abort_msg("the warehouse never settled (%ld events)", last);
 }
 
@@ -323,7 +292,7 @@ START_TEST(test_initial_snapshot_under_load)
         if (strcmp(state, "done") == 0 && killed)
             break;
         if (strcmp(state, "failed") == 0 || it_now_ms() > stop) {
-            show_log(&E.conn);
+            it_proc_dump(&E.conn, NULL);
             ck_abort_msg("snapshot did not finish: %s", st);
         }
         it_sleep_ms(5);
@@ -339,8 +308,8 @@ START_TEST(test_initial_snapshot_under_load)
             "events), final state %s\n",
             writes + 20, E.events, E.snapshot_events, state_of(E.slot, st, sizeof st));
     ck_assert_int_ge(E.snapshot_events, ROWS / 2);
-    assert_equal(g_env.pg, "incidents", g_sub, "naive", "naive subscriber (arrival order)");
-    assert_equal(g_env.pg, "incidents", g_sub,
+    assert_equal(g_env.pg, "incidents", g_sub.pg, "naive", "naive subscriber (arrival order)");
+    assert_equal(g_env.pg, "incidents", g_sub.pg,
                  "(SELECT incident_id AS id, region, severity, status, summary, version FROM "
                  "incident_facts WHERE NOT deleted) f",
                  "last-write-wins warehouse");
@@ -454,7 +423,7 @@ START_TEST(test_changed_mid_chunk_and_cancel)
         ck_assert_msg(it_now_ms() < stop, "backfill: %s", st);
     await_confirmed();
     naive_drain(1500);
-    assert_equal(g_env.pg, "incidents", g_sub, "naive", "naive subscriber after the backfill");
+    assert_equal(g_env.pg, "incidents", g_sub.pg, "naive", "naive subscriber after the backfill");
 
     /* (e) Cancelled while it runs (three chunks, each read in a second):
      * no more chunks, and the state stays cancelled. */
@@ -488,69 +457,32 @@ START_TEST(test_changed_mid_chunk_and_cancel)
     fprintf(stderr, "snapshot: cancelled at %s after %ld of %ld rows published\n", st, published,
             total);
     ck_assert_int_lt(published, total);
-    assert_equal(g_env.pg, "incidents", g_sub, "naive", "naive subscriber after the cancel");
+    assert_equal(g_env.pg, "incidents", g_sub.pg, "naive", "naive subscriber after the cancel");
 }
 END_TEST
 
 static Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
-    TCase *tc = tcase_create("initial_under_load");
-    tcase_add_checked_fixture(tc, fixture_up, fixture_down);
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_initial_snapshot_under_load);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("targeted_and_empty");
-    tcase_add_checked_fixture(tc, fixture_up, fixture_down);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_targeted_and_empty);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("changed_mid_chunk_and_cancel");
-    tcase_add_checked_fixture(tc, fixture_up, fixture_down);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_changed_mid_chunk_and_cancel);
-    suite_add_tcase(s, tc);
+    it_tcase(s, "initial_under_load", fixture_up, fixture_down, 600,
+             test_initial_snapshot_under_load);
+    it_tcase(s, "targeted_and_empty", fixture_up, fixture_down, 300, test_targeted_and_empty);
+    it_tcase(s, "changed_mid_chunk_and_cancel", fixture_up, fixture_down, 300,
+             test_changed_mid_chunk_and_cancel);
     return s;
 }
 
-/* A subscriber database of its own (migrate --subscriber), with the naive
- * subscriber's table shaped like the source's. */
+/* In the subscriber database (.sub: its own, set up by migrate
+ * --subscriber), the naive subscriber's table shaped like the source's. */
 static int snap_setup(void)
 {
-    snprintf(g_sub_db, sizeof g_sub_db, "%s_sub", g_env.dbname);
-    PGconn *admin = it_pg_connect(getenv("HMS_TEST_PG"));
-    if (admin == NULL)
-        return -1;
-    int rc = it_pg_exec(admin, "CREATE DATABASE %s", g_sub_db);
-    PQfinish(admin);
-    if (rc != 0)
-        return -1;
-    snprintf(g_sub_conninfo, sizeof g_sub_conninfo, "%s dbname=%s", g_env.super_conninfo, g_sub_db);
-    const char *argv[] = {HMS_BIN, "migrate", "--subscriber", "--pg", g_sub_conninfo, NULL};
-    if (it_cmd_run(&g_env, "snap-migrate-subscriber", 120000, argv) != 0)
-        return -1;
-    g_sub = it_pg_connect(g_sub_conninfo);
-    if (g_sub == NULL)
-        return -1;
     /* tsm_system_rows picks random rows to change cheaply. */
     if (it_pg_exec(g_env.pg, "CREATE EXTENSION IF NOT EXISTS tsm_system_rows") != 0)
         return -1;
-    return it_pg_exec(g_sub, "CREATE TABLE naive (id uuid PRIMARY KEY, occurred_at timestamptz, "
-                             "region text, severity int, status text, summary text, reported_by "
-                             "text, version bigint, updated_at timestamptz, origin text)");
+    return it_pg_exec(g_sub.pg, "CREATE TABLE naive (id uuid PRIMARY KEY, occurred_at timestamptz, "
+                                "region text, severity int, status text, summary text, reported_by "
+                                "text, version bigint, updated_at timestamptz, origin text)");
 }
 
-static void snap_teardown(void)
-{
-    if (g_sub != NULL)
-        PQfinish(g_sub);
-    g_sub = NULL;
-    PGconn *admin = g_sub_db[0] ? it_pg_connect(getenv("HMS_TEST_PG")) : NULL;
-    if (admin != NULL) {
-        it_pg_exec(admin, "DROP DATABASE IF EXISTS %s WITH (FORCE)", g_sub_db);
-        PQfinish(admin);
-    }
-}
-
-IT_MAIN(.name = "snapshot", .env = &g_env, .source = &g_source, .suite = snapshot_suite,
-        .setup = snap_setup, .teardown = snap_teardown)
+IT_MAIN(.name = "snapshot", .env = &g_env, .source = &g_source, .sub = &g_sub,
+        .suite = snapshot_suite, .setup = snap_setup)

@@ -32,13 +32,6 @@ static it_proc_t g_node;       /* tls_env.sh rmq-start, running while PostgreSQL
 static it_cluster_t g_cluster; /* PostgreSQL with ssl = on */
 static char g_pg_super[IT_CONNINFO_MAX];
 
-static void dump_log(const it_proc_t *p, const char *what)
-{
-    char *out = it_proc_output(p);
-    fprintf(stderr, "---- %s (%s) ----\n%s---- end ----\n", what, p->log, out ? out : "");
-    free(out);
-}
-
 /* Runs tls_env.sh CMD g_dir ARGS...; its exit code. */
 static int tls_env(const char *cmd, int timeout_ms, ...)
 {
@@ -122,17 +115,9 @@ static void insert_and_receive(PGconn *db, it_amqp_t *a, const char *summary)
 /* Waits until p's log shows it streaming (or it exits). */
 static void wait_streaming(it_proc_t *p, const char *what)
 {
-    double end = it_now_ms() + 30000;
-    while (it_now_ms() < end) {
-        char *out = it_proc_output(p);
-        bool up = out && strstr(out, "streaming from replication slot") != NULL;
-        free(out);
-        if (up)
-            return;
-        if (it_proc_wait(p, 100) >= 0)
-            break;
-    }
-    dump_log(p, what);
+    if (it_proc_wait_log(p, "streaming from replication slot", 30000) == 0)
+        return;
+    it_proc_dump(p, what);
     ck_abort_msg("%s did not start streaming", what);
 }
 
@@ -210,7 +195,7 @@ START_TEST(test_pg_tls)
     int code = it_proc_wait(&p, 120000);
     it_proc_kill(&p);
     if (code != 0)
-        dump_log(&p, "migrate over TLS");
+        it_proc_dump(&p, "migrate over TLS");
     ck_assert_int_eq(code, 0);
 
     it_amqp_t a;
@@ -308,7 +293,7 @@ START_TEST(test_amqps)
     const char *argv[32];
     int code = it_proc_wait(&g_node, 150000);
     if (code != 0)
-        dump_log(&g_node, "rmq-start");
+        it_proc_dump(&g_node, "rmq-start");
     ck_assert_msg(code == 0, "the RabbitMQ node did not start");
 
     /* Happy path: run publishes over amqps:// (name and IP SAN both work). */
@@ -321,9 +306,7 @@ START_TEST(test_amqps)
     ck_assert_int_eq(open_rc, 0);
     ck_assert_int_eq(it_amqp_declare_exchange(&a, exchange), 0);
     /* consume checks that its dead-letter exchange exists. */
-    amqp_exchange_declare(a.conn, 1, amqp_cstring_bytes("hms.it.tls.dlx"),
-                          amqp_cstring_bytes("direct"), 0, 1, 0, 0, amqp_empty_table);
-    ck_assert_int_eq(amqp_get_rpc_reply(a.conn).reply_type, AMQP_RESPONSE_NORMAL);
+    ck_assert_int_eq(it_amqp_declare_dlx(&a, "hms.it.tls.dlx"), 0);
     ck_assert_int_eq(it_amqp_queue(&a, exchange, 0, false), 0);
     ck_assert_int_eq(it_amqp_consume(&a), 0);
     it_proc_t p;
@@ -366,22 +349,16 @@ START_TEST(test_amqps)
         cargv[n++] = ext[i];
     cargv[n] = NULL;
     ck_assert_int_eq(it_proc_spawn(&g_env, &sub, "tls-ext-consume", cargv), 0);
-    double end = it_now_ms() + 30000;
-    bool consuming = false;
-    while (!consuming && it_now_ms() < end && it_proc_wait(&sub, 100) < 0) {
-        char *out = it_proc_output(&sub);
-        consuming = out && strstr(out, "msg=consuming") != NULL;
-        free(out);
-    }
+    bool consuming = it_proc_wait_log(&sub, "msg=consuming", 30000) == 0;
     if (!consuming)
-        dump_log(&sub, "consume with SASL EXTERNAL");
+        it_proc_dump(&sub, "consume with SASL EXTERNAL");
     ck_assert(consuming);
     rmq_run_argv(argv, ext_url, slot, exchange, ext);
     argv[10] = "info";
     ck_assert_int_eq(it_proc_spawn(&g_env, &p, "tls-ext-run", argv), 0);
     wait_streaming(&p, "run with SASL EXTERNAL");
     insert_and_receive(g_env.pg, &a, "over-external");
-    end = it_now_ms() + 20000;
+    double end = it_now_ms() + 20000;
     char *applied = NULL;
     while (it_now_ms() < end) {
         applied = it_pg_value(
@@ -393,7 +370,7 @@ START_TEST(test_amqps)
         it_sleep_ms(200);
     }
     if (!applied)
-        dump_log(&sub, "consume with SASL EXTERNAL");
+        it_proc_dump(&sub, "consume with SASL EXTERNAL");
     ck_assert_msg(applied != NULL, "consume (EXTERNAL) did not apply the event");
     free(applied);
     /* hms_tls_ext has no password and the URL names no user: only SASL

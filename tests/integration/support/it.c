@@ -451,6 +451,33 @@ char *it_proc_output(const it_proc_t *p)
     return s;
 }
 
+void it_proc_dump(const it_proc_t *p, const char *what)
+{
+    char *out = it_proc_output(p);
+    if (what != NULL)
+        fprintf(stderr, "---- %s (%s) ----\n%s---- end ----\n", what, p->log, out ? out : "");
+    else
+        fprintf(stderr, "---- %s ----\n%s---- end ----\n", p->log, out ? out : "");
+    free(out);
+}
+
+int it_proc_wait_log(it_proc_t *p, const char *marker, int timeout_ms)
+{
+    double deadline = it_now_ms() + timeout_ms;
+    for (bool ended = false;;) {
+        char *out = it_proc_output(p);
+        bool seen = out != NULL && strstr(out, marker) != NULL;
+        free(out);
+        /* The log is read once more after the child ended: it may have
+         * written the marker just before. */
+        if (seen)
+            return 0;
+        if (ended || it_now_ms() >= deadline)
+            return -1;
+        ended = it_proc_wait(p, 50) >= 0;
+    }
+}
+
 int it_count_lines(const char *s)
 {
     int n = 0;
@@ -764,6 +791,29 @@ void it_amqp_delete_rejected(it_amqp_t *a, const char *exchange)
     /* exchange.delete of a missing exchange is fine in RabbitMQ 3.10. */
     amqp_exchange_delete(a->conn, 1, amqp_cstring_bytes(name), 0);
     amqp_get_rpc_reply(a->conn);
+}
+
+int it_amqp_tap(it_amqp_t *a, const char *url, const char *exchange)
+{
+    if (it_amqp_open(a, url) != 0)
+        return -1;
+    return it_amqp_queue(a, exchange, 0, false) == 0 && it_amqp_consume(a) == 0 ? 0 : -1;
+}
+
+int it_amqp_declare_dlx(it_amqp_t *a, const char *dlx)
+{
+    amqp_exchange_declare(a->conn, 1, amqp_cstring_bytes(dlx), amqp_cstring_bytes("direct"), 0, 1,
+                          0, 0, amqp_empty_table);
+    return it_amqp_check(a->conn, amqp_get_rpc_reply(a->conn), "exchange.declare (dead letters)");
+}
+
+int it_amqp_declare_rejected(it_amqp_t *a, const char *exchange)
+{
+    char name[300];
+    snprintf(name, sizeof name, "%s.rejected", exchange);
+    amqp_exchange_declare(a->conn, 1, amqp_cstring_bytes(name), amqp_cstring_bytes("fanout"), 0, 1,
+                          0, 0, amqp_empty_table);
+    return it_amqp_check(a->conn, amqp_get_rpc_reply(a->conn), "exchange.declare (rejected)");
 }
 
 int it_amqp_queue(it_amqp_t *a, const char *exchange, long max_length, bool reject_publish)

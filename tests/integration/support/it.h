@@ -94,6 +94,16 @@ void it_proc_kill(it_proc_t *p);
 char *it_proc_output(const it_proc_t *p);
 /* Number of lines in s (a trailing text without '\n' counts as one). */
 int it_count_lines(const char *s);
+/* Prints the child's log on stderr between "---- <what> (<log path>) ----"
+ * and "---- end ----" (what NULL: the path alone), for a failing test to
+ * show what the child said. */
+void it_proc_dump(const it_proc_t *p, const char *what);
+/* Waits up to timeout_ms for marker to appear in the child's log (the
+ * moment a daemon says it is ready: "msg=consuming", "streaming from
+ * replication slot").  Returns 0 once it does, or -1 when the child ended
+ * without it or the time ran out; prints nothing, the caller decides what
+ * a failure shows. */
+int it_proc_wait_log(it_proc_t *p, const char *marker, int timeout_ms);
 
 double it_now_ms(void);
 void it_sleep_ms(int ms);
@@ -161,6 +171,13 @@ int it_amqp_delete_exchange(it_amqp_t *a, const char *exchange);
 /* Deletes the connector's rejected exchange beside exchange
  * (<exchange>.rejected), if it exists. */
 void it_amqp_delete_rejected(it_amqp_t *a, const char *exchange);
+/* Declares dlx as an administrator declares a dead-letter exchange for
+ * `hms-sync consume` (durable, direct): consume only checks that it
+ * exists. */
+int it_amqp_declare_dlx(it_amqp_t *a, const char *dlx);
+/* Declares <exchange>.rejected as the connector does (durable, fanout), so
+ * that a queue can be bound to it before the first change is rejected. */
+int it_amqp_declare_rejected(it_amqp_t *a, const char *exchange);
 /* Declares an exclusive, auto-delete, server-named queue bound to exchange
  * with '#'.  max_length > 0 adds x-max-length, and reject_publish adds
  * x-overflow=reject-publish.  Does not consume (see it_amqp_consume). */
@@ -171,6 +188,9 @@ int it_amqp_bind(it_amqp_t *a, const char *exchange);
 long it_amqp_ready(it_amqp_t *a);
 /* Starts basic.consume with manual ack and a prefetch of 1000. */
 int it_amqp_consume(it_amqp_t *a);
+/* it_amqp_open, it_amqp_queue (no limit) and it_amqp_consume in one: a tap
+ * that sees a copy of everything published to exchange from now on. */
+int it_amqp_tap(it_amqp_t *a, const char *url, const char *exchange);
 /* Waits up to timeout_ms for one delivery; 1 = got one into m (free with
  * it_msg_free after use), 0 = timeout, -1 = error.  Acks the message. */
 int it_amqp_get(it_amqp_t *a, int timeout_ms, it_msg_t *m);
@@ -284,16 +304,21 @@ int it_http_get(const char *host, int port, const char *path, char *body, size_t
 
 /* ---- the program's main ---- */
 
+struct it_subdb; /* it_sub.h */
+
 /* What an integration program runs, in order: `offline` (tests that need no
  * server; they run even when the servers are missing), then it_env_init
- * into env, source, setup, `suite`, teardown and it_env_cleanup.  The
- * pointers are the program's own statics; it_main keeps none of them. */
+ * into env, source, sub, setup, `suite`, teardown, sub's drop and
+ * it_env_cleanup.  The pointers are the program's own statics; it_main
+ * keeps none of them. */
 typedef struct {
     const char *name;        /* "stream": messages, and the scratch database's name */
     Suite *(*suite)(void);   /* the tests that need the servers */
     it_env_t *env;           /* NULL: the program makes its own databases and
                                 needs only HMS_TEST_PG (setup reads it) */
     char **source;           /* optional: set to it_env_source(env); freed at the end */
+    struct it_subdb *sub;    /* optional, with env: a subscriber database made by
+                                it_subdb_create before setup, dropped after teardown */
     Suite *(*offline)(void); /* optional */
     int (*setup)(void);      /* optional: 0, IT_SKIP (through it_missing) or -1 */
     void (*teardown)(void);  /* optional: runs whenever setup ran, even if it failed */
@@ -305,6 +330,12 @@ typedef struct {
  * servers are not configured, nor required, and no offline test failed;
  * 1 otherwise. */
 int it_main(const it_main_t *m);
+
+/* Adds to s a TCase `name` of the one test, with the checked fixture
+ * setup/teardown (either may be NULL) and a timeout of timeout_s seconds:
+ * the shape most programs give each of their tests. */
+void it_tcase(Suite *s, const char *name, void (*setup)(void), void (*teardown)(void),
+              double timeout_s, const TTest *test);
 
 /* An integration program's whole main: IT_MAIN(.name = "stream", .env =
  * &g_env, .suite = stream_suite), with any other it_main_t member. */

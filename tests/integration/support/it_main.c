@@ -1,7 +1,9 @@
 /* it_main.c -- the main of every integration program (see it.h): the
  * server-less tests, the scratch environment, the program's own setup, the
- * tests and the cleanup, in the one order the exit status depends on. */
+ * tests and the cleanup, in the one order the exit status depends on; and
+ * the one-test TCase most programs build their suite from. */
 #include "it.h"
+#include "it_sub.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -44,6 +46,23 @@ static int it_main_tests(const it_main_t *m, int *failed)
     return rc;
 }
 
+/* it_main_tests with the subscriber database made before and dropped
+ * after, when the program asks for one. */
+static int it_main_sub(const it_main_t *m, int *failed)
+{
+    if (m->sub == NULL)
+        return it_main_tests(m, failed);
+    char tag[96];
+    snprintf(tag, sizeof tag, "%s-migrate-subscriber", m->name);
+    int rc = it_subdb_create(m->env, m->sub, tag);
+    if (rc == 0)
+        rc = it_main_tests(m, failed);
+    else
+        fprintf(stderr, "it: %s: no subscriber database\n", m->name);
+    it_subdb_drop(m->sub);
+    return rc;
+}
+
 int it_main(const it_main_t *m)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -54,7 +73,7 @@ int it_main(const it_main_t *m)
     int failed = m->offline ? hms_check_run(m->offline()) : 0;
     int rc = it_main_env(m);
     if (rc == 0) {
-        rc = it_main_tests(m, &failed);
+        rc = it_main_sub(m, &failed);
         if (m->env)
             it_env_cleanup(m->env);
         if (m->source) {
@@ -65,4 +84,15 @@ int it_main(const it_main_t *m)
     if (rc == IT_SKIP && failed == 0)
         return IT_SKIP;
     return rc == 0 && failed == 0 ? 0 : 1;
+}
+
+void it_tcase(Suite *s, const char *name, void (*setup)(void), void (*teardown)(void),
+              double timeout_s, const TTest *test)
+{
+    TCase *tc = tcase_create(name);
+    if (setup != NULL || teardown != NULL)
+        tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, timeout_s);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
 }

@@ -1,9 +1,10 @@
 # bench/lib.sh -- what every benchmark script shares: settings, servers and binaries, the database
 # and topology, helpers, the measurements more than one stage makes, clean-up and the report.
-# Sourced, not run.  Each stage script (drain.sh, memory.sh, live.sh, snapshot.sh, callgrind.sh) defines
-# STAGE_stage (its measurements), STAGE_results (its part of the JSON) and STAGE_table (its rows
-# of the table) and ends in bench_alone, so it runs alone; bench/run.sh sources them all and
-# calls bench_main once, so that they share one set-up, one table and one JSON.
+# Sourced, not run.  Each stage script (drain.sh, memory.sh, live.sh, snapshot.sh, callgrind.sh,
+# validate.sh) defines STAGE_stage (its measurements), STAGE_results (its part of the JSON) and
+# STAGE_table (its rows of the table) and ends in bench_alone, so it runs alone; bench/run.sh
+# sources them all and calls bench_main once, so that they share one set-up, one table and one
+# JSON.
 #
 # Settings (environment; the smoke mode's defaults in brackets):
 #   HMS_BENCH_N            events per backlog case (200000 [2000])
@@ -20,8 +21,11 @@
 #   HMS_BENCH_SNAPSHOT_RATE   live commits per second while it does (1000)
 #   HMS_BENCH_SNAPSHOT_CHUNK  the connector's --snapshot_chunk (its default)
 #   HMS_BENCH_CALLGRIND_ITER  harness passes for callgrind (2000 [50]); 0 skips callgrind
-#   HMS_BENCH_STAGES       which stages bench/run.sh runs ("drain memory live snapshot callgrind"); a stage
-#                          script runs its own stage whatever this says
+#   HMS_BENCH_VALIDATE_N   the validate stage's events per native round, 5 rounds [3] (200000 [2000])
+#   HMS_BENCH_VALIDATE_CG  its events per side under callgrind, over a run of one (1000 [100]); 0 skips
+#                          the instruction counts
+#   HMS_BENCH_STAGES       which stages bench/run.sh runs ("drain memory live snapshot callgrind
+#                          validate"); a stage script runs its own stage whatever this says
 #   HMS_BENCH_WINDOW       unconfirmed messages in flight, connector and ceiling (1000)
 #   HMS_BENCH_POLL_MS      how often the slot position is sampled (10)
 #   HMS_BENCH_TIMEOUT      longest a single measurement may take, seconds (900)
@@ -38,7 +42,7 @@ BENCH_LIB=${BASH_SOURCE[0]}
 ROOT=$(cd "$(dirname "$BENCH_LIB")/.." && pwd)
 # The order the stages run in when one run holds several: the live stage's broker ceiling uses
 # the event size the drain stage measured, when it ran first.
-BENCH_ORDER="drain memory live snapshot callgrind"
+BENCH_ORDER="drain memory live snapshot callgrind validate"
 # Names the log lines and the results file: run.sh writes run-<UTC>.json, drain.sh drain-<UTC>.json.
 BENCH_NAME=$(basename "$0" .sh)
 
@@ -68,11 +72,13 @@ bench_settings() { # [--smoke]
         exit 2
         ;;
     esac
-    local d_n d_reps d_mem d_big d_live d_burst d_cg d_snap v c r t
+    local d_n d_reps d_mem d_big d_live d_burst d_cg d_snap d_vn d_vr d_vcg v c r t
     if [ "$SMOKE" = 1 ]; then
         d_n=2000 d_reps=1 d_mem=2 d_big=20000 d_live=3 d_burst=2 d_cg=50 d_snap=20000
+        d_vn=2000 d_vr=3 d_vcg=100
     else
         d_n=200000 d_reps=3 d_mem=5 d_big=1000000 d_live=20 d_burst=5 d_cg=2000 d_snap=1000000
+        d_vn=200000 d_vr=5 d_vcg=1000
     fi
     N=${HMS_BENCH_N:-$d_n}
     REPS=${HMS_BENCH_REPS:-$d_reps}
@@ -83,6 +89,9 @@ bench_settings() { # [--smoke]
     LIVE_S=${HMS_BENCH_LIVE_S:-$d_live}
     BURST_S=${HMS_BENCH_BURST_S:-$d_burst}
     CG_ITER=${HMS_BENCH_CALLGRIND_ITER:-$d_cg}
+    VAL_N=${HMS_BENCH_VALIDATE_N:-$d_vn}
+    VAL_ROUNDS=$d_vr
+    VAL_CG=${HMS_BENCH_VALIDATE_CG:-$d_vcg}
     SNAP_ROWS=${HMS_BENCH_SNAPSHOT_ROWS:-$d_snap}
     SNAP_RATE=${HMS_BENCH_SNAPSHOT_RATE:-1000}
     SNAP_CHUNK=${HMS_BENCH_SNAPSHOT_CHUNK:-}
@@ -95,10 +104,11 @@ bench_settings() { # [--smoke]
     ROUTING_KEY=incident.created.north # as long as a real event's key
     PUBLICATION=hms_sync_incidents
 
-    for v in N REPS MEM_FACTOR BIG_TX LIVE_S BURST_S SNAP_ROWS SNAP_RATE WINDOW POLL_MS TIMEOUT_S; do
+    for v in N REPS MEM_FACTOR BIG_TX LIVE_S BURST_S SNAP_ROWS SNAP_RATE WINDOW POLL_MS TIMEOUT_S VAL_N; do
         [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
     done
     [[ $CG_ITER =~ ^[0-9]+$ ]] || die "HMS_BENCH_CALLGRIND_ITER must be a number, not '$CG_ITER'"
+    [[ $VAL_CG =~ ^[0-9]+$ ]] || die "HMS_BENCH_VALIDATE_CG must be a number, not '$VAL_CG'"
     [[ $SNAP_CHUNK =~ ^([1-9][0-9]*)?$ ]] || die "HMS_BENCH_SNAPSHOT_CHUNK must be a number, not '$SNAP_CHUNK'"
     for c in $CASES; do
         [[ $c =~ ^[a-z0-9_]+:[1-9][0-9]*$ ]] || die "HMS_BENCH_CASES: '$c' is not NAME:ROWS_PER_TRANSACTION"
@@ -148,29 +158,32 @@ bench_binaries() {
     log "building in $BUILD"
     if [ -z "$BIN" ]; then
         { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release &&
-            cmake --build "$BUILD" -j2 --target hms-sync hms_core; } >"$WORK/build.log" 2>&1 ||
+            cmake --build "$BUILD" -j2 --target hms-sync hms_core hms_common; } >"$WORK/build.log" 2>&1 ||
             die "building hms-sync failed; see $WORK/build.log"
         BIN=$BUILD/hms-sync
     else
         { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release &&
-            cmake --build "$BUILD" -j2 --target hms_core; } >"$WORK/build.log" 2>&1 ||
-            die "building hms_core failed; see $WORK/build.log"
+            cmake --build "$BUILD" -j2 --target hms_core hms_common; } >"$WORK/build.log" 2>&1 ||
+            die "building hms_core and hms_common failed; see $WORK/build.log"
     fi
     [ -x "$BIN" ] || die "HMS_BENCH_BIN: $BIN is not an executable"
     # The tools are compiled here, not through CMake, so the scripts work whatever
-    # bench/CMakeLists.txt holds; the harness links the Release build's core library, the code the
+    # bench/CMakeLists.txt holds; the harnesses link the Release build's libraries, the code the
     # connector runs.
     mkdir -p "$BUILD/bench"
     local cflags="-std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter"
     CEIL=$BUILD/bench/hms_publish_ceiling
     CONSUMER=$BUILD/bench/hms_latency_consumer
     HARNESS=$BUILD/bench/hms_decode_encode
+    VALIDATE=$BUILD/bench/hms_validate_cost
     # shellcheck disable=SC2086,SC2046
     {
         gcc $cflags -o "$CEIL" "$ROOT/bench/publish_ceiling.c" $(pkg-config --cflags --libs librabbitmq) &&
             gcc $cflags -o "$CONSUMER" "$ROOT/bench/latency_consumer.c" $(pkg-config --cflags --libs librabbitmq) &&
             gcc $cflags -I"$ROOT/src" -o "$HARNESS" "$ROOT/bench/decode_encode.c" "$BUILD/libhms_core.a" \
-                $(pkg-config --libs json-c inih) -lm
+                $(pkg-config --libs json-c inih) -lm &&
+            gcc $cflags -I"$ROOT/src" -o "$VALIDATE" "$ROOT/bench/validate_cost.c" "$BUILD/libhms_common.a" \
+                "$BUILD/libhms_core.a" $(pkg-config --libs json-c inih libpq librabbitmq openssl) -lm
     } >>"$WORK/build.log" 2>&1 || die "compiling the bench tools failed; see $WORK/build.log"
 }
 
@@ -559,7 +572,7 @@ bench_report() { # STAGE...
                       mem_factor: $mem_factor, big_tx: $big_tx, rates: $rates, live_seconds: $live_s,
                       snapshot_rows: $snap_rows, snapshot_live_rate: $snap_rate,
                       snapshot_chunk: (if $snap_chunk == "" then null else ($snap_chunk | tonumber) end)},
-           backlog: [], memory: [], live: [], live_ceiling: null, snapshot: null, callgrind: null,
+           backlog: [], memory: [], live: [], live_ceiling: null, snapshot: null, callgrind: null, validate: null,
            runs: $runs}
         | reduce $parts[] as $part (.; . + $part)' "$RUNS" >"$RESULT"
 

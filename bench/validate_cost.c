@@ -3,7 +3,11 @@
  * queues an event (hms_cval_check_outgoing: parse, envelope and data schema), in alternating
  * rounds, and prints one JSON line with nanoseconds per event for each and their ratio.
  *
- *   hms_validate_cost [--events N] [--rounds R]      defaults 200000 and 5
+ *   hms_validate_cost [--events N] [--rounds R] [--mode encode|validate]
+ *
+ * N and R default to 200000 and 5.  --mode runs one side only, encode alone or encode and the
+ * check, and prints {"mode":...,"events":N,"rounds":R,"event_bytes":B,"ns":...}: under
+ * callgrind, where each side is counted in a run of its own (bench/validate.sh).
  *
  * The row is a typical incident (an 800-byte event, as the drain benchmark's); each side's
  * figure is the median of its rounds. */
@@ -66,14 +70,23 @@ int main(int argc, char **argv)
 {
     long n = 200000;
     int rounds = 5;
+    const char *mode = NULL; /* both sides, alternating */
+    bool bad = argc % 2 == 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--events") == 0)
             n = atol(argv[i + 1]);
         else if (strcmp(argv[i], "--rounds") == 0)
             rounds = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--mode") == 0)
+            mode = argv[i + 1];
+        else
+            bad = true;
     }
-    if (n <= 0 || rounds <= 0 || rounds > 99) {
-        fprintf(stderr, "usage: hms_validate_cost [--events N] [--rounds R]\n");
+    if (mode != NULL && strcmp(mode, "encode") != 0 && strcmp(mode, "validate") != 0)
+        bad = true;
+    if (bad || n <= 0 || rounds <= 0 || rounds > 99) {
+        fprintf(stderr,
+                "usage: hms_validate_cost [--events N] [--rounds R] [--mode encode|validate]\n");
         return 2;
     }
     hms_err_t err;
@@ -110,6 +123,19 @@ int main(int argc, char **argv)
         hms_encoder_encode(enc, &tx, &m, &ev, &err);
         size = ev.body.len;
         hms_event_free(&ev);
+    }
+    if (mode != NULL) {
+        bool check = strcmp(mode, "validate") == 0;
+        double *ns = check ? chk_ns : enc_ns;
+        for (int r = 0; r < rounds; r++)
+            if ((ns[r] = round_ns(enc, check ? val : NULL, &m, n)) < 0)
+                return 1;
+        qsort(ns, (size_t)rounds, sizeof(double), cmp);
+        printf("{\"mode\":\"%s\",\"events\":%ld,\"rounds\":%d,\"event_bytes\":%zu,\"ns\":%.0f}\n",
+               mode, n, rounds, size, ns[rounds / 2]);
+        hms_encoder_free(enc);
+        hms_cval_free(val);
+        return 0;
     }
     for (int r = 0; r < rounds; r++) {
         /* Alternate which side goes first, so drift in the machine's load

@@ -122,7 +122,9 @@ const hms_config_setting_t hms_config_settings[] = {
      0, 0, NULL, "rows per snapshot chunk",
      "A snapshot reads the table in chunks of this many rows, in key order, each published "
      "between two changes of the stream.  Memory grows with it (one chunk is held at a "
-     "time); a larger chunk means fewer round trips and watermarks."},
+     "time); a larger chunk means fewer round trips and watermarks.  While live changes "
+     "flow, chunks are smaller (at most 32 rows) and paced, so that a change never waits "
+     "behind more than a few milliseconds of snapshot rows."},
     {"slot_wait", HMS_CONFIG_T_DURATION, OFF(slot_wait_ms), "30s", 0, HMS_CONFIG_HOUR, NULL,
      HMS_CMD_RUN, 0, 0, NULL, "how long run waits for a slot held by another process",
      "After a crash the old walsender may hold the slot for a while; run retries for this "

@@ -24,6 +24,18 @@
 #define PRENOTE_LIMIT 65536
 /* Chunks published and awaiting the broker, most at once. */
 #define INFLIGHT_MAX 64
+/* Pacing.  A live change committed after a chunk's watermark is published
+ * after the chunk's rows, so while the stream carries changes (one within
+ * LIVE_MS) a chunk is at most LIVE_CHUNK_ROWS rows, and the next is read
+ * only once the last is confirmed and as long again has passed: a change
+ * then waits behind a few milliseconds of snapshot rows at most, and the
+ * snapshot takes about half of the time of the broker and the database.
+ * Alone, chunks are snapshot_chunk rows and up to IDLE_CHUNKS of them may be
+ * unconfirmed, which keeps the broker busy. */
+#define LIVE_MS 1000
+#define LIVE_CHUNK_ROWS 32
+#define IDLE_CHUNKS 4
+#define PAUSE_MAX_MS 1000
 
 typedef enum {
     OP_NONE,
@@ -64,6 +76,9 @@ struct hms_snapshot {
     unsigned op_epoch;
     int backoff_ms;
     int64_t retry_at_ms, next_find_ms;
+    int64_t live_at_ms;     /* when the stream last carried a change of the table; 0: never */
+    int64_t select_at_ms;   /* when the last chunk's SELECT was sent */
+    int64_t pause_until_ms; /* while live: no chunk before; 0: not yet set */
 
     /* The request being served ("" when none). */
     char id[64];
@@ -260,7 +275,7 @@ int hms_snapshot_fd(const hms_snapshot_t *s, short *events, int64_t *deadline_ms
         return -1;
     }
     if (s->op == OP_NONE) {
-        *deadline_ms = s->id[0] == '\0' ? s->next_find_ms : 0;
+        *deadline_ms = s->id[0] == '\0' ? s->next_find_ms : s->pause_until_ms;
         return -1;
     }
     *events = (short)(POLLIN | (s->flushing ? POLLOUT : 0));
@@ -271,6 +286,7 @@ int hms_snapshot_fd(const hms_snapshot_t *s, short *events, int64_t *deadline_ms
 
 void hms_snapshot_note_key(hms_snapshot_t *s, const char *key, size_t len)
 {
+    s->live_at_ms = hms_clock_ms();
     if (s->chunk == CH_READING) {
         if (!s->overflow && hms_keyset_put(&s->prenoted, key, len, 0) != HMS_OK)
             s->overflow = true;
@@ -428,6 +444,17 @@ static void start_start(hms_snapshot_t *s, int64_t now_ms)
     free(cbuf);
 }
 
+static bool live(const hms_snapshot_t *s, int64_t now_ms)
+{
+    return s->live_at_ms != 0 && now_ms - s->live_at_ms < LIVE_MS;
+}
+
+/* Rows the next chunk reads (see LIVE_CHUNK_ROWS). */
+static int chunk_limit(const hms_snapshot_t *s, int64_t now_ms)
+{
+    return live(s, now_ms) && s->chunk_rows > LIVE_CHUNK_ROWS ? LIVE_CHUNK_ROWS : s->chunk_rows;
+}
+
 static void start_select(hms_snapshot_t *s, int64_t now_ms)
 {
     size_t n = (s->where ? strlen(s->where) : 0) + 600;
@@ -438,18 +465,21 @@ static void start_select(hms_snapshot_t *s, int64_t now_ms)
         lose_connection(s, "out of memory", now_ms);
         return;
     }
+    int limit = chunk_limit(s, now_ms);
     /* Keyset pagination on the primary key: each chunk starts where the
      * last one ended, so a chunk costs the same at any depth. */
     /* The key's parameter is left untyped: PostgreSQL gives it the key
      * column's type. */
     if (s->resume_null)
         snprintf(sql, n, "SELECT * FROM %s.%s WHERE %s ORDER BY %s LIMIT %d", s->cap->schema,
-                 s->cap->table, condition(s, cbuf, n), s->cap->key_column, s->chunk_rows);
+                 s->cap->table, condition(s, cbuf, n), s->cap->key_column, limit);
     else
         snprintf(sql, n, "SELECT * FROM %s.%s WHERE %s > $1 AND %s ORDER BY %s LIMIT %d",
                  s->cap->schema, s->cap->table, s->cap->key_column, condition(s, cbuf, n),
-                 s->cap->key_column, s->chunk_rows);
+                 s->cap->key_column, limit);
     const char *params[] = {s->resume_key};
+    s->select_at_ms = now_ms;
+    s->pause_until_ms = 0;
     if (send(s, OP_SELECT, sql, s->resume_null ? 0 : 1, params, now_ms)) {
         /* From now on every key the stream carries may be newer than the
          * row the SELECT reads. */
@@ -726,11 +756,7 @@ static bool collect(hms_snapshot_t *s, int64_t now_ms)
     return true;
 }
 
-/* Snapshot rows published and not yet confirmed by the broker.  A live
- * change committed after a chunk's watermark is published after the
- * chunk's rows, so the next chunk is read only once less than a chunk is
- * unconfirmed: a change then waits behind two chunks at most, however
- * large the table. */
+/* Snapshot rows published and not yet confirmed by the broker. */
 static long unconfirmed_rows(const hms_snapshot_t *s, uint64_t flush_lsn)
 {
     long n = 0;
@@ -768,9 +794,22 @@ static void next_step(hms_snapshot_t *s, uint64_t flush_lsn, int64_t now_ms)
         start_start(s, now_ms);
         return;
     }
-    if (s->chunk != CH_NONE || s->ninflight >= INFLIGHT_MAX ||
-        unconfirmed_rows(s, flush_lsn) >= (long)s->chunk_rows)
+    long unconfirmed = unconfirmed_rows(s, flush_lsn);
+    if (s->chunk != CH_NONE || s->ninflight >= INFLIGHT_MAX)
         return;
+    if (live(s, now_ms)) {
+        if (unconfirmed > 0)
+            return;
+        /* As long as the last chunk took, a second at most. */
+        if (s->pause_until_ms == 0 && s->select_at_ms != 0)
+            s->pause_until_ms =
+                now_ms +
+                (now_ms - s->select_at_ms < PAUSE_MAX_MS ? now_ms - s->select_at_ms : PAUSE_MAX_MS);
+        if (now_ms < s->pause_until_ms)
+            return;
+    } else if (unconfirmed >= (long)s->chunk_rows * IDLE_CHUNKS) {
+        return;
+    }
     if (s->checked) {
         s->checked = false;
         start_select(s, now_ms);

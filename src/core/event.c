@@ -607,13 +607,20 @@ static void put_event_id(hms_event_t *ev, const hms_txctx_t *tx)
     ev->id[n + sizeof ord - k] = '\0';
 }
 
+/* Empties ev: no id, body, routing key or queue. */
+static void event_clear(hms_event_t *ev)
+{
+    ev->id[0] = '\0';
+    hms_buf_reset(&ev->body);
+    hms_buf_reset(&ev->routing_key);
+    hms_buf_reset(&ev->queue);
+}
+
 /* Empties ev and writes its id, then the commit time as RFC 3339 into ts
  * and as Unix seconds into ev->time_unix. */
 static hms_status_t event_start(hms_event_t *ev, const hms_txctx_t *tx, char *ts, hms_err_t *err)
 {
-    hms_buf_reset(&ev->body);
-    hms_buf_reset(&ev->routing_key);
-    hms_buf_reset(&ev->queue);
+    event_clear(ev);
     ev->type = NULL;
     ev->time_unix = 0;
     /* The id first, so that every later error can name the event. */
@@ -737,10 +744,7 @@ hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
     char ts[HMS_PGVALUE_RFC3339_LEN + 1];
 
     *nparts = 1;
-    ev->id[0] = '\0';
-    hms_buf_reset(&ev->body);
-    hms_buf_reset(&ev->routing_key);
-    hms_buf_reset(&ev->queue);
+    event_clear(ev);
     ev->type = NULL;
     ev->time_unix = 0;
     if (msg->kind != HMS_PGO_INSERT && msg->kind != HMS_PGO_UPDATE && msg->kind != HMS_PGO_DELETE)
@@ -833,10 +837,7 @@ hms_status_t hms_encoder_encode_snapshot(hms_encoder_t *e, const hms_txctx_t *tx
     relinfo_t *ri;
     hms_status_t st;
     char ts[HMS_PGVALUE_RFC3339_LEN + 1];
-    ev->id[0] = '\0';
-    hms_buf_reset(&ev->body);
-    hms_buf_reset(&ev->routing_key);
-    hms_buf_reset(&ev->queue);
+    event_clear(ev);
     if ((st = relinfo_get(e, rel, &ri)) != HMS_OK)
         return hms_err_set(err, st, "encoder: out of memory describing a snapshot's columns");
     if (ri == NULL)

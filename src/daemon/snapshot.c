@@ -421,17 +421,29 @@ static void start_find(hms_snapshot_t *s, int64_t now_ms)
          1, params, now_ms);
 }
 
+/* Room for a statement that holds the request's condition, and for the
+ * condition itself (*n bytes each); false (the connection given up) when
+ * out of memory. */
+static bool statement_buffers(hms_snapshot_t *s, char **sql, char **cbuf, size_t *n, int64_t now_ms)
+{
+    *n = (s->where ? strlen(s->where) : 0) + strlen(s->cap->schema) + strlen(s->cap->table) +
+         strlen(s->cap->key_column) * 2 + 600;
+    *sql = malloc(*n);
+    *cbuf = malloc(*n);
+    if (*sql != NULL && *cbuf != NULL)
+        return true;
+    free(*sql);
+    free(*cbuf);
+    lose_connection(s, "out of memory", now_ms);
+    return false;
+}
+
 static void start_start(hms_snapshot_t *s, int64_t now_ms)
 {
-    size_t n =
-        (s->where ? strlen(s->where) : 0) + strlen(s->cap->schema) + strlen(s->cap->table) + 600;
-    char *sql = malloc(n), *cbuf = malloc(n);
-    if (sql == NULL || cbuf == NULL) {
-        free(sql);
-        free(cbuf);
-        lose_connection(s, "out of memory", now_ms);
+    char *sql, *cbuf;
+    size_t n;
+    if (!statement_buffers(s, &sql, &cbuf, &n, now_ms))
         return;
-    }
     snprintf(sql, n,
              "UPDATE hms_sync.snapshots SET state = 'running', started_at = coalesce(started_at, "
              "now()), updated_at = now(), rows_total = coalesce(rows_total, (SELECT count(*) FROM "
@@ -457,14 +469,10 @@ static int chunk_limit(const hms_snapshot_t *s, int64_t now_ms)
 
 static void start_select(hms_snapshot_t *s, int64_t now_ms)
 {
-    size_t n = (s->where ? strlen(s->where) : 0) + 600;
-    char *sql = malloc(n), *cbuf = malloc(n);
-    if (sql == NULL || cbuf == NULL) {
-        free(sql);
-        free(cbuf);
-        lose_connection(s, "out of memory", now_ms);
+    char *sql, *cbuf;
+    size_t n;
+    if (!statement_buffers(s, &sql, &cbuf, &n, now_ms))
         return;
-    }
     int limit = chunk_limit(s, now_ms);
     /* Keyset pagination on the primary key: each chunk starts where the
      * last one ended, so a chunk costs the same at any depth. */

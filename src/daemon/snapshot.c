@@ -27,14 +27,16 @@
 /* Pacing.  A live change committed after a chunk's watermark is published
  * after the chunk's rows, so while the stream carries changes (one within
  * LIVE_MS) a chunk is at most LIVE_CHUNK_ROWS rows, and the next is read
- * only once the last is confirmed and as long again has passed: a change
- * then waits behind a few milliseconds of snapshot rows at most, and the
- * snapshot takes about half of the time of the broker and the database.
+ * only once the last is confirmed and PAUSE_FACTOR times as long as it took
+ * has passed: a change then waits behind a few milliseconds of snapshot
+ * rows at most, and the snapshot's statements, watermark commits and
+ * publishes take about a quarter of the time.
  * Alone, chunks are snapshot_chunk rows and up to IDLE_CHUNKS of them may be
  * unconfirmed, which keeps the broker busy. */
 #define LIVE_MS 1000
 #define LIVE_CHUNK_ROWS 32
 #define IDLE_CHUNKS 4
+#define PAUSE_FACTOR 3
 #define PAUSE_MAX_MS 1000
 
 typedef enum {
@@ -527,9 +529,9 @@ static void start_progress(hms_snapshot_t *s, uint64_t flush_lsn, int64_t now_ms
     snprintf(chunks, sizeof(chunks), "%d", s->to_record_chunks);
     const char *params[] = {s->id, rows, s->to_record_key, chunks};
     send(s, OP_PROGRESS,
-         "UPDATE hms_sync.snapshots SET rows_done = rows_done + $2::bigint, last_key = $3, "
-         "chunks_done = chunks_done + $4::bigint, updated_at = now() WHERE id = $1 AND state = "
-         "'running'",
+         "UPDATE hms_sync.snapshots SET rows_done = rows_done + $2::bigint, rows_total = "
+         "greatest(rows_total, rows_done + $2::bigint), last_key = $3, chunks_done = chunks_done "
+         "+ $4::bigint, updated_at = now() WHERE id = $1 AND state = 'running'",
          4, params, now_ms);
 }
 
@@ -716,6 +718,10 @@ static void take_result(hms_snapshot_t *s, op_t op, PGresult *res, int64_t now_m
     case OP_PROGRESS:
         if (ok) {
             s->rows_done += s->to_record_rows;
+            /* The total was counted at the start; rows inserted since and
+             * read too raise it, so progress never passes 100%. */
+            if (s->rows_total >= 0 && s->rows_done > s->rows_total)
+                s->rows_total = s->rows_done;
             if (hms_log_enabled(HMS_LOG_DEBUG)) {
                 char d[24];
                 snprintf(d, sizeof(d), "%lld", (long long)s->rows_done);
@@ -808,11 +814,12 @@ static void next_step(hms_snapshot_t *s, uint64_t flush_lsn, int64_t now_ms)
     if (live(s, now_ms)) {
         if (unconfirmed > 0)
             return;
-        /* As long as the last chunk took, a second at most. */
-        if (s->pause_until_ms == 0 && s->select_at_ms != 0)
-            s->pause_until_ms =
-                now_ms +
-                (now_ms - s->select_at_ms < PAUSE_MAX_MS ? now_ms - s->select_at_ms : PAUSE_MAX_MS);
+        /* PAUSE_FACTOR times as long as the last chunk took, a second at
+         * most. */
+        if (s->pause_until_ms == 0 && s->select_at_ms != 0) {
+            int64_t pause = (now_ms - s->select_at_ms) * PAUSE_FACTOR;
+            s->pause_until_ms = now_ms + (pause < PAUSE_MAX_MS ? pause : PAUSE_MAX_MS);
+        }
         if (now_ms < s->pause_until_ms)
             return;
     } else if (unconfirmed >= (long)s->chunk_rows * IDLE_CHUNKS) {

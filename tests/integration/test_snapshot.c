@@ -295,7 +295,10 @@ START_TEST(test_initial_snapshot_under_load)
             it_proc_dump(&E.conn, NULL);
             ck_abort_msg("snapshot did not finish: %s", st);
         }
-        it_sleep_ms(5);
+        /* Writes come in bursts of about half a second with a quiet
+         * second and a bit between them: the snapshot then runs both ways,
+         * paced while changes flow and at full speed in between. */
+        it_sleep_ms(writes % 50 == 0 ? 1200 : 5);
     }
     /* Some more changes after it, then everything settles. */
     for (int i = 0; i < 20; i++)

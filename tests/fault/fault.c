@@ -939,8 +939,7 @@ static void scenario_poison(void)
     bool running = it_proc_wait(&S.conn, 0) < 0;
     int rejected = count_in_log(&S.conn, "change rejected");
     if (!passed || !running || rejected < 1)
-        note(&S,
-             "FAIL: updated_at=infinity: slot %s the row, connector %s, %d rejections logged",
+        note(&S, "FAIL: updated_at=infinity: slot %s the row, connector %s, %d rejections logged",
              passed ? "passed" : "did not pass", running ? "running" : "exited", rejected);
     else
         note(&S,

@@ -146,7 +146,8 @@ hms_schema_t *hms_schema_from_json(json_object *doc, hms_err_t *err)
     }
     if (prepare(s, s->doc, 0, err) != HMS_OK)
         goto fail;
-    qsort(s->nodes, s->nnodes, sizeof(*s->nodes), node_cmp);
+    if (s->nnodes > 1) /* a boolean schema has none, and qsort wants an array */
+        qsort(s->nodes, s->nnodes, sizeof(*s->nodes), node_cmp);
     return s;
 fail:
     json_object_put(doc);

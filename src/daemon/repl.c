@@ -12,8 +12,8 @@
 #include "common/pgconn.h"
 #include "core/lsn.h"
 #include "core/pgoutput.h"
+#include "core/snapsql.h"
 #include "core/walproto.h"
-#include "daemon/snapshot.h"
 
 /* Every value's text form must be unambiguous for the encoder (repl.h). */
 #define SESSION_OPTIONS                                                                            \
@@ -262,13 +262,13 @@ done:
  * a slot only runs once the slot exists). */
 static hms_status_t request_initial_snapshot(hms_repl_t *r, hms_err_t *err)
 {
-    char sql[600];
     char *lit = PQescapeLiteral(r->conn, r->opts.slot, strlen(r->opts.slot));
-    if (lit == NULL)
-        return hms_err_set(err, HMS_ERR_NOMEM, "pg: out of memory");
-    hms_snapshot_initial_sql(lit, sql, sizeof(sql));
+    char *sql = lit != NULL ? hms_snapsql_initial(lit) : NULL;
     PQfreemem(lit);
+    if (sql == NULL)
+        return hms_err_set(err, HMS_ERR_NOMEM, "pg: out of memory");
     PGresult *res = query(r, sql, PGRES_COMMAND_OK, err, "requesting the initial snapshot");
+    free(sql);
     if (res == NULL) {
         char why[sizeof(err->msg)];
         snprintf(why, sizeof(why), "%s", err->msg);

@@ -16,6 +16,7 @@
 #include "core/buf.h"
 #include "core/keyset.h"
 #include "core/lsn.h"
+#include "core/snapsql.h"
 
 /* How often an idle connector looks for a new request. */
 #define FIND_INTERVAL_MS 1000
@@ -24,6 +25,11 @@
 #define PRENOTE_LIMIT 65536
 /* Chunks published and awaiting the broker, most at once. */
 #define INFLIGHT_MAX 64
+/* Confirmed chunks are recorded at most this often (and whenever half of
+ * INFLIGHT_MAX wait, or the request ends): one statement per chunk would
+ * double the snapshot's statements, and a kill -9 reads at most this much
+ * again. */
+#define RECORD_MS 500
 /* Pacing.  A live change committed after a chunk's watermark is published
  * after the chunk's rows, so while the stream carries changes (one within
  * LIVE_MS) a chunk is at most LIVE_CHUNK_ROWS rows, and the next is read
@@ -43,8 +49,7 @@ typedef enum {
     OP_NONE,
     OP_FIND,     /* the oldest pending or running request of the slot */
     OP_START,    /* mark it running, count its rows */
-    OP_CHECK,    /* before each chunk: still running, not cancelled? */
-    OP_SELECT,   /* read the chunk */
+    OP_SELECT,   /* read the chunk, if the request still runs */
     OP_MARK,     /* write the chunk's high watermark */
     OP_PROGRESS, /* record confirmed chunks */
     OP_FINISH,   /* done, or failed */
@@ -81,6 +86,8 @@ struct hms_snapshot {
     int64_t live_at_ms;     /* when the stream last carried a change of the table; 0: never */
     int64_t select_at_ms;   /* when the last chunk's SELECT was sent */
     int64_t pause_until_ms; /* while live: no chunk before; 0: not yet set */
+    int64_t recorded_at_ms; /* when confirmed chunks were last recorded */
+    uint64_t flush_lsn;     /* how far the broker confirmed, at the last tick */
 
     /* The request being served ("" when none). */
     char id[64];
@@ -92,6 +99,9 @@ struct hms_snapshot {
     int64_t rows_done, rows_total;
     char resume_key[80]; /* read after this key ("" from the start) */
     bool resume_null;
+    /* Rows up to this version only (see hms_snapsql_chunk); "" without a
+     * version column. */
+    char version_bound[24];
 
     /* The chunk. */
     chunk_state_t chunk;
@@ -101,7 +111,6 @@ struct hms_snapshot {
     size_t capdropped;
     bool truncated, overflow;
     bool marked;                 /* the chunk's watermark was written */
-    bool checked;                /* the request was seen running just now: read the next chunk */
     hms_keyset_t prenoted, keys; /* keys noted before the rows came; the rows' keys */
     char nonce[128];             /* "<request id> <time>-<pid>-<chunk>": this chunk's watermark */
     unsigned chunk_no;
@@ -165,12 +174,13 @@ static void request_forget(hms_snapshot_t *s)
     free(s->where);
     free(s->queue);
     s->where = s->queue = NULL;
-    s->started = s->finishing = s->failed = s->checked = false;
+    s->started = s->finishing = s->failed = false;
     /* Chunks of a request that stopped are not recorded: its row says
      * where it stopped, and a cancelled one needs no more. */
     s->ninflight = 0;
     s->rows_done = 0;
     s->rows_total = -1;
+    s->version_bound[0] = '\0';
 }
 
 void hms_snapshot_free(hms_snapshot_t *s)
@@ -278,6 +288,11 @@ int hms_snapshot_fd(const hms_snapshot_t *s, short *events, int64_t *deadline_ms
     }
     if (s->op == OP_NONE) {
         *deadline_ms = s->id[0] == '\0' ? s->next_find_ms : s->pause_until_ms;
+        /* Confirmed chunks wait at most RECORD_MS to be recorded. */
+        int64_t record_ms = s->recorded_at_ms + RECORD_MS;
+        if (s->ninflight > 0 && s->inflight[0].end_lsn <= s->flush_lsn &&
+            (*deadline_ms == 0 || record_ms < *deadline_ms))
+            *deadline_ms = record_ms;
         return -1;
     }
     *events = (short)(POLLIN | (s->flushing ? POLLOUT : 0));
@@ -393,69 +408,24 @@ void hms_snapshot_stats(const hms_snapshot_t *s, hms_snapshot_stats_t *out)
     out->rows_skipped = s->rows_skipped;
 }
 
-const char *hms_snapshot_initial_sql(const char *slot_lit, char *buf, size_t len)
-{
-    snprintf(buf, len,
-             "INSERT INTO hms_sync.snapshots (slot, initial) VALUES (%s, true) ON CONFLICT (slot) "
-             "WHERE initial AND state IN ('pending', 'running') DO NOTHING",
-             slot_lit);
-    return buf;
-}
-
 /* ---- the statements ---- */
-
-/* "(<where>)" or "true", as the request's row condition. */
-static const char *condition(const hms_snapshot_t *s, char *buf, size_t len)
-{
-    if (s->where == NULL || s->where[0] == '\0')
-        return "true";
-    /* The newline ends a trailing -- comment before the parenthesis. */
-    snprintf(buf, len, "(%s\n)", s->where);
-    return buf;
-}
 
 static void start_find(hms_snapshot_t *s, int64_t now_ms)
 {
     const char *params[] = {s->slot};
-    send(s, OP_FIND,
-         "SELECT id, where_sql, queue, rows_done, rows_total, last_key FROM hms_sync.snapshots "
-         "WHERE slot = $1 AND state IN ('pending', 'running') ORDER BY requested_at, id LIMIT 1",
-         1, params, now_ms);
-}
-
-/* Room for a statement that holds the request's condition, and for the
- * condition itself (*n bytes each); false (the connection given up) when
- * out of memory. */
-static bool statement_buffers(hms_snapshot_t *s, char **sql, char **cbuf, size_t *n, int64_t now_ms)
-{
-    *n = (s->where ? strlen(s->where) : 0) + strlen(s->cap->schema) + strlen(s->cap->table) +
-         strlen(s->cap->key_column) * 2 + 600;
-    *sql = malloc(*n);
-    *cbuf = malloc(*n);
-    if (*sql != NULL && *cbuf != NULL)
-        return true;
-    free(*sql);
-    free(*cbuf);
-    lose_connection(s, "out of memory", now_ms);
-    return false;
+    send(s, OP_FIND, HMS_SNAPSQL_FIND, 1, params, now_ms);
 }
 
 static void start_start(hms_snapshot_t *s, int64_t now_ms)
 {
-    char *sql, *cbuf;
-    size_t n;
-    if (!statement_buffers(s, &sql, &cbuf, &n, now_ms))
+    char *sql = hms_snapsql_start(s->cap, s->where);
+    if (sql == NULL) {
+        lose_connection(s, "out of memory", now_ms);
         return;
-    snprintf(sql, n,
-             "UPDATE hms_sync.snapshots SET state = 'running', started_at = coalesce(started_at, "
-             "now()), updated_at = now(), rows_total = coalesce(rows_total, (SELECT count(*) FROM "
-             "%s.%s WHERE %s)) WHERE id = $1 AND state IN ('pending', 'running') RETURNING "
-             "rows_total, rows_done, last_key",
-             s->cap->schema, s->cap->table, condition(s, cbuf, n));
+    }
     const char *params[] = {s->id};
     send(s, OP_START, sql, 1, params, now_ms);
     free(sql);
-    free(cbuf);
 }
 
 static bool live(const hms_snapshot_t *s, int64_t now_ms)
@@ -471,33 +441,22 @@ static int chunk_limit(const hms_snapshot_t *s, int64_t now_ms)
 
 static void start_select(hms_snapshot_t *s, int64_t now_ms)
 {
-    char *sql, *cbuf;
-    size_t n;
-    if (!statement_buffers(s, &sql, &cbuf, &n, now_ms))
+    char *sql = hms_snapsql_chunk(s->cap, s->where, !s->resume_null, chunk_limit(s, now_ms));
+    if (sql == NULL) {
+        lose_connection(s, "out of memory", now_ms);
         return;
-    int limit = chunk_limit(s, now_ms);
-    /* Keyset pagination on the primary key: each chunk starts where the
-     * last one ended, so a chunk costs the same at any depth. */
-    /* The key's parameter is left untyped: PostgreSQL gives it the key
-     * column's type. */
-    if (s->resume_null)
-        snprintf(sql, n, "SELECT * FROM %s.%s WHERE %s ORDER BY %s LIMIT %d", s->cap->schema,
-                 s->cap->table, condition(s, cbuf, n), s->cap->key_column, limit);
-    else
-        snprintf(sql, n, "SELECT * FROM %s.%s WHERE %s > $1 AND %s ORDER BY %s LIMIT %d",
-                 s->cap->schema, s->cap->table, s->cap->key_column, condition(s, cbuf, n),
-                 s->cap->key_column, limit);
-    const char *params[] = {s->resume_key};
+    }
+    const char *params[] = {s->id, s->version_bound[0] ? s->version_bound : NULL,
+                            s->resume_null ? NULL : s->resume_key};
     s->select_at_ms = now_ms;
     s->pause_until_ms = 0;
-    if (send(s, OP_SELECT, sql, s->resume_null ? 0 : 1, params, now_ms)) {
+    if (send(s, OP_SELECT, sql, 3, params, now_ms)) {
         /* From now on every key the stream carries may be newer than the
          * row the SELECT reads. */
         chunk_drop(s);
         s->chunk = CH_READING;
     }
     free(sql);
-    free(cbuf);
 }
 
 static void start_mark(hms_snapshot_t *s, int64_t now_ms)
@@ -522,27 +481,20 @@ static void start_progress(hms_snapshot_t *s, uint64_t flush_lsn, int64_t now_ms
     }
     if (done == 0)
         return;
+    s->recorded_at_ms = now_ms;
     memmove(s->inflight, s->inflight + done, (size_t)(s->ninflight - done) * sizeof(inflight_t));
     s->ninflight -= done;
     char rows[24], chunks[16];
     snprintf(rows, sizeof(rows), "%lld", (long long)s->to_record_rows);
     snprintf(chunks, sizeof(chunks), "%d", s->to_record_chunks);
     const char *params[] = {s->id, rows, s->to_record_key, chunks};
-    send(s, OP_PROGRESS,
-         "UPDATE hms_sync.snapshots SET rows_done = rows_done + $2::bigint, rows_total = "
-         "greatest(rows_total, rows_done + $2::bigint), last_key = $3, chunks_done = chunks_done "
-         "+ $4::bigint, updated_at = now() WHERE id = $1 AND state = 'running'",
-         4, params, now_ms);
+    send(s, OP_PROGRESS, HMS_SNAPSQL_PROGRESS, 4, params, now_ms);
 }
 
 static void start_finish(hms_snapshot_t *s, int64_t now_ms)
 {
     const char *params[] = {s->id, s->failed ? s->error : NULL};
-    send(s, OP_FINISH,
-         "UPDATE hms_sync.snapshots SET state = CASE WHEN $2::text IS NULL THEN 'done' ELSE "
-         "'failed' END, error = $2, finished_at = now(), updated_at = now() WHERE id = $1 AND "
-         "state IN ('pending', 'running')",
-         2, params, now_ms);
+    send(s, OP_FINISH, HMS_SNAPSQL_FINISH, 2, params, now_ms);
 }
 
 /* ---- results ---- */
@@ -651,7 +603,12 @@ static void take_start(hms_snapshot_t *s, PGresult *res)
     s->rows_done = atoll(PQgetvalue(res, 0, 1));
     s->resume_null = PQgetisnull(res, 0, 2);
     snprintf(s->resume_key, sizeof(s->resume_key), "%s", PQgetvalue(res, 0, 2));
+    snprintf(s->version_bound, sizeof(s->version_bound), "%s", PQgetvalue(res, 0, 3));
     s->started = true;
+    /* No row matched when it first started: the stream carries every row
+     * written since, so there is nothing to read. */
+    if (s->cap->version_column != NULL && PQgetisnull(res, 0, 3))
+        s->finishing = true;
 }
 
 /* A statement finished: what it means. */
@@ -682,17 +639,6 @@ static void take_result(hms_snapshot_t *s, op_t op, PGresult *res, int64_t now_m
             take_start(s, res);
         else
             request_failed(s, "counting its rows", PQresultErrorMessage(res));
-        break;
-    case OP_CHECK:
-        if (stale || !ok)
-            break;
-        if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "running") == 0) {
-            s->checked = true;
-        } else {
-            hms_log(HMS_LOG_INFO, "snapshot stopped: no longer running (cancelled?)", "snapshot",
-                    s->id, "state", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "(gone)", NULL);
-            request_forget(s);
-        }
         break;
     case OP_SELECT:
         if (stale || s->chunk != CH_READING)
@@ -734,8 +680,12 @@ static void take_result(hms_snapshot_t *s, op_t op, PGresult *res, int64_t now_m
         if (ok) {
             char d[24];
             snprintf(d, sizeof(d), "%lld", (long long)s->rows_done);
-            hms_log(HMS_LOG_INFO, s->failed ? "snapshot marked failed" : "snapshot done",
-                    "snapshot", s->id, "rows", d, NULL);
+            if (PQntuples(res) == 0)
+                hms_log(HMS_LOG_INFO, "snapshot stopped: no longer running (cancelled?)",
+                        "snapshot", s->id, "rows", d, NULL);
+            else
+                hms_log(HMS_LOG_INFO, s->failed ? "snapshot marked failed" : "snapshot done",
+                        "snapshot", s->id, "rows", d, NULL);
             request_forget(s);
             s->next_find_ms = 0;
         }
@@ -789,7 +739,9 @@ static void next_step(hms_snapshot_t *s, uint64_t flush_lsn, int64_t now_ms)
         start_mark(s, now_ms);
         return;
     }
-    if (s->ninflight > 0 && s->inflight[0].end_lsn <= flush_lsn && s->id[0] != '\0') {
+    if (s->ninflight > 0 && s->inflight[0].end_lsn <= flush_lsn && s->id[0] != '\0' &&
+        (s->finishing || s->ninflight >= INFLIGHT_MAX / 2 ||
+         now_ms - s->recorded_at_ms >= RECORD_MS)) {
         start_progress(s, flush_lsn, now_ms);
         return;
     }
@@ -825,17 +777,12 @@ static void next_step(hms_snapshot_t *s, uint64_t flush_lsn, int64_t now_ms)
     } else if (unconfirmed >= (long)s->chunk_rows * IDLE_CHUNKS) {
         return;
     }
-    if (s->checked) {
-        s->checked = false;
-        start_select(s, now_ms);
-        return;
-    }
-    const char *params[] = {s->id};
-    send(s, OP_CHECK, "SELECT state FROM hms_sync.snapshots WHERE id = $1", 1, params, now_ms);
+    start_select(s, now_ms);
 }
 
 void hms_snapshot_tick(hms_snapshot_t *s, short revents, uint64_t flush_lsn, int64_t now_ms)
 {
+    s->flush_lsn = flush_lsn;
     if (s->conn == NULL && !connected(s, revents, now_ms))
         return;
     if (s->op != OP_NONE && !collect(s, now_ms))

@@ -17,11 +17,11 @@
  *
  * The chunk's events belong to the watermark's transaction: the slot passes
  * it only when the broker has confirmed them all.  Only then is the chunk
- * recorded as done (last_key, rows_done) in hms_sync.snapshots, so after a
- * kill -9 the snapshot resumes after the last confirmed chunk; a chunk
- * published but not recorded is read again (new ids; last-write-wins makes
- * the repeat harmless).  Memory is one chunk of rows and its keys, whatever
- * the table's size.
+ * recorded as done (last_key, rows_done) in hms_sync.snapshots, a few
+ * confirmed chunks at a time, so after a kill -9 the snapshot resumes after
+ * the last recorded chunk; a chunk published but not recorded is read again
+ * (new ids; last-write-wins makes the repeat harmless).  Memory is one chunk of rows and its keys,
+ * whatever the table's size.
  *
  * The SQL connection is non-blocking and driven by the caller's poll loop,
  * like the progress connection: one statement in flight at a time, and a
@@ -107,11 +107,5 @@ void hms_snapshot_stats(const hms_snapshot_t *s, hms_snapshot_stats_t *out);
  * queue, the request fails (a queue that is gone cannot take the rest) and
  * the stream goes on. */
 void hms_snapshot_queue_gone(hms_snapshot_t *s, const char *queue);
-
-/* The SQL that makes `run` start a new slot with a snapshot of every row:
- * inserted (on the replication connection) just before the slot is created,
- * so that no crash can leave a new slot without its snapshot.  slot_lit is
- * the slot name as an SQL literal.  Returns the statement in buf. */
-const char *hms_snapshot_initial_sql(const char *slot_lit, char *buf, size_t len);
 
 #endif

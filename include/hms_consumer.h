@@ -4,21 +4,29 @@
  * acknowledge it.  This header is self-contained: a subscriber written in C
  * needs nothing else of hms-sync's sources.
  *
- * Per message, in order:
+ * Per message, as it is taken in:
  *   1. not JSON, an unknown type, or a schema violation: published
  *      (confirmed) to the dead-letter exchange with routing key <queue> and a
  *      header x-hms-reason saying why, then acked; counted dead_lettered.
- *   2. origin equal to opts.origin: acked unapplied; counted echo.
- *   3. otherwise SELECT hms_sync.consume(<queue>, <apply>, <event>): the
- *      inbox row and the apply run in one transaction; the ack follows the
- *      commit; counted by the outcome (applied, stale, duplicate).
- *      A transient failure (connection lost, serialization failure,
- *      deadlock, admin shutdown, out of resources) is retried with capped
- *      exponential backoff, without an ack; counted retried.  Any other SQL
- *      error is the event's fault: the message is rejected with requeue
- *      (quorum queues count the deliveries) or retried locally (classic),
- *      and once it has been tried delivery_limit times it is dead-lettered
- *      with the SQL error as its reason.
+ *   2. origin equal to opts.origin: acked with the batch, unapplied;
+ *      counted echo.
+ *   3. otherwise it joins the batch.
+ * A batch is every message in hand, up to opts.batch (waiting up to
+ * batch_linger_ms for more when there are fewer), applied in one statement
+ * and one transaction: SELECT hms_sync.consume_batch(<queue>, <apply>,
+ * <events>), which runs hms_sync.consume() for each event in arrival order,
+ * so every inbox row and every apply commits together.  After the commit
+ * one multiple ack settles the batch; each event is counted by its outcome
+ * (applied, stale, duplicate).  A kill between commit and ack redelivers the
+ * batch, and the inbox makes every event of it a duplicate.
+ *   A transient failure (connection lost, serialization failure, deadlock,
+ *   admin shutdown, out of resources) rolls the whole batch back; it is
+ *   retried with capped exponential backoff, without an ack; counted
+ *   retried.  An event whose apply raises any other error is left out of
+ *   the batch (the others commit) and then tried alone: rejected with
+ *   requeue (quorum queues count the deliveries) or retried locally
+ *   (classic), and once it has been tried delivery_limit times it is
+ *   dead-lettered with the SQL error as its reason.
  *
  * PostgreSQL is never waited for in a way that stops RabbitMQ from being
  * served: connecting, reconnecting and every statement are driven by the
@@ -77,6 +85,8 @@ typedef struct {
     const char *dead_letter_exchange; /* direct exchange for dead letters (hms.incidents.dlx) */
     bool classic;                     /* classic queue instead of quorum */
     int prefetch;                     /* basic.qos prefetch count, 1..65535 */
+    int batch;                        /* most events per transaction, >= 1 (0: 1) */
+    int batch_linger_ms;              /* a short batch waits this long for more; 0: none */
     int delivery_limit;               /* tries of an event whose apply fails, >= 1 */
     int heartbeat_s;                  /* AMQP heartbeat; 0 disables */
     int connect_timeout_ms;           /* per connection attempt; also how long a statement in
@@ -104,7 +114,7 @@ typedef struct {
 /* Checks that the exchange and the dead-letter exchange exist (the
  * subscriber does not create them), declares <queue> and <queue>.dlq with
  * their bindings, then consumes until SIGTERM or SIGINT, which end the run
- * after the message in hand is finished: HMS_CONSUMER_OK.  A statement in
+ * after the batch in hand is finished: HMS_CONSUMER_OK.  A statement in
  * flight at that moment is waited for up to connect_timeout_ms, then
  * abandoned unacknowledged (the broker redelivers it; if it had committed,
  * the inbox makes the redelivery a duplicate).  The handlers of SIGTERM,

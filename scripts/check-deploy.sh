@@ -86,7 +86,7 @@ if len(names) != sum(len(g.get("rules", [])) for g in alerts.get("groups", [])):
 # them with its defaults (a mismatch makes its queue.declare fail).
 ex = {(e["name"], e["type"]) for e in defs.get("exchanges", []) if e.get("durable")}
 for want in (("hms.incidents", "topic"), ("hms.incidents.dlx", "direct"),
-             ("hms.incidents.rejected", "fanout")):
+             ("hms.incidents.rejected", "fanout"), ("incidents", "fanout")):
     if want not in ex:
         problems.append("definitions.json: no durable %s exchange %s" % (want[1], want[0]))
 queues = {q["name"]: q for q in defs.get("queues", [])}
@@ -95,11 +95,17 @@ perms = {p["user"]: p for p in defs.get("permissions", [])}
 if "hms-sync" not in perms:
     problems.append("definitions.json: no permissions for user hms-sync")
 else:
-    # run declares both exchanges and publishes to both.
-    for name in ("hms.incidents", "hms.incidents.rejected"):
+    # run declares its exchanges and publishes to two; binding the fanout
+    # exchange takes write on it and read on hms.incidents.
+    for name in ("hms.incidents", "hms.incidents.rejected", "incidents"):
         for what in ("configure", "write"):
             if not re.search(perms["hms-sync"][what], name):
                 problems.append("definitions.json: hms-sync may not %s %s" % (what, name))
+    if not re.search(perms["hms-sync"]["read"], "hms.incidents"):
+        problems.append("definitions.json: hms-sync may not read hms.incidents (to bind incidents)")
+run_env = services.get("hms-sync", {}).get("environment", {}) or {}
+if run_env.get("HMS_SYNC_FANOUT_EXCHANGE") != "incidents":
+    problems.append("compose.yml: the connector does not set HMS_SYNC_FANOUT_EXCHANGE: incidents")
 if not any(b[0] == "hms.incidents.rejected" for b in bindings):
     problems.append("definitions.json: no queue keeps hms.incidents.rejected (rejections are dropped)")
 for name, svc in services.items():

@@ -17,6 +17,7 @@ PKGS=(
     iproute2 amqp-tools json-schema-test-suite groff-base man-db python3-yaml
     clang libclang-rt-14-dev llvm valgrind
     gnuplot-nox jq # bench/run.sh: the latency chart, its JSON
+    nodejs         # tests/node: a subscriber written with Node's amqplib
 )
 
 missing=()
@@ -25,7 +26,11 @@ for p in "${PKGS[@]}"; do
         missing+=("$p")
     fi
 done
-if [ ${#missing[@]} -eq 0 ]; then
+# Debian's nodejs comes without npm (a package of its own); NodeSource's
+# includes it and conflicts with Debian's npm.  So npm is asked for only
+# after nodejs is in, and only when nodejs did not bring it.
+need_npm() { ! command -v npm >/dev/null; }
+if [ ${#missing[@]} -eq 0 ] && ! need_npm; then
     echo "install-deps: all ${#PKGS[@]} packages present" >&2
     exit 0
 fi
@@ -48,11 +53,15 @@ fi
 cleanup() { if [ "$ours_policy" = 1 ]; then $SUDO rm -f "$POLICY"; fi; }
 trap cleanup EXIT
 
-echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
+install() {
+    echo "install-deps: installing $*" >&2
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" >/dev/null
+}
+[ ${#missing[@]} -eq 0 ] || install "${missing[@]}"
+if need_npm; then install npm; fi
 
 # Should a default RabbitMQ node or epmd have started anyway, stop it: it is
 # not ours and a stray epmd would confuse rabbitmqctl.

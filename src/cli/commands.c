@@ -155,6 +155,7 @@ int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         .pub = {.url = cfg->amqp,
                 .tls = hms_cli_amqp_tls(cfg),
                 .exchange = cfg->exchange,
+                .fanout_exchange = cfg->fanout_exchange,
                 .heartbeat_s = (int)(cfg->heartbeat_ms / 1000),
                 .connect_timeout_ms = (int)cfg->connect_timeout_ms},
         .window = cfg->window,

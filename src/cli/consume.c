@@ -65,6 +65,8 @@ int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         .dead_letter_exchange = cfg->dead_letter_exchange,
         .classic = cfg->queue_type == HMS_CONFIG_QUEUE_CLASSIC,
         .prefetch = cfg->prefetch,
+        .batch = cfg->batch,
+        .batch_linger_ms = (int)cfg->batch_linger_ms,
         .delivery_limit = cfg->delivery_limit,
         .heartbeat_s = (int)(cfg->heartbeat_ms / 1000),
         .connect_timeout_ms = (int)cfg->connect_timeout_ms,

@@ -15,7 +15,7 @@
 #define STMT "hms_consume"
 #define CHECK_SQL                                                                                  \
     "SELECT $1::regprocedure::text, "                                                              \
-    "to_regprocedure('hms_sync.consume(text,regprocedure,jsonb)') IS NOT NULL"
+    "to_regprocedure('hms_sync.consume_batch(text,regprocedure,jsonb)') IS NOT NULL"
 
 /* An open goes DOWN -> CONNECTING -> CHECKING -> PREPARING -> READY; an
  * event READY -> RUNNING -> READY.  Any failure that loses the connection
@@ -26,7 +26,7 @@ typedef enum {
     S_CHECKING,   /* the apply function's check in flight */
     S_PREPARING,  /* the PREPARE in flight */
     S_READY,
-    S_RUNNING, /* an event's statement in flight */
+    S_RUNNING, /* a batch's statement in flight */
 } state_t;
 
 struct hms_capply {
@@ -40,6 +40,8 @@ struct hms_capply {
     int64_t open_deadline_ms; /* the whole open, not only the connect; 0: none */
     bool flushing;            /* the statement is not all sent yet */
     PGresult *res;            /* the statement's result, once it came */
+    PGresult *batch;          /* the last batch's rows, until the next send */
+    size_t batch_n;           /* events in the batch under way */
     char target[300];         /* host:port/db, for messages */
 };
 
@@ -74,6 +76,8 @@ void hms_capply_close(hms_capply_t *a)
     hms_pg_connect_cancel(&a->attempt);
     PQclear(a->res);
     a->res = NULL;
+    PQclear(a->batch);
+    a->batch = NULL;
     /* Non-blocking, so the goodbye never waits on a stalled server. */
     PQfinish(a->conn);
     a->conn = NULL;
@@ -233,16 +237,17 @@ static int checked(hms_capply_t *a, hms_err_t *err)
     }
     if (strcmp(PQgetvalue(a->res, 0, 1), "t") != 0) {
         hms_err_set(err, HMS_ERR_PG,
-                    "pg: hms_sync.consume(text, regprocedure, jsonb) is missing in %s (run "
+                    "pg: hms_sync.consume_batch(text, regprocedure, jsonb) is missing in %s (run "
                     "hms-sync migrate --subscriber --pg ...)",
                     a->target);
         return open_failed(a);
     }
     PQclear(a->res);
     a->res = NULL;
-    if (!sent(a,
-              PQsendPrepare(a->conn, STMT,
-                            "SELECT hms_sync.consume($1, $2::regprocedure, $3::jsonb)", 3, NULL))) {
+    if (!sent(a, PQsendPrepare(a->conn, STMT,
+                               "SELECT outcome, sqlstate, message "
+                               "FROM hms_sync.consume_batch($1, $2::regprocedure, $3::jsonb)",
+                               3, NULL))) {
         hms_err_set(err, HMS_ERR_PG, "pg: lost %s while opening: %s", a->target,
                     why(a, line, sizeof(line)));
         return open_failed(a);
@@ -281,50 +286,60 @@ static int step_open(hms_capply_t *a, int64_t now_ms, hms_err_t *err)
     return 1;
 }
 
-/* RUNNING: the event's result. */
-static int step_event(hms_capply_t *a, char *outcome, size_t outcome_len, hms_err_t *err)
+/* RUNNING: the batch's rows, one per event in order. */
+static int step_batch(hms_capply_t *a, hms_err_t *err)
 {
     char line[300];
     if (collect(a) == 0)
         return 0;
     int st = 1;
     PGresult *res = a->res;
-    if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-        snprintf(outcome, outcome_len, "%s", PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
+    a->res = NULL;
+    if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) == 3 &&
+        (size_t)PQntuples(res) == a->batch_n) {
+        a->batch = res;
+        res = NULL;
+    } else if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
+        st = hms_err_set(err, HMS_ERR_PG,
+                         "apply failed: hms_sync.consume_batch returned %d rows for %zu events",
+                         PQntuples(res), a->batch_n);
     } else {
         const char *sqlstate = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        a->res = res;
         why(a, line, sizeof(line));
+        a->res = NULL;
         if (res == NULL || PQstatus(a->conn) != CONNECTION_OK || is_transient(sqlstate))
             st = hms_err_set(err, HMS_ERR_RETRY, "pg: transient failure%s%s: %s",
                              sqlstate ? " " : "", sqlstate ? sqlstate : "", line);
         else
             st = hms_err_set(err, HMS_ERR_PG, "apply failed: SQLSTATE %s: %s", sqlstate, line);
     }
-    PQclear(a->res);
-    a->res = NULL;
+    PQclear(res);
     a->state = S_READY;
     if (PQstatus(a->conn) != CONNECTION_OK)
         hms_capply_close(a);
     return st;
 }
 
-int hms_capply_step(hms_capply_t *a, int64_t now_ms, char *outcome, size_t outcome_len,
-                    hms_err_t *err)
+int hms_capply_step(hms_capply_t *a, int64_t now_ms, hms_err_t *err)
 {
     switch (a->state) {
     case S_CONNECTING: return step_connect(a, now_ms, err);
     case S_CHECKING:
     case S_PREPARING: return step_open(a, now_ms, err);
-    case S_RUNNING: return step_event(a, outcome, outcome_len, err);
+    case S_RUNNING: return step_batch(a, err);
     default: return hms_err_set(err, HMS_ERR_STATE, "pg: nothing under way");
     }
 }
 
-hms_status_t hms_capply_send(hms_capply_t *a, const char *event_json, hms_err_t *err)
+hms_status_t hms_capply_send(hms_capply_t *a, const char *events_json, size_t n, hms_err_t *err)
 {
     char line[300];
     assert(a->state == S_READY);
-    const char *params[] = {a->subscriber, a->apply, event_json};
+    PQclear(a->batch);
+    a->batch = NULL;
+    a->batch_n = n;
+    const char *params[] = {a->subscriber, a->apply, events_json};
     if (!sent(a, PQsendQueryPrepared(a->conn, STMT, 3, params, NULL, NULL, 0))) {
         hms_err_set(err, HMS_ERR_RETRY, "pg: transient failure: %s",
                     hms_pg_one_line(PQerrorMessage(a->conn), line, sizeof(line)));
@@ -333,4 +348,15 @@ hms_status_t hms_capply_send(hms_capply_t *a, const char *event_json, hms_err_t 
     }
     a->state = S_RUNNING;
     return HMS_OK;
+}
+
+bool hms_capply_result(const hms_capply_t *a, size_t i, hms_capply_outcome_t *out)
+{
+    if (a->batch == NULL || i >= a->batch_n)
+        return false;
+    int r = (int)i;
+    out->outcome = PQgetisnull(a->batch, r, 0) ? NULL : PQgetvalue(a->batch, r, 0);
+    out->sqlstate = PQgetisnull(a->batch, r, 1) ? NULL : PQgetvalue(a->batch, r, 1);
+    out->message = PQgetisnull(a->batch, r, 2) ? NULL : PQgetvalue(a->batch, r, 2);
+    return true;
 }

@@ -14,6 +14,7 @@
 
 #include "common/amqp_tls.h"
 #include "common/clock.h"
+#include "core/buf.h"
 
 #define CHANNEL 1
 #define FRAME_MAX 131072
@@ -26,8 +27,8 @@ struct hms_cbroker {
     char target[300];             /* host:port, for messages */
     amqp_envelope_t *ahead;       /* deliveries read ahead: a ring, oldest at head */
     size_t head, count, cap;
-    amqp_envelope_t cur; /* the delivery in hand */
-    bool have_cur;
+    amqp_envelope_t *held; /* deliveries handed out, until released */
+    size_t nheld, held_cap;
     int64_t last_rx_ms; /* when the consuming socket last had bytes to read */
     bool broken;        /* the consuming connection failed, as broken_err says */
     hms_err_t broken_err;
@@ -231,8 +232,8 @@ void hms_cbroker_close(hms_cbroker_t *b)
 {
     if (b == NULL)
         return;
-    if (b->have_cur)
-        amqp_destroy_envelope(&b->cur);
+    hms_cbroker_release(b);
+    free(b->held);
     for (; b->count > 0; b->count--, b->head = (b->head + 1) % b->cap)
         amqp_destroy_envelope(&b->ahead[b->head]);
     free(b->ahead);
@@ -396,31 +397,38 @@ hms_status_t hms_cbroker_wait(hms_cbroker_t *b, int fd, short events, int timeou
     return b->broken ? broken(b, err) : HMS_OK;
 }
 
+void hms_cbroker_release(hms_cbroker_t *b)
+{
+    for (size_t i = 0; i < b->nheld; i++)
+        amqp_destroy_envelope(&b->held[i]);
+    b->nheld = 0;
+}
+
 hms_status_t hms_cbroker_next(hms_cbroker_t *b, int timeout_ms, hms_cdelivery_t *d, hms_err_t *err)
 {
-    if (b->have_cur) {
-        amqp_destroy_envelope(&b->cur);
-        b->have_cur = false;
-    }
     if (b->count == 0 && !b->broken)
         serve(b, -1, 0, timeout_ms);
     if (b->broken)
         return broken(b, err);
     if (b->count == 0)
         return HMS_ERR_RETRY;
-    b->cur = b->ahead[b->head];
-    b->have_cur = true;
+    void *held = b->held;
+    if (hms_array_grow(&held, &b->held_cap, b->nheld + 1, sizeof(*b->held)) != HMS_OK)
+        return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory for deliveries in hand");
+    b->held = held;
+    amqp_envelope_t *cur = &b->held[b->nheld++];
+    *cur = b->ahead[b->head];
     b->head = (b->head + 1) % b->cap;
     b->count--;
     memset(d, 0, sizeof(*d));
-    d->body = b->cur.message.body.bytes;
-    d->len = b->cur.message.body.len;
-    d->tag = b->cur.delivery_tag;
-    d->redelivered = b->cur.redelivered != 0;
-    d->delivery_count = delivery_count(&b->cur.message.properties);
-    hms_amqp_bytes_str(b->cur.routing_key, d->routing_key, sizeof(d->routing_key));
-    if (b->cur.message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-        hms_amqp_bytes_str(b->cur.message.properties.message_id, d->message_id,
+    d->body = cur->message.body.bytes;
+    d->len = cur->message.body.len;
+    d->tag = cur->delivery_tag;
+    d->redelivered = cur->redelivered != 0;
+    d->delivery_count = delivery_count(&cur->message.properties);
+    hms_amqp_bytes_str(cur->routing_key, d->routing_key, sizeof(d->routing_key));
+    if (cur->message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        hms_amqp_bytes_str(cur->message.properties.message_id, d->message_id,
                            sizeof(d->message_id));
     return HMS_OK;
 }
@@ -436,11 +444,11 @@ static hms_status_t sent(hms_cbroker_t *b, int rc, const char *what, hms_err_t *
     return broken(b, err);
 }
 
-hms_status_t hms_cbroker_ack(hms_cbroker_t *b, uint64_t tag, hms_err_t *err)
+hms_status_t hms_cbroker_ack(hms_cbroker_t *b, uint64_t tag, bool multiple, hms_err_t *err)
 {
     if (b->broken)
         return broken(b, err);
-    return sent(b, amqp_basic_ack(b->conn, CHANNEL, tag, 0), "ack", err);
+    return sent(b, amqp_basic_ack(b->conn, CHANNEL, tag, multiple), "ack", err);
 }
 
 hms_status_t hms_cbroker_requeue(hms_cbroker_t *b, uint64_t tag, hms_err_t *err)
@@ -526,10 +534,14 @@ hms_status_t hms_cbroker_dead_letter(hms_cbroker_t *b, const hms_cdelivery_t *d,
                                      int timeout_ms, hms_err_t *err)
 {
     hms_status_t st;
-    assert(b->have_cur && b->cur.delivery_tag == d->tag);
+    const amqp_envelope_t *env = NULL;
+    for (size_t i = 0; i < b->nheld && env == NULL; i++)
+        if (b->held[i].delivery_tag == d->tag)
+            env = &b->held[i];
+    assert(env != NULL);
     if (b->dl == NULL && (st = open_dl(b, err)) != HMS_OK)
         return st;
-    const amqp_basic_properties_t *orig = &b->cur.message.properties;
+    const amqp_basic_properties_t *orig = &env->message.properties;
     amqp_basic_properties_t props = *orig;
     /* The original headers, minus ours from an earlier dead-lettering, plus
      * the three that say why, who and from where. */

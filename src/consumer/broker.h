@@ -17,8 +17,9 @@
  * whatever was not acknowledged.
  *
  * Ownership: the broker borrows the opts it is given for its whole life (the
- * caller keeps them alive); a delivery's bytes belong to the broker and stay
- * valid until the next hms_cbroker_next() or hms_cbroker_close(). */
+ * caller keeps them alive); a delivery's bytes and properties belong to the
+ * broker and stay valid until hms_cbroker_release() or hms_cbroker_close(),
+ * so a batch of them can be in hand at once. */
 #ifndef HMS_CONSUMER_BROKER_H
 #define HMS_CONSUMER_BROKER_H
 
@@ -60,6 +61,10 @@ void hms_cbroker_close(hms_cbroker_t *b);
  * channel is lost or the broker cancelled the consumer. */
 hms_status_t hms_cbroker_next(hms_cbroker_t *b, int timeout_ms, hms_cdelivery_t *d, hms_err_t *err);
 
+/* Frees every delivery handed out so far (the caller has settled them or
+ * will let the broker redeliver them). */
+void hms_cbroker_release(hms_cbroker_t *b);
+
 /* Waits up to timeout_ms (a signal may end it sooner) for fd, which may be
  * -1, to be ready for events, reading the consuming connection meanwhile:
  * deliveries queue up, heartbeats go out, a missing heartbeat or a closed or
@@ -68,12 +73,13 @@ hms_status_t hms_cbroker_next(hms_cbroker_t *b, int timeout_ms, hms_cdelivery_t 
 hms_status_t hms_cbroker_wait(hms_cbroker_t *b, int fd, short events, int timeout_ms, bool *ready,
                               hms_err_t *err);
 
-/* Acknowledges, or rejects with requeue, one delivery.  HMS_ERR_AMQP when
- * the connection is lost. */
-hms_status_t hms_cbroker_ack(hms_cbroker_t *b, uint64_t tag, hms_err_t *err);
+/* Acknowledges one delivery, or with multiple every delivery up to and
+ * including tag that is not yet settled; or rejects one with requeue.
+ * HMS_ERR_AMQP when the connection is lost. */
+hms_status_t hms_cbroker_ack(hms_cbroker_t *b, uint64_t tag, bool multiple, hms_err_t *err);
 hms_status_t hms_cbroker_requeue(hms_cbroker_t *b, uint64_t tag, hms_err_t *err);
 
-/* Publishes d, the delivery in hand, with its body and properties to the
+/* Publishes d, a delivery in hand (not yet released), with its body and properties to the
  * dead-letter exchange with routing key <queue>, persistent and mandatory,
  * adding the headers x-hms-reason = reason, x-hms-subscriber = <queue> and
  * x-hms-original-routing-key, and waits up to timeout_ms for the broker's

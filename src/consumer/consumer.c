@@ -1,7 +1,7 @@
-/* consumer.c -- `hms-sync consume`: the per-message pipeline (validate,
- * skip echoes, record and apply, ack after commit), its retry loop, and the
- * one wait everything goes through, so that RabbitMQ is served while
- * PostgreSQL is slow, stalled or gone. */
+/* consumer.c -- `hms-sync consume`: the pipeline (validate each message,
+ * set echoes aside, record and apply a batch in one transaction, ack after
+ * commit), its retry loop, and the one wait everything goes through, so that
+ * RabbitMQ is served while PostgreSQL is slow, stalled or gone. */
 #include "hms_consumer.h"
 
 #include <poll.h>
@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/signals.h"
 #include "consumer/apply.h"
+#include "consumer/batch.h"
 #include "consumer/broker.h"
 #include "common/validate.h"
 #include "core/backoff.h"
@@ -33,13 +34,12 @@ typedef struct {
     hms_consumer_counters_t logged; /* as of the last stats line */
     int64_t last_stats_ms;
     int amqp_backoff, pg_backoff;
-    char *text; /* the message in hand, NUL-terminated */
-    size_t text_cap;
+    hms_cbatch_t batch; /* the messages in hand */
 } cons_t;
 
-/* What became of one message. */
+/* What became of the messages in hand. */
 typedef enum {
-    DONE,    /* acked, or left unacked because we are stopping */
+    DONE,    /* settled, or left unacked because we are stopping */
     LOST_MQ, /* the consuming connection is gone: reconnect */
 } handled_t;
 
@@ -98,7 +98,7 @@ static handled_t cut_short(const cons_t *C)
 
 /* One turn of the PostgreSQL session's operation: waits for its socket or
  * deadline while serving RabbitMQ, then steps it.  As hms_capply_step(). */
-static int pg_turn(cons_t *C, char *outcome, size_t outcome_len, hms_err_t *err)
+static int pg_turn(cons_t *C, hms_err_t *err)
 {
     hms_capply_wait_t w;
     hms_capply_wait(C->pg, &w);
@@ -111,7 +111,7 @@ static int pg_turn(cons_t *C, char *outcome, size_t outcome_len, hms_err_t *err)
     int64_t now = hms_clock_ms();
     if (!ready && (w.deadline_ms == 0 || now < w.deadline_ms))
         return 0;
-    return hms_capply_step(C->pg, now, outcome, outcome_len, err);
+    return hms_capply_step(C->pg, now, err);
 }
 
 static const char *u64s(uint64_t v, char *buf, size_t n)
@@ -173,7 +173,7 @@ static bool ensure_pg(cons_t *C)
                 continue;
             }
         }
-        int r = pg_turn(C, NULL, 0, &err);
+        int r = pg_turn(C, &err);
         if (r == 1) {
             hms_log(HMS_LOG_INFO, "PostgreSQL reconnected", NULL);
             C->pg_backoff = 0;
@@ -184,19 +184,18 @@ static bool ensure_pg(cons_t *C)
     return true;
 }
 
-/* Runs the message in hand's statement to its end.  A stop signal does not
- * abandon it at once; after connect_timeout_ms more it does, unacked: the
- * broker redelivers it and, if it did commit, the inbox makes that a
- * duplicate.  false when abandoned; otherwise *st is the statement's status
- * (HMS_OK with outcome filled). */
-static bool run_statement(cons_t *C, char *outcome, size_t outcome_len, hms_status_t *st,
-                          hms_err_t *err)
+/* Runs the statement for json (n events) to its end.  A stop signal does
+ * not abandon it at once; after connect_timeout_ms more it does, unacked:
+ * the broker redelivers the batch and, if it did commit, the inbox makes
+ * each event a duplicate.  false when abandoned; otherwise *st is the
+ * statement's status (HMS_OK: hms_capply_result() has the rows). */
+static bool run_statement(cons_t *C, const char *json, size_t n, hms_status_t *st, hms_err_t *err)
 {
-    if ((*st = hms_capply_send(C->pg, C->text, err)) != HMS_OK)
+    if ((*st = hms_capply_send(C->pg, json, n, err)) != HMS_OK)
         return true;
     int64_t give_up = 0, slow = hms_clock_ms() + C->o->connect_timeout_ms;
     for (;;) {
-        int r = pg_turn(C, outcome, outcome_len, err);
+        int r = pg_turn(C, err);
         if (r != 0) {
             *st = r == 1 ? HMS_OK : (hms_status_t)r;
             return true;
@@ -219,6 +218,34 @@ static bool run_statement(cons_t *C, char *outcome, size_t outcome_len, hms_stat
     }
 }
 
+/* Runs json (n events) until it commits or the statement fails for a
+ * reason other than a transient one, backing off between retries.  DONE
+ * with *st HMS_OK (committed) or HMS_ERR_PG (err says why); otherwise the
+ * messages in hand are left unsettled: a stop, or the consuming connection
+ * lost (LOST_MQ). */
+static handled_t run_until_done(cons_t *C, const char *json, size_t n, hms_status_t *st,
+                                hms_err_t *err)
+{
+    int backoff = 0;
+    *st = HMS_ERR_RETRY;
+    for (;;) {
+        if (!ensure_pg(C))
+            return cut_short(C);
+        if (!run_statement(C, json, n, st, err))
+            return cut_short(C);
+        if (*st != HMS_ERR_RETRY)
+            return DONE;
+        C->n.retried++;
+        backoff = hms_backoff_next(backoff, C->o->retry_min_ms, C->o->retry_max_ms);
+        hms_log(HMS_LOG_WARN, "transient database failure; retrying the batch", "error", err->msg,
+                NULL);
+        if (!pause_ms(C, backoff)) {
+            *st = HMS_ERR_RETRY;
+            return cut_short(C);
+        }
+    }
+}
+
 /* Dead-letters the delivery with reason, then acks it.  The dead letter is
  * confirmed before the ack, so a crash in between leaves the message on the
  * queue (and possibly a second copy in the dead-letter queue), never lost. */
@@ -235,14 +262,14 @@ static handled_t dead_letter(cons_t *C, const hms_cdelivery_t *d, const char *re
     C->n.dead_lettered++;
     hms_log(HMS_LOG_WARN, "dead-lettered", "id", d->message_id, "routing_key", d->routing_key,
             "reason", reason, NULL);
-    if (hms_cbroker_ack(C->broker, d->tag, &err) != HMS_OK) {
+    if (hms_cbroker_ack(C->broker, d->tag, false, &err) != HMS_OK) {
         hms_log(HMS_LOG_WARN, "ack failed", "error", err.msg, NULL);
         return LOST_MQ;
     }
     return DONE;
 }
 
-static void count_outcome(cons_t *C, const char *outcome, const hms_cdelivery_t *d)
+static void count_outcome(cons_t *C, const char *outcome, const char *id)
 {
     if (strcmp(outcome, "applied") == 0) {
         C->n.applied++;
@@ -253,55 +280,60 @@ static void count_outcome(cons_t *C, const char *outcome, const hms_cdelivery_t 
     } else {
         /* A custom apply function may say something else; it did commit. */
         C->n.applied++;
-        hms_log(HMS_LOG_DEBUG, "apply returned an unknown outcome", "id", d->message_id, "outcome",
-                outcome, NULL);
+        hms_log(HMS_LOG_DEBUG, "apply returned an unknown outcome", "id", id, "outcome", outcome,
+                NULL);
     }
 }
 
-/* Records and applies a valid event, retrying transient failures in place
- * and failed applies up to the delivery limit. */
-static handled_t apply_event(cons_t *C, const hms_cdelivery_t *d)
+/* Acknowledges one delivery after a commit; LOST_MQ when that fails (the
+ * redelivery will be a duplicate). */
+static handled_t ack_one(cons_t *C, uint64_t tag, bool multiple)
+{
+    hms_err_t err;
+    if (!C->mq_lost && hms_cbroker_ack(C->broker, tag, multiple, &err) == HMS_OK)
+        return DONE;
+    hms_log(HMS_LOG_WARN, "ack failed after commit; the redelivery will be a duplicate", "error",
+            C->mq_lost ? C->mq_err.msg : err.msg, NULL);
+    return LOST_MQ;
+}
+
+/* Applies item i of the batch alone, after it failed in the batch: its
+ * error counts as one try, and once it has been tried delivery_limit times
+ * it is dead-lettered; before that it is requeued (quorum queues count the
+ * deliveries, also across restarts) or, on a classic queue, tried again
+ * here after a backoff. */
+static handled_t apply_alone(cons_t *C, size_t i)
 {
     const hms_consumer_opts_t *o = C->o;
+    hms_cdelivery_t d;
+    hms_cbatch_delivery(&C->batch, i, &d);
     int attempts = 0, backoff = 0;
-    hms_err_t err;
     for (;;) {
-        if (!ensure_pg(C))
-            return cut_short(C);
-        char outcome[64];
+        hms_err_t err;
         hms_status_t st;
-        if (!run_statement(C, outcome, sizeof(outcome), &st, &err))
-            return DONE;
-        if (st == HMS_OK) {
-            count_outcome(C, outcome, d);
-            if (C->mq_lost || hms_cbroker_ack(C->broker, d->tag, &err) != HMS_OK) {
-                hms_log(HMS_LOG_WARN, "ack failed after commit; the redelivery will be a duplicate",
-                        "error", C->mq_lost ? C->mq_err.msg : err.msg, NULL);
-                return LOST_MQ;
-            }
-            return DONE;
+        const char *json = hms_cbatch_json(&C->batch, i);
+        if (json == NULL)
+            return dead_letter(C, &d, "the subscriber ran out of memory for the message");
+        handled_t h = run_until_done(C, json, 1, &st, &err);
+        if (h != DONE || st == HMS_ERR_RETRY)
+            return h;
+        hms_capply_outcome_t r;
+        if (st == HMS_OK && hms_capply_result(C->pg, 0, &r) && r.outcome != NULL) {
+            count_outcome(C, r.outcome, d.message_id);
+            return ack_one(C, d.tag, false);
         }
-        C->n.retried++;
-        if (st == HMS_ERR_RETRY) {
-            backoff = hms_backoff_next(backoff, o->retry_min_ms, o->retry_max_ms);
-            hms_log(HMS_LOG_WARN, "transient database failure; retrying", "id", d->message_id,
-                    "error", err.msg, NULL);
-            if (!pause_ms(C, backoff))
-                return cut_short(C);
-            continue;
-        }
-        /* The event itself makes apply fail. */
+        if (st == HMS_OK)
+            hms_err_set(&err, HMS_ERR_PG, "apply failed: SQLSTATE %s: %s", r.sqlstate,
+                        r.message ? r.message : "");
         attempts++;
-        long tried = o->classic ? attempts : (d->delivery_count < 0 ? 0 : d->delivery_count) + 1;
-        if (tried >= o->delivery_limit) {
-            C->n.retried--; /* the last attempt is not retried */
-            return dead_letter(C, d, err.msg);
-        }
-        hms_log(HMS_LOG_WARN, "apply failed; will retry", "id", d->message_id, "error", err.msg,
+        long tried = o->classic ? attempts : (d.delivery_count < 0 ? 0 : d.delivery_count) + 1;
+        if (tried >= o->delivery_limit)
+            return dead_letter(C, &d, err.msg);
+        C->n.retried++;
+        hms_log(HMS_LOG_WARN, "apply failed; will retry", "id", d.message_id, "error", err.msg,
                 NULL);
         if (!o->classic) {
-            /* The quorum queue counts deliveries across restarts. */
-            if (hms_cbroker_requeue(C->broker, d->tag, &err) != HMS_OK)
+            if (hms_cbroker_requeue(C->broker, d.tag, &err) != HMS_OK)
                 return LOST_MQ;
             return DONE;
         }
@@ -311,19 +343,64 @@ static handled_t apply_event(cons_t *C, const hms_cdelivery_t *d)
     }
 }
 
-static handled_t handle(cons_t *C, const hms_cdelivery_t *d)
+/* Settles every item after the batch committed, or item by item when the
+ * batch as a whole could not run (whole_failed): what committed is acked
+ * (one multiple ack when nothing failed), echoes with it, and each event
+ * that failed is then applied alone. */
+static handled_t settle(cons_t *C, bool whole_failed)
 {
-    if (d->len + 1 > C->text_cap) {
-        size_t cap = d->len + 1 < 4096 ? 4096 : d->len + 1;
-        char *p = realloc(C->text, cap);
-        if (p == NULL)
-            return dead_letter(C, d, "the subscriber ran out of memory for the message");
-        C->text = p;
-        C->text_cap = cap;
+    hms_cbatch_t *b = &C->batch;
+    size_t row = 0, nfailed = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        hms_cbatch_item_t *it = &b->items[i];
+        hms_capply_outcome_t r;
+        if (it->echo) {
+            C->n.echo++;
+            continue;
+        }
+        it->failed = whole_failed || !hms_capply_result(C->pg, row++, &r) || r.outcome == NULL;
+        if (it->failed)
+            nfailed++;
+        else
+            count_outcome(C, r.outcome, it->message_id);
     }
-    memcpy(C->text, d->body, d->len);
-    C->text[d->len] = '\0';
+    if (nfailed == 0)
+        return ack_one(C, hms_cbatch_last_tag(b), true);
+    handled_t h = DONE;
+    for (size_t i = 0; i < b->n && h == DONE; i++)
+        if (!b->items[i].failed)
+            h = ack_one(C, b->items[i].tag, false);
+    for (size_t i = 0; i < b->n && h == DONE && hms_signals_stop() == 0; i++)
+        if (b->items[i].failed)
+            h = apply_alone(C, i);
+    return h;
+}
 
+/* Records and applies the batch in one transaction, retrying transient
+ * failures in place. */
+static handled_t apply_batch(cons_t *C)
+{
+    hms_cbatch_t *b = &C->batch;
+    if (b->napply == 0)
+        return settle(C, false);
+    const char *json = hms_cbatch_json(b, b->n);
+    hms_status_t st;
+    hms_err_t err;
+    if (json == NULL)
+        return settle(C, true);
+    handled_t h = run_until_done(C, json, b->napply, &st, &err);
+    if (h != DONE || st == HMS_ERR_RETRY)
+        return h;
+    if (st != HMS_OK)
+        hms_log(HMS_LOG_WARN, "the batch failed as a whole; applying its events one by one",
+                "error", err.msg, NULL);
+    return settle(C, st != HMS_OK);
+}
+
+/* Takes one delivery into the batch: a message that is not a valid event
+ * is dead-lettered at once; an echo rides along unapplied. */
+static handled_t take(cons_t *C, const hms_cdelivery_t *d)
+{
     json_object *ev = NULL;
     hms_err_t why;
     if (hms_cval_check(C->val, d->body, d->len, &ev, &why) != HMS_OK)
@@ -336,14 +413,44 @@ static handled_t handle(cons_t *C, const hms_cdelivery_t *d)
                 json_object_object_get_ex(ev, "origin", &jorigin) &&
                 strcmp(json_object_get_string(jorigin), C->o->origin) == 0;
     json_object_put(ev);
-    if (echo) {
-        hms_err_t err;
-        C->n.echo++;
-        if (hms_cbroker_ack(C->broker, d->tag, &err) != HMS_OK)
+    if (hms_cbatch_add(&C->batch, d, echo) != HMS_OK)
+        return dead_letter(C, d, "the subscriber ran out of memory for the message");
+    return DONE;
+}
+
+/* Fills the batch: the first delivery within POLL_MS, then whatever else
+ * has arrived, up to batch, waiting up to batch_linger_ms for more.  DONE
+ * with an empty batch when nothing came. */
+static handled_t gather(cons_t *C, hms_err_t *err)
+{
+    int max = C->o->batch < 1 ? 1 : C->o->batch;
+    int64_t linger_end = 0;
+    hms_cbatch_reset(&C->batch);
+    hms_cbroker_release(C->broker);
+    while (C->batch.n < (size_t)max && hms_signals_stop() == 0) {
+        int timeout = 0;
+        if (C->batch.n == 0) {
+            timeout = POLL_MS;
+        } else if (C->o->batch_linger_ms > 0) {
+            if (linger_end == 0)
+                linger_end = hms_clock_ms() + C->o->batch_linger_ms;
+            int64_t left = linger_end - hms_clock_ms();
+            timeout = left > 0 ? (int)left : 0;
+        }
+        hms_cdelivery_t d;
+        hms_status_t st = hms_cbroker_next(C->broker, timeout, &d, err);
+        if (st == HMS_ERR_RETRY && (timeout == 0 || C->batch.n == 0))
+            break;
+        if (st == HMS_ERR_RETRY)
+            continue; /* a signal cut the linger short */
+        if (st != HMS_OK)
             return LOST_MQ;
-        return DONE;
+        if (take(C, &d) != DONE) {
+            hms_err_set(err, HMS_ERR_AMQP, "lost while dead-lettering message %s", d.message_id);
+            return LOST_MQ;
+        }
     }
-    return apply_event(C, d);
+    return DONE;
 }
 
 /* Opens the consuming connection (with its topology), backing off between
@@ -382,7 +489,7 @@ static hms_status_t open_pg(cons_t *C, hms_err_t *err)
 {
     hms_status_t st = hms_capply_open(C->pg, hms_clock_ms(), err);
     while (st == HMS_OK && hms_signals_stop() == 0) {
-        int r = pg_turn(C, NULL, 0, err);
+        int r = pg_turn(C, err);
         if (r != 0)
             return r == 1 ? HMS_OK : (hms_status_t)r;
     }
@@ -425,22 +532,15 @@ static void consume(cons_t *C)
         maybe_log_counters(C);
         if (!ensure_broker(C))
             break;
-        hms_cdelivery_t d;
         hms_err_t e;
-        hms_status_t st = hms_cbroker_next(C->broker, POLL_MS, &d, &e);
-        if (st == HMS_ERR_RETRY)
-            continue;
-        if (st != HMS_OK) {
-            drop_broker(C, &e);
-            continue;
-        }
-        handled_t h = handle(C, &d);
-        if (C->mq_lost) {
+        handled_t h = gather(C, &e);
+        if (h == DONE && C->batch.n > 0 && (h = apply_batch(C)) == LOST_MQ)
+            hms_err_set(&e, HMS_ERR_AMQP, "lost while settling a batch of %zu messages",
+                        C->batch.n);
+        if (C->mq_lost)
             drop_broker(C, &C->mq_err);
-        } else if (h == LOST_MQ) {
-            hms_err_set(&e, HMS_ERR_AMQP, "lost while handling message %s", d.message_id);
+        else if (h == LOST_MQ)
             drop_broker(C, &e);
-        }
     }
     hms_log(HMS_LOG_INFO, "stopping", "signal",
             hms_signals_stop() != 0 ? hms_signals_stop_name() : "none", NULL);
@@ -453,6 +553,7 @@ hms_consumer_status_t hms_consumer_run(const hms_consumer_opts_t *opts,
     cons_t C;
     memset(&C, 0, sizeof(C));
     C.o = opts;
+    hms_cbatch_init(&C.batch);
     hms_err_t e;
     hms_status_t st;
     hms_signals_saved_t saved;
@@ -479,7 +580,7 @@ done:
     hms_cbroker_close(C.broker);
     hms_capply_free(C.pg);
     hms_cval_free(C.val);
-    free(C.text);
+    hms_cbatch_free(&C.batch);
     hms_signals_restore(&saved);
     return public_status(st);
 }

@@ -102,6 +102,7 @@ typedef struct {
     char *slot;
     char *publication;
     char *exchange;
+    char *fanout_exchange; /* bound to exchange for fanout clients; NULL: none */
     int window;
     int max_event_bytes; /* larger events go to the rejected exchange as a reference */
     int64_t feedback_interval_ms;
@@ -125,6 +126,8 @@ typedef struct {
     char *queue;                /* the subscriber's queue; NULL when unset */
     char *apply;                /* SQL function f(event jsonb) returns text; NULL when unset */
     int prefetch;               /* basic.qos prefetch count */
+    int batch;                  /* most events per apply transaction */
+    int64_t batch_linger_ms;    /* wait for a fuller batch; 0: none */
     char *bind;                 /* routing keys, comma-separated; repeated flags accumulate */
     int queue_type;             /* hms_config_queue_type_t */
     int delivery_limit;         /* deliveries before a failing event is dead-lettered */

@@ -89,6 +89,23 @@ static hms_status_t check_durations(const hms_config_t *cfg, hms_err_t *err)
     return HMS_OK;
 }
 
+/* The fanout exchange is bound to the topic exchange: naming that one, or
+ * the rejected exchange beside it, would bind an exchange to itself or mix
+ * rejections into the events. */
+static hms_status_t check_fanout(const hms_config_t *cfg, hms_err_t *err)
+{
+    const char *f = cfg->fanout_exchange, *x = cfg->exchange;
+    if (f == NULL || x == NULL)
+        return HMS_OK;
+    size_t n = strlen(x);
+    if (strcmp(f, x) == 0 || (strncmp(f, x, n) == 0 && strcmp(f + n, ".rejected") == 0))
+        return hms_err_set(err, HMS_ERR_CONFIG,
+                           "config: fanout_exchange: \"%s\" is the events' exchange or its "
+                           "rejected exchange (allowed: another name, e.g. incidents)",
+                           f);
+    return HMS_OK;
+}
+
 hms_status_t hms_config_check(const hms_config_t *cfg, unsigned cmd, hms_err_t *err)
 {
     for (int i = 0; i < hms_config_nsettings; i++) {
@@ -108,6 +125,8 @@ hms_status_t hms_config_check(const hms_config_t *cfg, unsigned cmd, hms_err_t *
                            s->name, hms_config_cmd_name(cmd), opt, env, s->name);
     }
     hms_status_t st = check_amqp_auth(cfg, cmd, err);
+    if (st == HMS_OK)
+        st = check_fanout(cfg, err);
     if (st != HMS_OK)
         return st;
     return check_durations(cfg, err);

@@ -70,6 +70,12 @@ const hms_config_setting_t hms_config_settings[] = {
     {"exchange", HMS_CONFIG_T_EXCHANGE, OFF(exchange), "hms.incidents", 1, 255, NULL,
      HMS_CONFIG_CMD_NET, 0, 0, NULL, "RabbitMQ topic exchange for events",
      "The durable topic exchange run publishes events to and consume binds its queue to."},
+    {"fanout_exchange", HMS_CONFIG_T_EXCHANGE, OFF(fanout_exchange), NULL, 1, 255, NULL,
+     HMS_CMD_RUN, 0, 0, "incidents", "durable fanout exchange that receives every event (off)",
+     "run declares this fanout exchange and binds it to exchange with '#', so a client that "
+     "binds a queue to a plain fanout exchange with '' receives every event unchanged, as "
+     "integration guides that predate topic routing teach.  Off by default; the demo and "
+     "deploy/ set it to incidents."},
     {"window", HMS_CONFIG_T_INT, OFF(window), "1000", 1, 65535, NULL, HMS_CMD_RUN, 0, 0, NULL,
      "most unconfirmed events in flight",
      "How many published events may await the broker's confirm at once.  A larger window "
@@ -184,10 +190,22 @@ const hms_config_setting_t hms_config_settings[] = {
      "same transaction as the inbox row: it returns applied, stale or duplicate.  The seed "
      "subscribers are hms_sync.apply_scheduling, hms_sync.apply_casemgmt and "
      "hms_sync.apply_warehouse."},
-    {"prefetch", HMS_CONFIG_T_INT, OFF(prefetch), "100", 1, 65535, NULL, HMS_CMD_CONSUME, 0, 0,
+    {"prefetch", HMS_CONFIG_T_INT, OFF(prefetch), "200", 1, 65535, NULL, HMS_CMD_CONSUME, 0, 0,
      NULL, "most unacknowledged deliveries at once",
      "The basic.qos prefetch count: how many messages the broker sends ahead of the "
-     "subscriber's acknowledgements."},
+     "subscriber's acknowledgements.  Twice batch lets the next batch arrive while one "
+     "commits."},
+    {"batch", HMS_CONFIG_T_INT, OFF(batch), "100", 1, 65535, NULL, HMS_CMD_CONSUME, 0, 0, NULL,
+     "most events applied in one transaction",
+     "consume applies the events it has in hand, up to this many, in one transaction "
+     "(hms_sync.consume_batch) and then acknowledges them with one multiple ack.  Batches "
+     "form on their own while the previous one commits, so a light stream still goes one "
+     "event at a time.  A batch cannot outgrow prefetch; 1 is one transaction per event."},
+    {"batch_linger", HMS_CONFIG_T_DURATION, OFF(batch_linger_ms), "0", 0, 1000, NULL,
+     HMS_CMD_CONSUME, 0, 0, NULL, "how long a short batch waits for more events",
+     "With events in hand but fewer than batch, consume waits up to this long for more "
+     "before it applies them.  0 applies at once: the lowest latency, and under load "
+     "batches still fill while the previous one commits."},
     {"bind", HMS_CONFIG_T_KEYS, OFF(bind), "#", 1, 4096, NULL, HMS_CMD_CONSUME, 0, 0, NULL,
      "routing key to bind the queue with (repeatable)",
      "The binding keys of the queue on the exchange, e.g. incident.*.north.  On the command "

@@ -114,6 +114,24 @@ static void client_properties(amqp_table_t *props, amqp_table_entry_t *entries,
     props->entries = entries;
 }
 
+/* Declares a durable exchange of type on the channel; the message says
+ * what conflicts when the broker refuses. */
+static hms_status_t declare(hms_pub_t *p, const char *name, const char *type, hms_err_t *err)
+{
+    char why[256];
+    amqp_exchange_declare(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(name),
+                          amqp_cstring_bytes(type), 0, 1, 0, 0, amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(p->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return HMS_OK;
+    hms_amqp_reply_text(r, why, sizeof(why));
+    return hms_err_set(err, HMS_ERR_AMQP,
+                       "amqp: cannot declare exchange %s (%s, durable) on %s: %s (an existing "
+                       "exchange of another type or durability conflicts; the user needs "
+                       "configure permission on it)",
+                       name, type, p->target, why);
+}
+
 hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_err_t *err)
 {
     char why[300];
@@ -158,29 +176,27 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
                          p->target, why);
         goto fail;
     }
-    amqp_exchange_declare(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(opts->exchange),
-                          amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
-    r = amqp_get_rpc_reply(p->conn);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        hms_amqp_reply_text(r, why, sizeof(why));
-        st = hms_err_set(err, HMS_ERR_AMQP,
-                         "amqp: cannot declare exchange %s (topic, durable) on %s: %s "
-                         "(an existing exchange of another type or durability conflicts; "
-                         "the user needs configure permission on it)",
-                         opts->exchange, p->target, why);
+    if ((st = declare(p, opts->exchange, "topic", err)) != HMS_OK ||
+        (st = declare(p, p->rejected, "fanout", err)) != HMS_OK)
         goto fail;
-    }
-    amqp_exchange_declare(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(p->rejected),
-                          amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
-    r = amqp_get_rpc_reply(p->conn);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        hms_amqp_reply_text(r, why, sizeof(why));
-        st = hms_err_set(err, HMS_ERR_AMQP,
-                         "amqp: cannot declare exchange %s (fanout, durable) on %s: %s "
-                         "(an existing exchange of another type or durability conflicts; "
-                         "the user needs configure permission on it)",
-                         p->rejected, p->target, why);
-        goto fail;
+    if (opts->fanout_exchange != NULL) {
+        /* Every event the topic exchange routes also reaches the fanout
+         * exchange, unchanged, for clients that bind to it with ''. */
+        if ((st = declare(p, opts->fanout_exchange, "fanout", err)) != HMS_OK)
+            goto fail;
+        amqp_exchange_bind(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(opts->fanout_exchange),
+                           amqp_cstring_bytes(opts->exchange), amqp_cstring_bytes("#"),
+                           amqp_empty_table);
+        r = amqp_get_rpc_reply(p->conn);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+            hms_amqp_reply_text(r, why, sizeof(why));
+            st = hms_err_set(err, HMS_ERR_AMQP,
+                             "amqp: cannot bind exchange %s to %s on %s: %s (the user needs "
+                             "write permission on %s and read permission on %s)",
+                             opts->fanout_exchange, opts->exchange, p->target, why,
+                             opts->fanout_exchange, opts->exchange);
+            goto fail;
+        }
     }
     p->fd = amqp_get_sockfd(p->conn);
     socklen_t sl = sizeof(p->sndbuf);

@@ -26,7 +26,10 @@ typedef struct {
     const char *url;      /* amqp:// or amqps:// */
     hms_amqp_tls_t tls;   /* CA, client certificate, login method, password file */
     const char *exchange; /* declared topic, durable */
-    int heartbeat_s;      /* 0 disables */
+    /* Declared fanout, durable, and bound to exchange with '#', so clients
+     * of a plain fanout exchange get every event; NULL: none. */
+    const char *fanout_exchange;
+    int heartbeat_s; /* 0 disables */
     int connect_timeout_ms;
 } hms_pub_opts_t;
 
@@ -47,8 +50,8 @@ typedef struct hms_pub hms_pub_t;
 hms_status_t hms_pub_check_url(const char *url, hms_err_t *err);
 
 /* Connects, logs in (advertising connection.blocked), opens channel 1,
- * enables confirms and declares the exchange and its rejected exchange
- * (fanout, durable).  On success *out owns the
+ * enables confirms and declares the exchange, its rejected exchange
+ * (fanout, durable) and the fanout exchange when there is one.  On success *out owns the
  * connection; release it with hms_pub_close(). */
 hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_err_t *err);
 void hms_pub_close(hms_pub_t *p);

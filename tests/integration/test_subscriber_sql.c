@@ -1198,6 +1198,103 @@ START_TEST(test_snapshot_after_truncation)
 }
 END_TEST
 
+/* consume_batch: every event of the array in order, in one transaction; an
+ * event whose apply fails is reported with its SQLSTATE and leaves nothing
+ * behind (not even what its apply wrote before failing), while the others
+ * commit once each; a repeat inside the batch is a duplicate; a transient
+ * error fails the whole statement and keeps nothing. */
+static char *batch_rows(PGconn *c, const char *json, char *err, size_t errlen)
+{
+    const char *params[1] = {json};
+    PGresult *r = PQexecParams(
+        c,
+        "SELECT string_agg(coalesce(outcome, '-') || '/' || coalesce(sqlstate, '-'), ',') "
+        "FROM hms_sync.consume_batch('q.batch', 'public.subsql_pick(jsonb)', $1::jsonb)",
+        1, NULL, params, NULL, NULL, 0);
+    char *out = NULL;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        out = strdup(PQgetvalue(r, 0, 0));
+    else
+        snprintf(err, errlen, "%s", PQresultErrorField(r, PG_DIAG_SQLSTATE));
+    PQclear(r);
+    return out;
+}
+
+START_TEST(test_consume_batch)
+{
+    PGconn *c = connect_db(db_conninfo);
+    ck_assert_int_eq(
+        it_pg_exec(c, "CREATE TABLE public.subsql_batch (n serial, id text);"
+                      "CREATE FUNCTION public.subsql_pick(e jsonb) RETURNS text LANGUAGE plpgsql "
+                      "AS $$ BEGIN INSERT INTO public.subsql_batch (id) VALUES (e->>'id'); "
+                      "IF e->'data'->>'summary' = 'bad' THEN "
+                      "RAISE EXCEPTION 'bad %%', e->>'id' USING ERRCODE = '22023'; END IF; "
+                      "IF e->'data'->>'summary' = 'deadlock' THEN "
+                      "RAISE EXCEPTION 'simulated' USING ERRCODE = '40P01'; END IF; "
+                      "RETURN 'applied'; END $$"),
+        0);
+    const char *summary[] = {"ok", "bad", "ok", "bad", "ok"};
+    char ids[5][40], subj[37];
+    char *json = strdup("["), *next = NULL;
+    for (int i = 0; i < 6; i++) {
+        if (i < 5)
+            new_id(ids[i]);
+        new_uuid(subj);
+        ev_t e = {"Created", ids[i % 5], subj, 1, i, "hms-ehr", "north", 3, "open", summary[i % 5]};
+        char *ev = ev_json(&e);
+        ck_assert_int_gt(asprintf(&next, "%s%s%s", json, i ? "," : "", ev), 0);
+        free(json);
+        free(ev);
+        json = next;
+    }
+    ck_assert_int_gt(asprintf(&next, "%s]", json), 0);
+    free(json);
+    json = next;
+
+    char err[64] = "";
+    char *got = batch_rows(c, json, err, sizeof(err));
+    ck_assert_msg(got != NULL, "consume_batch failed: %s", err);
+    ck_assert_str_eq(got, "applied/-,-/22023,applied/-,-/22023,applied/-,duplicate/-");
+    free(got);
+    free(json);
+    /* The good events' writes, once each and in order; none of the bad ones'. */
+    expect_value(c, "3", "SELECT count(*) FROM public.subsql_batch");
+    got = value(c, "SELECT string_agg(id, ',' ORDER BY n) FROM public.subsql_batch");
+    char want[200];
+    snprintf(want, sizeof(want), "%s,%s,%s", ids[0], ids[2], ids[4]);
+    ck_assert_str_eq(got, want);
+    free(got);
+    expect_value(c, "3", "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = 'q.batch'");
+    expect_value(c, "0",
+                 "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = 'q.batch' "
+                 "AND id IN ('%s', '%s')",
+                 ids[1], ids[3]);
+
+    /* A transient failure is the whole statement's. */
+    char id6[40], id7[40];
+    new_uuid(subj);
+    ev_t a = {"Created", new_id(id6), subj, 1, 9, "hms-ehr", "north", 3, "open", "ok"};
+    new_uuid(subj);
+    ev_t b = {"Created", new_id(id7), subj, 1, 9, "hms-ehr", "north", 3, "open", "deadlock"};
+    char *ja = ev_json(&a), *jb = ev_json(&b);
+    ck_assert_int_gt(asprintf(&json, "[%s,%s]", ja, jb), 0);
+    ck_assert_ptr_null(batch_rows(c, json, err, sizeof(err)));
+    ck_assert_str_eq(err, "40P01");
+    expect_value(c, "0", "SELECT count(*) FROM hms_sync.inbox WHERE id = '%s'", id6);
+    free(ja);
+    free(jb);
+    free(json);
+
+    /* Not an array: refused, naming what it got. */
+    ck_assert_ptr_null(batch_rows(c, "{}", err, sizeof(err)));
+    ck_assert_str_eq(err, "22023");
+    expect_value(c, "0",
+                 "SELECT count(*) FROM "
+                 "hms_sync.consume_batch('q.batch', 'public.subsql_pick(jsonb)', '[]')");
+    PQfinish(c);
+}
+END_TEST
+
 static Suite *subscriber_sql_suite(void)
 {
     Suite *s = suite_create("subscriber_sql");
@@ -1206,6 +1303,7 @@ static Suite *subscriber_sql_suite(void)
     tcase_add_checked_fixture(tc, reseed, NULL);
     tcase_add_test(tc, test_migrate_subscriber_twice);
     tcase_add_test(tc, test_consume_inbox);
+    tcase_add_test(tc, test_consume_batch);
     tcase_add_loop_test(tc, test_seed_sequences, 0, 3);
     tcase_add_test(tc, test_seed_specifics);
     tcase_add_test(tc, test_seed_malformed);

@@ -545,6 +545,8 @@ static const bounds_t bounds[] = {
     {"retry_min", "10ms", "9ms", "1h", "3600001ms", "10ms..1h" DURATIONS},
     {"retry_max", "10ms", "9ms", "1h", "3600001ms", "10ms..1h" DURATIONS},
     {"prefetch", "1", "0", "65535", "65536", "1..65535"},
+    {"batch", "1", "0", "65535", "65536", "1..65535"},
+    {"batch_linger", "0", NULL, "1s", "1001ms", "0s..1s" DURATIONS},
     {"delivery_limit", "1", "0", "1000", "1001", "1..1000"},
 };
 
@@ -635,6 +637,20 @@ START_TEST(cross_ranges)
                               "is not more than twice feedback_interval 10s from default "
                               "(allowed: 0 (off) or more than twice feedback_interval)");
     ACCEPT("replication_timeout", "0");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+
+    /* The fanout exchange is bound to the events' exchange: not itself,
+     * not the rejected exchange beside it. */
+    ACCEPT("fanout_exchange", "incidents");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+    ACCEPT("fanout_exchange", "hms.incidents.rejected");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: fanout_exchange: \"hms.incidents.rejected\" is the events' "
+                              "exchange or its rejected exchange (allowed: another name, e.g. "
+                              "incidents)");
+    ACCEPT("fanout_exchange", "hms.incidents");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ACCEPT("fanout_exchange", "hms.incidents.rejected2");
     ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
     ck_assert_int_eq(apply_text("feedback_interval = 1s\nreplication_timeout = 2s\n", 0600),
                      HMS_OK);
@@ -1077,7 +1093,9 @@ START_TEST(consume_settings)
     ck_assert_ptr_null(cfg.queue);
     ck_assert_ptr_null(cfg.apply);
     ck_assert_ptr_null(cfg.origin);
-    ck_assert_int_eq(cfg.prefetch, 100);
+    ck_assert_int_eq(cfg.prefetch, 200);
+    ck_assert_int_eq(cfg.batch, 100);
+    ck_assert_int_eq(cfg.batch_linger_ms, 0);
     ck_assert_str_eq(cfg.bind, "#");
     ck_assert_int_eq(cfg.queue_type, HMS_CONFIG_QUEUE_QUORUM);
     ck_assert_int_eq(cfg.delivery_limit, 5);

@@ -68,6 +68,8 @@ typedef struct {
     char msg[HMS_CONSUMER_ERR_MAX];
 } hms_consumer_err_t;
 
+typedef struct hms_consumer_stats hms_consumer_stats_t;
+
 typedef struct {
     const char *amqp_url;             /* amqp:// or amqps:// */
     const char *amqp_cacert;          /* amqps://: trusted CAs (PEM); NULL: the system's */
@@ -100,6 +102,12 @@ typedef struct {
      * in flight, and must return promptly. */
     void (*reload)(void *arg);
     void *reload_arg;
+    /* Called from the consumer's loop with its figures after every batch
+     * and at least once a second, also while a server is down; NULL: none.
+     * With it the consumer also asks the broker for the queue's depth every
+     * few seconds.  It must return promptly; s is valid for the call. */
+    void (*stats)(const hms_consumer_stats_t *s, void *arg);
+    void *stats_arg;
 } hms_consumer_opts_t;
 
 typedef struct {
@@ -110,6 +118,27 @@ typedef struct {
     uint64_t dead_lettered; /* published to the dead-letter exchange */
     uint64_t retried;       /* retries: transient failures and failed applies */
 } hms_consumer_counters_t;
+
+/* Upper bounds, in seconds, of the latency histogram's buckets. */
+#define HMS_CONSUMER_LATENCY_BUCKETS 14
+extern const double hms_consumer_latency_bounds[HMS_CONSUMER_LATENCY_BUCKETS];
+
+/* What opts.stats receives.  Plain data: a struct copy is a snapshot. */
+struct hms_consumer_stats {
+    char queue[256];
+    hms_consumer_counters_t n;
+    uint64_t batches; /* transactions that committed events */
+    /* Events committed (applied, stale or duplicate) by their latency: from
+     * the source's commit (the event's time) to the commit that took them
+     * in.  Bucket i counts latencies above bound i - 1 and up to bound i;
+     * the last, those above every bound. */
+    uint64_t latency[HMS_CONSUMER_LATENCY_BUCKETS + 1];
+    double latency_sum;     /* seconds, over the events counted */
+    double last_event_time; /* Unix time of the newest event taken in; 0: none yet */
+    int64_t queue_messages; /* ready in the queue when last asked; -1: not known */
+    bool pg_up;             /* the PostgreSQL session is open */
+    bool amqp_up;           /* the consuming connection is up */
+};
 
 /* Checks that the exchange and the dead-letter exchange exist (the
  * subscriber does not create them), declares <queue> and <queue>.dlq with

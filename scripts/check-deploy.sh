@@ -8,6 +8,7 @@
 #     compose.yml's subscribers have queues there, and no subscriber's user
 #     may configure (delete) the shared exchanges or publish to hms.incidents,
 #     and the connector may declare and publish to both of its exchanges;
+#   - promtool accepts the alert rules (skipped, saying so, without it);
 #   - the man page renders without a single groff warning;
 #   - the Dockerfile builds with scripts/build-release.sh, the script CI
 #     runs, and copies everything that build needs;
@@ -76,7 +77,9 @@ for metric in ("hms_sync_replication_lag_bytes", "hms_sync_replication_lag_secon
                "hms_sync_returns_total", "hms_sync_replica_identity_full",
                "hms_sync_changes_rejected_total",
                "pg_replication_slot_wal_status",
-               "pg_replication_slot_slot_is_active"):
+               "pg_replication_slot_slot_is_active",
+               "hms_sync_consumer_queue_messages", "hms_sync_consumer_up",
+               "hms_sync_consumer_events_total"):
     if metric not in exprs:
         problems.append("alerts.yml: no rule uses %s" % metric)
 if len(names) != sum(len(g.get("rules", [])) for g in alerts.get("groups", [])):
@@ -148,6 +151,17 @@ PY
     fi
 else
     skip "YAML checks: python3 has no yaml module (apt-get install python3-yaml)"
+fi
+
+# ---- the alert rules, as Prometheus reads them ----
+if command -v promtool >/dev/null; then
+    if out=$(promtool check rules deploy/prometheus/alerts.yml 2>&1); then
+        ok "promtool check rules deploy/prometheus/alerts.yml"
+    else
+        bad "deploy/prometheus/alerts.yml: $(grep -m1 -iE 'error|fail' <<<"$out")"
+    fi
+else
+    skip "alert rules: promtool not installed (apt-get install prometheus)"
 fi
 
 # ---- the man page ----

@@ -18,6 +18,7 @@ PKGS=(
     clang libclang-rt-14-dev llvm valgrind
     gnuplot-nox jq # bench/run.sh: the latency chart, its JSON
     nodejs         # tests/node: a subscriber written with Node's amqplib
+    prometheus     # promtool: scripts/check-deploy.sh checks the alert rules
 )
 
 missing=()

@@ -5,6 +5,8 @@
 #include "cli/commands.h"
 #include "cli/reload.h"
 #include "common/pgconn.h"
+#include "consumer/metrics.h"
+#include "daemon/http.h"
 #include "daemon/publisher.h"
 #include "hms_consumer.h"
 
@@ -21,6 +23,23 @@ static hms_status_t cli_status(hms_consumer_status_t st)
     case HMS_CONSUMER_ERR_NOMEM: return HMS_ERR_NOMEM;
     default: return HMS_ERR_IO;
     }
+}
+
+/* What consume's /metrics and /readyz serve. */
+static hms_status_t render_consume(const void *s, hms_buf_t *out)
+{
+    return hms_cmetrics_render(s, HMS_VERSION, out);
+}
+static bool ready_consume(const void *s, char *why, size_t whylen)
+{
+    return hms_cmetrics_ready(s, why, whylen);
+}
+static const hms_http_view_t consume_view = {sizeof(hms_consumer_stats_t), render_consume,
+                                             ready_consume};
+
+static void publish(const hms_consumer_stats_t *s, void *http)
+{
+    hms_http_publish(http, s);
 }
 
 int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
@@ -82,8 +101,19 @@ int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         return hms_cli_fail(st, &err);
     }
     o.reload_arg = &reload;
+    hms_http_t *http = NULL;
+    if (cfg->metrics != NULL) {
+        if ((st = hms_http_start(cfg->metrics, &consume_view, &http, &err)) != HMS_OK) {
+            hms_cli_reload_free(&reload);
+            free(keys);
+            return hms_cli_fail(st, &err);
+        }
+        o.stats = publish;
+        o.stats_arg = http;
+    }
     hms_consumer_err_t cerr;
     st = cli_status(hms_consumer_run(&o, NULL, &cerr));
+    hms_http_stop(http);
     hms_cli_reload_free(&reload);
     free(keys);
     if (st != HMS_OK) {

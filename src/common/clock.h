@@ -9,6 +9,9 @@
 /* Milliseconds of CLOCK_MONOTONIC: only differences mean anything. */
 int64_t hms_clock_ms(void);
 
+/* The wall clock: microseconds since 1970-01-01 00:00:00 UTC. */
+int64_t hms_clock_unix_us(void);
+
 /* The wall clock as PostgreSQL's timestamps count it: microseconds since
  * 2000-01-01 00:00:00 UTC (standby status messages carry it). */
 int64_t hms_clock_pg_us(void);

@@ -98,6 +98,11 @@ bool hms_capply_ready(const hms_capply_t *a)
     return a->state == S_READY;
 }
 
+bool hms_capply_up(const hms_capply_t *a)
+{
+    return a->state == S_READY || a->state == S_RUNNING;
+}
+
 bool hms_capply_busy(const hms_capply_t *a)
 {
     return a->state != S_DOWN && a->state != S_READY;

@@ -81,6 +81,8 @@ int hms_capply_step(hms_capply_t *a, int64_t now_ms, hms_err_t *err);
 
 /* Open and idle: an event may be sent. */
 bool hms_capply_ready(const hms_capply_t *a);
+/* Open: ready, or running a statement. */
+bool hms_capply_up(const hms_capply_t *a);
 /* An open or an event is under way. */
 bool hms_capply_busy(const hms_capply_t *a);
 /* Drops the connection and whatever was under way. */

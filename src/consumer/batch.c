@@ -27,7 +27,7 @@ void hms_cbatch_free(hms_cbatch_t *b)
     hms_cbatch_init(b);
 }
 
-hms_status_t hms_cbatch_add(hms_cbatch_t *b, const hms_cdelivery_t *d, bool echo)
+hms_status_t hms_cbatch_add(hms_cbatch_t *b, const hms_cdelivery_t *d, bool echo, int64_t time_us)
 {
     void *items = b->items;
     if (hms_array_grow(&items, &b->cap, b->n + 1, sizeof(*b->items)) != HMS_OK)
@@ -42,6 +42,7 @@ hms_status_t hms_cbatch_add(hms_cbatch_t *b, const hms_cdelivery_t *d, bool echo
     it->redelivered = d->redelivered;
     it->echo = echo;
     it->failed = false;
+    it->time_us = time_us;
     it->off = off;
     it->len = d->len;
     snprintf(it->routing_key, sizeof(it->routing_key), "%s", d->routing_key);

@@ -26,6 +26,7 @@ typedef struct {
     bool redelivered;
     bool echo;       /* acknowledged, not applied */
     bool failed;     /* its apply failed in the batch: to be tried alone */
+    int64_t time_us; /* the event's time (source commit), Unix microseconds; 0: unknown */
     size_t off, len; /* the body in bodies */
     char routing_key[256];
     char message_id[128];
@@ -43,9 +44,9 @@ void hms_cbatch_init(hms_cbatch_t *b);
 void hms_cbatch_reset(hms_cbatch_t *b);
 void hms_cbatch_free(hms_cbatch_t *b);
 
-/* Copies delivery d (a JSON object the caller has validated) into the
- * batch.  HMS_ERR_NOMEM leaves the batch as it was. */
-hms_status_t hms_cbatch_add(hms_cbatch_t *b, const hms_cdelivery_t *d, bool echo);
+/* Copies delivery d (a JSON object the caller has validated, whose time is
+ * time_us) into the batch.  HMS_ERR_NOMEM leaves the batch as it was. */
+hms_status_t hms_cbatch_add(hms_cbatch_t *b, const hms_cdelivery_t *d, bool echo, int64_t time_us);
 
 /* "[e1,e2,...]" of the items that are not echoes, in order, NUL-terminated;
  * or of item `only` alone when only < n.  NULL when out of memory.  Valid

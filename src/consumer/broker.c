@@ -19,6 +19,7 @@
 #define CHANNEL 1
 #define FRAME_MAX 131072
 #define SLICE_MS 200 /* longest wait on the dead-letter connection between reads of the other */
+#define DEPTH_TIMEOUT_MS 2000 /* a passive queue.declare's answer */
 
 struct hms_cbroker {
     const hms_consumer_opts_t *opts;
@@ -474,6 +475,30 @@ static hms_status_t open_dl(hms_cbroker_t *b, hms_err_t *err)
         b->dl = NULL;
     }
     return st;
+}
+
+hms_status_t hms_cbroker_queue_depth(hms_cbroker_t *b, int64_t *messages, hms_err_t *err)
+{
+    hms_status_t st;
+    if (b->dl == NULL && (st = open_dl(b, err)) != HMS_OK)
+        return st;
+    /* A broker that stops answering must not hold the loop (and with it the
+     * consuming connection's heartbeats) for long. */
+    struct timeval tv = {DEPTH_TIMEOUT_MS / 1000, (DEPTH_TIMEOUT_MS % 1000) * 1000};
+    amqp_set_rpc_timeout(b->dl, &tv);
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+        b->dl, CHANNEL, amqp_cstring_bytes(b->opts->queue), 1, 0, 0, 0, amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(b->dl);
+    amqp_set_rpc_timeout(b->dl, NULL);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL || ok == NULL) {
+        st = rpc_fail(b, r, "cannot read the queue's depth", err);
+        destroy_conn(b->dl);
+        b->dl = NULL;
+        return st;
+    }
+    *messages = ok->message_count;
+    amqp_maybe_release_buffers(b->dl);
+    return HMS_OK;
 }
 
 /* Reads frames until the confirm of the one publish in flight, serving the

@@ -79,6 +79,13 @@ hms_status_t hms_cbroker_wait(hms_cbroker_t *b, int fd, short events, int timeou
 hms_status_t hms_cbroker_ack(hms_cbroker_t *b, uint64_t tag, bool multiple, hms_err_t *err);
 hms_status_t hms_cbroker_requeue(hms_cbroker_t *b, uint64_t tag, hms_err_t *err);
 
+/* The messages ready in the queue (delivered and unacknowledged ones not
+ * counted), by a passive queue.declare on the dead-letter connection,
+ * opened as needed; it waits at most 2 s for the answer, without reading
+ * the consuming connection meanwhile.  HMS_ERR_AMQP when it fails (the
+ * dead-letter connection is then dropped). */
+hms_status_t hms_cbroker_queue_depth(hms_cbroker_t *b, int64_t *messages, hms_err_t *err);
+
 /* Publishes d, a delivery in hand (not yet released), with its body and properties to the
  * dead-letter exchange with routing key <queue>, persistent and mandatory,
  * adding the headers x-hms-reason = reason, x-hms-subscriber = <queue> and

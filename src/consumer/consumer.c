@@ -15,12 +15,16 @@
 #include "consumer/apply.h"
 #include "consumer/batch.h"
 #include "consumer/broker.h"
+#include "consumer/metrics.h"
 #include "common/validate.h"
 #include "core/backoff.h"
+#include "core/lww.h"
 
 #define POLL_MS 500              /* longest wait for a delivery before checking for a signal */
 #define SLICE_MS 200             /* longest single wait: signals, deadlines and heartbeats */
 #define CONFIRM_TIMEOUT_MS 10000 /* a dead letter's confirm */
+#define STATS_MS 1000            /* longest time between two calls of opts.stats */
+#define DEPTH_MS 5000            /* how often the queue's depth is asked for */
 
 typedef struct {
     const hms_consumer_opts_t *o;
@@ -35,6 +39,8 @@ typedef struct {
     int64_t last_stats_ms;
     int amqp_backoff, pg_backoff;
     hms_cbatch_t batch; /* the messages in hand */
+    hms_consumer_stats_t stats;
+    int64_t stats_ms, depth_ms; /* when last handed out, and asked for */
 } cons_t;
 
 /* What became of the messages in hand. */
@@ -56,13 +62,51 @@ static void take_reload(cons_t *C)
     C->o->reload(C->o->reload_arg);
 }
 
+/* Hands the figures to opts.stats, asking the broker for the queue's depth
+ * when that is due.  Called between waits, never inside a broker call. */
+static void publish_stats(cons_t *C)
+{
+    int64_t now = hms_clock_ms();
+    C->stats_ms = now;
+    if (C->o->stats == NULL)
+        return;
+    hms_consumer_stats_t *s = &C->stats;
+    s->amqp_up = C->broker != NULL && !C->mq_lost;
+    s->pg_up = hms_capply_up(C->pg);
+    s->n = C->n;
+    if (s->amqp_up && now - C->depth_ms >= DEPTH_MS) {
+        hms_err_t err;
+        C->depth_ms = now;
+        if (hms_cbroker_queue_depth(C->broker, &s->queue_messages, &err) != HMS_OK) {
+            s->queue_messages = -1;
+            hms_log(HMS_LOG_DEBUG, "queue depth unknown", "error", err.msg, NULL);
+        }
+    }
+    C->o->stats(s, C->o->stats_arg);
+}
+
+/* Counts event it of the batch as taken in now, after its commit. */
+static void taken_in(cons_t *C, const hms_cbatch_item_t *it)
+{
+    if (it->time_us == 0)
+        return;
+    double t = (double)it->time_us / 1e6;
+    hms_cmetrics_observe(&C->stats, (double)hms_clock_unix_us() / 1e6 - t);
+    if (t > C->stats.last_event_time)
+        C->stats.last_event_time = t;
+}
+
 /* The one wait: up to timeout_ms (at most a slice) for fd (-1: none) to be
  * ready for events, reading the consuming connection meanwhile when there
  * is one.  Returns whether fd is ready.  A consuming connection that fails
  * here sets mq_lost; the message in hand then ends as LOST_MQ. */
+static void publish_stats(cons_t *C);
+
 static bool serve(cons_t *C, int fd, short events, int timeout_ms)
 {
     take_reload(C);
+    if (hms_clock_ms() - C->stats_ms >= STATS_MS)
+        publish_stats(C);
     if (timeout_ms < 0 || timeout_ms > SLICE_MS)
         timeout_ms = SLICE_MS;
     if (C->broker != NULL && !C->mq_lost) {
@@ -320,6 +364,8 @@ static handled_t apply_alone(cons_t *C, size_t i)
         hms_capply_outcome_t r;
         if (st == HMS_OK && hms_capply_result(C->pg, 0, &r) && r.outcome != NULL) {
             count_outcome(C, r.outcome, d.message_id);
+            taken_in(C, &C->batch.items[i]);
+            C->stats.batches++;
             return ack_one(C, d.tag, false);
         }
         if (st == HMS_OK)
@@ -359,11 +405,15 @@ static handled_t settle(cons_t *C, bool whole_failed)
             continue;
         }
         it->failed = whole_failed || !hms_capply_result(C->pg, row++, &r) || r.outcome == NULL;
-        if (it->failed)
+        if (it->failed) {
             nfailed++;
-        else
+        } else {
             count_outcome(C, r.outcome, it->message_id);
+            taken_in(C, it);
+        }
     }
+    if (b->napply > nfailed)
+        C->stats.batches++;
     if (nfailed == 0)
         return ack_one(C, hms_cbatch_last_tag(b), true);
     handled_t h = DONE;
@@ -408,12 +458,16 @@ static handled_t take(cons_t *C, const hms_cdelivery_t *d)
     /* A snapshot event (the only kind with a snapshot attribute) is never an
      * echo: it re-sends rows a replica may have lost, its own writes
      * included, and applying one cannot start a loop. */
-    json_object *jorigin = NULL;
+    json_object *jorigin = NULL, *jtime = NULL;
     bool echo = C->o->origin != NULL && !json_object_object_get_ex(ev, "snapshot", NULL) &&
                 json_object_object_get_ex(ev, "origin", &jorigin) &&
                 strcmp(json_object_get_string(jorigin), C->o->origin) == 0;
+    int64_t time_us = 0;
+    if (!json_object_object_get_ex(ev, "time", &jtime) ||
+        !hms_lww_parse_time(json_object_get_string(jtime), &time_us))
+        time_us = 0; /* valid events always have one; the figures only lose it */
     json_object_put(ev);
-    if (hms_cbatch_add(&C->batch, d, echo) != HMS_OK)
+    if (hms_cbatch_add(&C->batch, d, echo, time_us) != HMS_OK)
         return dead_letter(C, d, "the subscriber ran out of memory for the message");
     return DONE;
 }
@@ -527,9 +581,12 @@ static void consume(cons_t *C)
     hms_log(HMS_LOG_INFO, "consuming", "queue", C->o->queue, "apply", C->o->apply, "type",
             C->o->classic ? "classic" : "quorum", NULL);
     C->last_stats_ms = hms_clock_ms();
+    publish_stats(C);
     while (hms_signals_stop() == 0) {
         take_reload(C);
         maybe_log_counters(C);
+        if (hms_clock_ms() - C->stats_ms >= STATS_MS)
+            publish_stats(C);
         if (!ensure_broker(C))
             break;
         hms_err_t e;
@@ -537,6 +594,8 @@ static void consume(cons_t *C)
         if (h == DONE && C->batch.n > 0 && (h = apply_batch(C)) == LOST_MQ)
             hms_err_set(&e, HMS_ERR_AMQP, "lost while settling a batch of %zu messages",
                         C->batch.n);
+        if (C->batch.n > 0)
+            publish_stats(C);
         if (C->mq_lost)
             drop_broker(C, &C->mq_err);
         else if (h == LOST_MQ)
@@ -553,6 +612,8 @@ hms_consumer_status_t hms_consumer_run(const hms_consumer_opts_t *opts,
     cons_t C;
     memset(&C, 0, sizeof(C));
     C.o = opts;
+    snprintf(C.stats.queue, sizeof(C.stats.queue), "%s", opts->queue);
+    C.stats.queue_messages = -1;
     hms_cbatch_init(&C.batch);
     hms_err_t e;
     hms_status_t st;

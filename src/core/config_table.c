@@ -103,14 +103,18 @@ const hms_config_setting_t hms_config_settings[] = {
      "connection never trips it.  It must be more than twice feedback_interval: on a quiet "
      "stream the keepalive is asked for only after feedback_interval of silence, at the "
      "next status message."},
-    {"metrics", HMS_CONFIG_T_LISTEN, OFF(metrics), NULL, 0, 0, NULL, HMS_CMD_RUN | HMS_CMD_STATUS,
-     0, 0, "127.0.0.1:9187", "serve Prometheus metrics, /healthz and /readyz on HOST:PORT",
+    {"metrics", HMS_CONFIG_T_LISTEN, OFF(metrics), NULL, 0, 0, NULL,
+     HMS_CMD_RUN | HMS_CMD_STATUS | HMS_CMD_CONSUME, 0, 0, "127.0.0.1:9187",
+     "serve Prometheus metrics, /healthz and /readyz on HOST:PORT",
      "status with this setting also reads the running connector's figures from it.  "
      "When set, run serves GET /metrics (Prometheus text format), /healthz (the process is "
      "alive) and /readyz (both connections are up and the slot is streaming) over plain "
      "HTTP on this address: an IPv4 address (127.0.0.1:9187), an IPv6 address in brackets "
      "([::1]:9187) or a host name, which run listens on at every address it resolves to.  "
-     "Bind it to loopback or a management network."},
+     "consume serves the same three paths with the subscriber's figures (events by outcome, "
+     "latency, queue depth); its /readyz wants its PostgreSQL session and its RabbitMQ "
+     "connection up.  Give each process its own port.  Bind it to loopback or a management "
+     "network."},
     {"standby", HMS_CONFIG_T_BOOL, OFF(standby), "false", 0, 0, NULL, HMS_CMD_RUN, 0, 0, NULL,
      "wait as a hot standby while another process holds the slot",
      "For high availability run two connectors on the same slot: the one that gets the slot "

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/pgoutput.h"
+#include "core/prom.h"
 
 void hms_metrics_count_published(hms_metrics_t *m, const char *type)
 {
@@ -22,119 +23,98 @@ void hms_metrics_count_published(hms_metrics_t *m, const char *type)
     m->published[i]++;
 }
 
-static void family(hms_buf_t *b, const char *name, const char *type, const char *help)
-{
-    hms_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void counter(hms_buf_t *b, const char *name, const char *help, uint64_t v)
-{
-    family(b, name, "counter", help);
-    hms_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
-}
-
-static void gauge(hms_buf_t *b, const char *name, const char *help, double v)
-{
-    family(b, name, "gauge", help);
-    hms_buf_printf(b, "%s %.17g\n", name, v);
-}
-
-/* A label value needs \, " and newline escaped; type names never hold them,
- * but the rendering must not trust that. */
-static void label_value(hms_buf_t *b, const char *v)
-{
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            hms_buf_append_char(b, '\\');
-        if (*v == '\n') {
-            hms_buf_append_str(b, "\\n");
-            continue;
-        }
-        hms_buf_append_char(b, *v);
-    }
-}
-
 hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms_buf_t *out)
 {
-    family(out, "hms_sync_events_published_total", "counter",
-           "Events published to RabbitMQ, by CloudEvents type (republished events count again).");
+    hms_prom_family(
+        out, "hms_sync_events_published_total", "counter",
+        "Events published to RabbitMQ, by CloudEvents type (republished events count again).");
     for (int i = 0; i < HMS_METRICS_MAX_TYPES && m->type_name[i] != NULL; i++) {
         hms_buf_append_str(out, "hms_sync_events_published_total{type=\"");
-        label_value(out, m->type_name[i]);
+        hms_prom_label_value(out, m->type_name[i]);
         hms_buf_printf(out, "\"} %llu\n", (unsigned long long)m->published[i]);
     }
-    counter(out, "hms_sync_confirms_total",
-            "Events the broker confirmed (basic.ack, not returned).", m->confirms);
-    counter(out, "hms_sync_nacks_total", "Publishes the broker refused with basic.nack.", m->nacks);
-    family(out, "hms_sync_changes_rejected_total", "counter",
-           "Changes that could not become a valid event and were published to the rejected "
-           "exchange instead, by reason: invalid (the event failed its schema), unencodable (no "
-           "event could be made from the row), oversize (larger than max_event_bytes).");
+    hms_prom_counter(out, "hms_sync_confirms_total",
+                     "Events the broker confirmed (basic.ack, not returned).", m->confirms);
+    hms_prom_counter(out, "hms_sync_nacks_total", "Publishes the broker refused with basic.nack.",
+                     m->nacks);
+    hms_prom_family(
+        out, "hms_sync_changes_rejected_total", "counter",
+        "Changes that could not become a valid event and were published to the rejected "
+        "exchange instead, by reason: invalid (the event failed its schema), unencodable (no "
+        "event could be made from the row), oversize (larger than max_event_bytes).");
     for (int r = 0; r < HMS_REJECT_NREASONS; r++)
         hms_buf_printf(out, "hms_sync_changes_rejected_total{reason=\"%s\"} %llu\n",
                        hms_reject_reason_name((hms_reject_reason_t)r),
                        (unsigned long long)m->rejected[r]);
-    counter(out, "hms_sync_returns_total",
-            "Publishes the broker could not route (basic.return): no queue bound.", m->returns);
-    family(out, "hms_sync_reconnects_total", "counter",
-           "Connections re-established after a loss, by target.");
+    hms_prom_counter(out, "hms_sync_returns_total",
+                     "Publishes the broker could not route (basic.return): no queue bound.",
+                     m->returns);
+    hms_prom_family(out, "hms_sync_reconnects_total", "counter",
+                    "Connections re-established after a loss, by target.");
     hms_buf_printf(out, "hms_sync_reconnects_total{target=\"postgresql\"} %llu\n",
                    (unsigned long long)m->reconnects_pg);
     hms_buf_printf(out, "hms_sync_reconnects_total{target=\"rabbitmq\"} %llu\n",
                    (unsigned long long)m->reconnects_amqp);
-    gauge(out, "hms_sync_inflight_events", "Events published and awaiting the broker's verdict.",
-          (double)m->inflight);
-    gauge(out, "hms_sync_replication_lag_bytes",
-          "WAL the server has sent past the position confirmed to the slot.", (double)m->lag_bytes);
-    gauge(out, "hms_sync_replication_lag_seconds",
-          "Now minus the commit time of the newest confirmed transaction, while changes are "
-          "pending; 0 when caught up.",
-          m->lag_seconds);
-    gauge(out, "hms_sync_confirmed_flush_lsn",
-          "The flush position last confirmed to the replication slot, as a number.",
-          (double)m->confirmed_flush_lsn);
-    gauge(out, "hms_sync_last_feedback_timestamp_seconds",
-          "When the last standby status was sent to PostgreSQL (Unix time).",
-          m->last_feedback_unix);
-    gauge(out, "hms_sync_up", "1 when both connections are up and the slot is streaming.",
-          hms_metrics_ready(m, NULL, 0) ? 1 : 0);
-    family(out, "hms_sync_replica_identity_full", "gauge",
-           "1 while the captured table's REPLICA IDENTITY is FULL; 0 when it is not, as the "
-           "newest Relation message or the session's start reported it (a DELETE then carries "
-           "only its key, and reaches subscribers only through the trigger hms_sync_old_row).");
+    hms_prom_gauge(out, "hms_sync_inflight_events",
+                   "Events published and awaiting the broker's verdict.", (double)m->inflight);
+    hms_prom_gauge(out, "hms_sync_replication_lag_bytes",
+                   "WAL the server has sent past the position confirmed to the slot.",
+                   (double)m->lag_bytes);
+    hms_prom_gauge(
+        out, "hms_sync_replication_lag_seconds",
+        "Now minus the commit time of the newest confirmed transaction, while changes are "
+        "pending; 0 when caught up.",
+        m->lag_seconds);
+    hms_prom_gauge(out, "hms_sync_confirmed_flush_lsn",
+                   "The flush position last confirmed to the replication slot, as a number.",
+                   (double)m->confirmed_flush_lsn);
+    hms_prom_gauge(out, "hms_sync_last_feedback_timestamp_seconds",
+                   "When the last standby status was sent to PostgreSQL (Unix time).",
+                   m->last_feedback_unix);
+    hms_prom_gauge(out, "hms_sync_up", "1 when both connections are up and the slot is streaming.",
+                   hms_metrics_ready(m, NULL, 0) ? 1 : 0);
+    hms_prom_family(
+        out, "hms_sync_replica_identity_full", "gauge",
+        "1 while the captured table's REPLICA IDENTITY is FULL; 0 when it is not, as the "
+        "newest Relation message or the session's start reported it (a DELETE then carries "
+        "only its key, and reaches subscribers only through the trigger hms_sync_old_row).");
     if (m->identity_table[0] != '\0') {
         hms_buf_append_str(out, "hms_sync_replica_identity_full{table=\"");
-        label_value(out, m->identity_table);
+        hms_prom_label_value(out, m->identity_table);
         hms_buf_printf(out, "\"} %d\n", m->identity == 'f');
     }
-    family(out, "hms_sync_snapshot_rows_done", "gauge",
-           "Rows of the snapshot being served that the broker confirmed, by request id.");
-    family(out, "hms_sync_snapshot_rows_total", "gauge",
-           "Rows the snapshot being served reads (counted when it started), by request id.");
+    hms_prom_family(out, "hms_sync_snapshot_rows_done", "gauge",
+                    "Rows of the snapshot being served that the broker confirmed, by request id.");
+    hms_prom_family(
+        out, "hms_sync_snapshot_rows_total", "gauge",
+        "Rows the snapshot being served reads (counted when it started), by request id.");
     if (m->snapshot_id[0] != '\0') {
         hms_buf_append_str(out, "hms_sync_snapshot_rows_done{snapshot=\"");
-        label_value(out, m->snapshot_id);
+        hms_prom_label_value(out, m->snapshot_id);
         hms_buf_printf(out, "\"} %lld\n", (long long)m->snapshot_rows_done);
         if (m->snapshot_rows_total >= 0) {
             hms_buf_append_str(out, "hms_sync_snapshot_rows_total{snapshot=\"");
-            label_value(out, m->snapshot_id);
+            hms_prom_label_value(out, m->snapshot_id);
             hms_buf_printf(out, "\"} %lld\n", (long long)m->snapshot_rows_total);
         }
     }
-    counter(out, "hms_sync_snapshot_rows_published_total",
-            "Snapshot rows queued for publishing (a chunk read again after a restart counts "
-            "again).",
-            m->snapshot_rows_published);
-    counter(out, "hms_sync_snapshot_rows_superseded_total",
-            "Snapshot rows read but not published: the change stream carried a change of the row "
-            "while it was read (that change is as new or newer).",
-            m->snapshot_rows_superseded);
-    gauge(out, "hms_sync_standby",
-          "1 while this connector is a hot standby waiting for another to let go of the slot.",
-          m->standby ? 1 : 0);
-    family(out, "hms_sync_build_info", "gauge", "Build information; always 1.");
+    hms_prom_counter(
+        out, "hms_sync_snapshot_rows_published_total",
+        "Snapshot rows queued for publishing (a chunk read again after a restart counts "
+        "again).",
+        m->snapshot_rows_published);
+    hms_prom_counter(
+        out, "hms_sync_snapshot_rows_superseded_total",
+        "Snapshot rows read but not published: the change stream carried a change of the row "
+        "while it was read (that change is as new or newer).",
+        m->snapshot_rows_superseded);
+    hms_prom_gauge(
+        out, "hms_sync_standby",
+        "1 while this connector is a hot standby waiting for another to let go of the slot.",
+        m->standby ? 1 : 0);
+    hms_prom_family(out, "hms_sync_build_info", "gauge", "Build information; always 1.");
     hms_buf_append_str(out, "hms_sync_build_info{version=\"");
-    label_value(out, version);
+    hms_prom_label_value(out, version);
     return hms_buf_append_str(out, "\"} 1\n");
 }
 

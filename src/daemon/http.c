@@ -19,7 +19,8 @@ struct hms_http {
     struct MHD_Daemon *daemons[LISTEN_MAX]; /* one a listening address */
     int ndaemons;
     pthread_mutex_t lock;
-    hms_metrics_t snapshot;
+    const hms_http_view_t *view;
+    void *snapshot; /* view->size bytes */
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
@@ -42,28 +43,35 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     hms_http_t *h = cls;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", "GET only\n", 9);
-    hms_metrics_t m;
-    pthread_mutex_lock(&h->lock);
-    m = h->snapshot;
-    pthread_mutex_unlock(&h->lock);
-    if (strcmp(url, "/metrics") == 0) {
-        hms_buf_t b = HMS_BUF_INIT;
-        hms_metrics_render(&m, HMS_VERSION, &b);
-        enum MHD_Result ret = reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-                                    b.data ? b.data : "", b.len);
-        hms_buf_free(&b);
-        return ret;
-    }
     if (strcmp(url, "/healthz") == 0)
         return reply(c, MHD_HTTP_OK, "text/plain", "ok\n", 3);
-    if (strcmp(url, "/readyz") == 0) {
+    bool metrics = strcmp(url, "/metrics") == 0;
+    if (!metrics && strcmp(url, "/readyz") != 0)
+        return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "not found: try /metrics\n", 24);
+    void *m = malloc(h->view->size);
+    if (m == NULL)
+        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", "out of memory\n", 14);
+    pthread_mutex_lock(&h->lock);
+    memcpy(m, h->snapshot, h->view->size);
+    pthread_mutex_unlock(&h->lock);
+    enum MHD_Result ret;
+    if (metrics) {
+        hms_buf_t b = HMS_BUF_INIT;
+        h->view->render(m, &b);
+        ret = reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                    b.data ? b.data : "", b.len);
+        hms_buf_free(&b);
+    } else {
         char why[400], body[420];
-        if (hms_metrics_ready(&m, why, sizeof(why)))
-            return reply(c, MHD_HTTP_OK, "text/plain", "ready\n", 6);
-        snprintf(body, sizeof(body), "not ready: %s\n", why);
-        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", body, strlen(body));
+        if (h->view->ready(m, why, sizeof(why))) {
+            ret = reply(c, MHD_HTTP_OK, "text/plain", "ready\n", 6);
+        } else {
+            snprintf(body, sizeof(body), "not ready: %s\n", why);
+            ret = reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", body, strlen(body));
+        }
     }
-    return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "not found: try /metrics\n", 24);
+    free(m);
+    return ret;
 }
 
 /* Starts a libmicrohttpd daemon listening on ai's address alone. */
@@ -87,7 +95,8 @@ static bool seen_before(const struct addrinfo *list, const struct addrinfo *ai)
     return false;
 }
 
-hms_status_t hms_http_start(const char *listen, hms_http_t **out, hms_err_t *err)
+hms_status_t hms_http_start(const char *listen, const hms_http_view_t *view, hms_http_t **out,
+                            hms_err_t *err)
 {
     hms_hostport_t hp;
     char why[128], addr[NI_MAXHOST];
@@ -105,11 +114,16 @@ hms_status_t hms_http_start(const char *listen, hms_http_t **out, hms_err_t *err
         return hms_err_set(err, HMS_ERR_CONFIG, "metrics: cannot resolve %s: %s", hp.host,
                            gai_strerror(gai));
     hms_http_t *h = calloc(1, sizeof(*h));
+    if (h != NULL && (h->snapshot = calloc(1, view->size)) == NULL) {
+        free(h);
+        h = NULL;
+    }
     if (h == NULL) {
         st = hms_err_set(err, HMS_ERR_NOMEM, "metrics: out of memory");
         goto fail;
     }
     pthread_mutex_init(&h->lock, NULL);
+    h->view = view;
     /* Every address the host resolves to, as a name means the host: a
      * scraper of "localhost" may come over either family. */
     for (const struct addrinfo *p = ai; p != NULL && h->ndaemons < LISTEN_MAX; p = p->ai_next) {
@@ -146,12 +160,13 @@ void hms_http_stop(hms_http_t *h)
     for (int i = 0; i < h->ndaemons; i++)
         MHD_stop_daemon(h->daemons[i]);
     pthread_mutex_destroy(&h->lock);
+    free(h->snapshot);
     free(h);
 }
 
-void hms_http_publish(hms_http_t *h, const hms_metrics_t *m)
+void hms_http_publish(hms_http_t *h, const void *snap)
 {
     pthread_mutex_lock(&h->lock);
-    h->snapshot = *m;
+    memcpy(h->snapshot, snap, h->view->size);
     pthread_mutex_unlock(&h->lock);
 }

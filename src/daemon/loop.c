@@ -560,6 +560,17 @@ static void check_pg_silence(loop_t *L, int64_t now)
 }
 
 /* Refreshes the gauges and hands a snapshot to the HTTP thread. */
+/* What run's /metrics and /readyz serve: the figures update_metrics fills. */
+static hms_status_t render_run(const void *m, hms_buf_t *out)
+{
+    return hms_metrics_render(m, HMS_VERSION, out);
+}
+static bool ready_run(const void *m, char *why, size_t whylen)
+{
+    return hms_metrics_ready(m, why, whylen);
+}
+static const hms_http_view_t run_view = {sizeof(hms_metrics_t), render_run, ready_run};
+
 static void update_metrics(loop_t *L, int64_t now)
 {
     hms_metrics_t *m = &L->m;
@@ -780,7 +791,8 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
     }
     hms_signals_install(NULL);
     hms_notify_init();
-    if (opts->metrics != NULL && (st = hms_http_start(opts->metrics, &L.http, err)) != HMS_OK)
+    if (opts->metrics != NULL &&
+        (st = hms_http_start(opts->metrics, &run_view, &L.http, err)) != HMS_OK)
         goto done;
     if (!opts->discard && (st = connect_amqp(&L, err)) != HMS_OK)
         goto done;

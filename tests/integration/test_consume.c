@@ -6,6 +6,7 @@
  * --origin skips echoes. */
 #include <check.h>
 #include <signal.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -621,6 +622,75 @@ START_TEST(test_batch_backlog)
 }
 END_TEST
 
+/* consume --metrics: /readyz, and /metrics with the events by outcome, the
+ * batches, the latency histogram and the queue's depth, while a backlog
+ * drains through a slow apply and after. */
+static double sub_metric(int port, const char *series)
+{
+    static char body[1 << 16];
+    char full[256];
+    if (it_http_get("127.0.0.1", port, "/metrics", body, sizeof body) != 200)
+        return NAN;
+    snprintf(full, sizeof full, "%s", series);
+    return it_metric(body, full);
+}
+
+START_TEST(test_metrics)
+{
+    open_tap();
+    start_connector();
+    const char *q = new_queue("metrics");
+    int port = it_free_port();
+    char listen[64], series[300];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *const extra[] = {"--metrics", listen, "--batch", "10", "--prefetch", "20", NULL};
+    start_sub(0, "consume-metrics1", q, "public.it_apply_slow", extra);
+    free(stop_sub(0));
+    long events = inserts(400, "m");
+    for (long i = 0; i < events; i++) {
+        char rk[256];
+        json_object_put(tap_event(rk, sizeof rk));
+    }
+    start_sub(1, "consume-metrics2", q, "public.it_apply_slow", extra);
+    char body[512];
+    int ready = 0;
+    for (double until = it_now_ms() + 5000; ready != 200 && it_now_ms() < until; it_sleep_ms(50))
+        ready = it_http_get("127.0.0.1", port, "/readyz", body, sizeof body);
+    ck_assert_msg(ready == 200, "/readyz: %d %s", ready, body);
+    /* 400 events at 20 ms each take 8 s: the depth is seen while they drain. */
+    snprintf(series, sizeof series, "hms_sync_consumer_queue_messages{queue=\"%s\"}", q);
+    double depth = NAN, end = it_now_ms() + 10000;
+    while (!(depth > 0) && it_now_ms() < end) {
+        depth = sub_metric(port, series);
+        it_sleep_ms(200);
+    }
+    ck_assert_msg(depth > 0 && depth < events, "queue depth %g while draining %ld", depth, events);
+    wait_inbox(q, events, 60000, &F.subs[1]);
+    /* The depth is asked for every 5 s: it reaches 0 within that. */
+    end = it_now_ms() + 8000;
+    while ((depth = sub_metric(port, series)) != 0 && it_now_ms() < end)
+        it_sleep_ms(200);
+    ck_assert_msg(depth == 0, "queue depth %g after the drain", depth);
+    snprintf(series, sizeof series,
+             "hms_sync_consumer_events_total{queue=\"%s\",outcome=\"applied\"}", q);
+    ck_assert_int_eq((long)sub_metric(port, series), events);
+    snprintf(series, sizeof series, "hms_sync_consumer_event_latency_seconds_count{queue=\"%s\"}",
+             q);
+    ck_assert_int_eq((long)sub_metric(port, series), events);
+    snprintf(series, sizeof series,
+             "hms_sync_consumer_event_latency_seconds_bucket{queue=\"%s\",le=\"+Inf\"}", q);
+    ck_assert_int_eq((long)sub_metric(port, series), events);
+    snprintf(series, sizeof series, "hms_sync_consumer_batches_total{queue=\"%s\"}", q);
+    double batches = sub_metric(port, series);
+    ck_assert_msg(batches >= events / 10 && batches < events / 2, "%g batches", batches);
+    snprintf(series, sizeof series, "hms_sync_consumer_up{queue=\"%s\"}", q);
+    ck_assert(sub_metric(port, series) == 1);
+    free(stop_sub(1));
+    fprintf(stderr, "consume: metrics: %ld events in %g batches, depth seen while draining\n",
+            events, batches);
+}
+END_TEST
+
 static Suite *consume_suite(void)
 {
     Suite *s = suite_create("consume");
@@ -635,6 +705,7 @@ static Suite *consume_suite(void)
         {"transient", test_transient_terminate},
         {"origin", test_origin_echo},
         {"batch", test_batch_backlog},
+        {"metrics", test_metrics},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
@@ -655,6 +726,9 @@ static int sub_db_init(void)
                       "CREATE FUNCTION public.it_apply_boom(event jsonb) RETURNS text "
                       "LANGUAGE plpgsql AS $$ BEGIN IF event -> 'data' ->> 'summary' = 'boom' "
                       "THEN RAISE EXCEPTION 'boom on purpose'; END IF; "
+                      "RETURN hms_sync.apply_warehouse(event); END $$;"
+                      "CREATE FUNCTION public.it_apply_slow(event jsonb) RETURNS text "
+                      "LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.02); "
                       "RETURN hms_sync.apply_warehouse(event); END $$");
 }
 

@@ -53,19 +53,6 @@ static int http_get(int port, const char *path, http_resp_t *r)
     return r->status;
 }
 
-/* The value of the sample whose name (with labels, exactly as rendered)
- * is `series`; NAN when the exposition lacks it. */
-static double metric(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *line = text; line && *line;
-         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-        if (strncmp(line, series, n) == 0 && line[n] == ' ')
-            return strtod(line + n + 1, NULL);
-    }
-    return NAN;
-}
-
 typedef struct {
     double published_created, published_updated, published_deleted;
     double confirms, nacks, returns, inflight, lag_bytes, lag_seconds, flush_lsn, feedback, up;
@@ -79,19 +66,22 @@ static void scrape(int port, scrape_t *s)
     ck_assert_msg(http_get(port, "/metrics", &r) == 200, "GET /metrics on port %d: status %d", port,
                   r.status);
     snprintf(s->text, sizeof s->text, "%s", r.body);
-    s->published_created = metric(r.body, "hms_sync_events_published_total{type=\"" CREATED "\"}");
-    s->published_updated = metric(r.body, "hms_sync_events_published_total{type=\"" UPDATED "\"}");
-    s->published_deleted = metric(r.body, "hms_sync_events_published_total{type=\"" DELETED "\"}");
-    s->confirms = metric(r.body, "hms_sync_confirms_total");
-    s->nacks = metric(r.body, "hms_sync_nacks_total");
-    s->returns = metric(r.body, "hms_sync_returns_total");
-    s->inflight = metric(r.body, "hms_sync_inflight_events");
-    s->lag_bytes = metric(r.body, "hms_sync_replication_lag_bytes");
-    s->lag_seconds = metric(r.body, "hms_sync_replication_lag_seconds");
-    s->flush_lsn = metric(r.body, "hms_sync_confirmed_flush_lsn");
-    s->feedback = metric(r.body, "hms_sync_last_feedback_timestamp_seconds");
-    s->up = metric(r.body, "hms_sync_up");
-    s->reconnects_pg = metric(r.body, "hms_sync_reconnects_total{target=\"postgresql\"}");
+    s->published_created =
+        it_metric(r.body, "hms_sync_events_published_total{type=\"" CREATED "\"}");
+    s->published_updated =
+        it_metric(r.body, "hms_sync_events_published_total{type=\"" UPDATED "\"}");
+    s->published_deleted =
+        it_metric(r.body, "hms_sync_events_published_total{type=\"" DELETED "\"}");
+    s->confirms = it_metric(r.body, "hms_sync_confirms_total");
+    s->nacks = it_metric(r.body, "hms_sync_nacks_total");
+    s->returns = it_metric(r.body, "hms_sync_returns_total");
+    s->inflight = it_metric(r.body, "hms_sync_inflight_events");
+    s->lag_bytes = it_metric(r.body, "hms_sync_replication_lag_bytes");
+    s->lag_seconds = it_metric(r.body, "hms_sync_replication_lag_seconds");
+    s->flush_lsn = it_metric(r.body, "hms_sync_confirmed_flush_lsn");
+    s->feedback = it_metric(r.body, "hms_sync_last_feedback_timestamp_seconds");
+    s->up = it_metric(r.body, "hms_sync_up");
+    s->reconnects_pg = it_metric(r.body, "hms_sync_reconnects_total{target=\"postgresql\"}");
 }
 
 /* Polls path until it answers want (and, if not NULL, a body containing
@@ -359,7 +349,7 @@ START_TEST(test_metrics_live)
     ck_assert_msg(age >= -1 && age < 5, "last feedback %g s ago (feedback_interval 1s)", age);
     char build[128];
     snprintf(build, sizeof build, "hms_sync_build_info{version=\"%s\"}", HMS_VERSION);
-    ck_assert_msg(metric(s.text, build) == 1, "no %s 1 in:\n%s", build, s.text);
+    ck_assert_msg(it_metric(s.text, build) == 1, "no %s 1 in:\n%s", build, s.text);
     static const char *const families[] = {
         "# TYPE hms_sync_events_published_total counter",
         "# TYPE hms_sync_confirms_total counter",

@@ -30,13 +30,13 @@ START_TEST(array_of_applied_events_in_order)
     /* The broker reuses its buffer: the batch must have copied each body. */
     strcpy(body, "{\"id\":\"a\"}");
     hms_cdelivery_t d = delivery(body, 7, "a");
-    ck_assert_int_eq(hms_cbatch_add(&b, &d, false), HMS_OK);
+    ck_assert_int_eq(hms_cbatch_add(&b, &d, false, 0), HMS_OK);
     strcpy(body, "{\"id\":\"e\"}");
     d = delivery(body, 8, "e");
-    ck_assert_int_eq(hms_cbatch_add(&b, &d, true), HMS_OK);
+    ck_assert_int_eq(hms_cbatch_add(&b, &d, true, 0), HMS_OK);
     strcpy(body, "{\"id\":\"c\"}");
     d = delivery(body, 9, "c");
-    ck_assert_int_eq(hms_cbatch_add(&b, &d, false), HMS_OK);
+    ck_assert_int_eq(hms_cbatch_add(&b, &d, false, 0), HMS_OK);
 
     ck_assert_uint_eq(b.n, 3);
     ck_assert_uint_eq(b.napply, 2);
@@ -65,7 +65,7 @@ START_TEST(empty_and_reset)
     ck_assert_str_eq(hms_cbatch_json(&b, 0), "[]");
     ck_assert_uint_eq(hms_cbatch_last_tag(&b), 0);
     hms_cdelivery_t d = delivery("{}", 1, "x");
-    ck_assert_int_eq(hms_cbatch_add(&b, &d, true), HMS_OK);
+    ck_assert_int_eq(hms_cbatch_add(&b, &d, true, 0), HMS_OK);
     /* Only echoes: nothing to apply. */
     ck_assert_uint_eq(b.napply, 0);
     ck_assert_str_eq(hms_cbatch_json(&b, b.n), "[]");
@@ -74,7 +74,7 @@ START_TEST(empty_and_reset)
     /* Many: the items and bodies grow past their first allocation. */
     for (uint64_t t = 1; t <= 1000; t++) {
         d = delivery("{\"k\":1}", t, "m");
-        ck_assert_int_eq(hms_cbatch_add(&b, &d, false), HMS_OK);
+        ck_assert_int_eq(hms_cbatch_add(&b, &d, false, 0), HMS_OK);
     }
     const char *json = hms_cbatch_json(&b, b.n);
     ck_assert_uint_eq(strlen(json), 2 + 1000 * 7 + 999);

@@ -301,6 +301,9 @@ void it_bus_close(it_env_t *env, it_bus_t *b);
  * nothing sensible came back; the body (NUL-terminated, cut to bodylen - 1)
  * goes to body when it is not NULL. */
 int it_http_get(const char *host, int port, const char *path, char *body, size_t bodylen);
+/* The value of the sample whose name (with labels, exactly as rendered) is
+ * series in a Prometheus text exposition; NAN when it lacks one. */
+double it_metric(const char *text, const char *series);
 
 /* ---- the program's main ---- */
 

@@ -1,10 +1,10 @@
 # bench/lib.sh -- what every benchmark script shares: settings, servers and binaries, the database
 # and topology, helpers, the measurements more than one stage makes, clean-up and the report.
-# Sourced, not run.  Each stage script (drain.sh, memory.sh, live.sh, snapshot.sh, callgrind.sh,
-# validate.sh) defines STAGE_stage (its measurements), STAGE_results (its part of the JSON) and
-# STAGE_table (its rows of the table) and ends in bench_alone, so it runs alone; bench/run.sh
-# sources them all and calls bench_main once, so that they share one set-up, one table and one
-# JSON.
+# Sourced, not run.  Each stage script (drain.sh, memory.sh, live.sh, snapshot.sh, subscriber.sh,
+# callgrind.sh, validate.sh) defines STAGE_stage (its measurements), STAGE_results (its part of the
+# JSON) and STAGE_table (its rows of the table) and ends in bench_alone, so it runs alone;
+# bench/run.sh sources them all and calls bench_main once, so that they share one set-up, one
+# table and one JSON.
 #
 # Settings (environment; the smoke mode's defaults in brackets):
 #   HMS_BENCH_N            events per backlog case (200000 [2000])
@@ -20,12 +20,16 @@
 #   HMS_BENCH_SNAPSHOT_ROWS   existing rows the snapshot stage reads (1000000 [20000])
 #   HMS_BENCH_SNAPSHOT_RATE   live commits per second while it does (1000)
 #   HMS_BENCH_SNAPSHOT_CHUNK  the connector's --snapshot_chunk (its default)
+#   HMS_BENCH_SUB_N        events of the subscriber stage's backlog (50000 [2000])
+#   HMS_BENCH_SUB_BATCHES  consume --batch sizes it measures; the largest is judged, the first
+#                          also runs the live latency next to batch 1 ("100 1" [same])
+#   HMS_BENCH_SUB_RATE     live commits per second while it times commit -> applied (200)
 #   HMS_BENCH_CALLGRIND_ITER  harness passes for callgrind (2000 [50]); 0 skips callgrind
 #   HMS_BENCH_VALIDATE_N   the validate stage's events per native round, 5 rounds [3] (200000 [2000])
 #   HMS_BENCH_VALIDATE_CG  its events per side under callgrind, over a run of one (1000 [100]); 0 skips
 #                          the instruction counts
-#   HMS_BENCH_STAGES       which stages bench/run.sh runs ("drain memory live snapshot callgrind
-#                          validate"); a stage script runs its own stage whatever this says
+#   HMS_BENCH_STAGES       which stages bench/run.sh runs ("drain memory live snapshot subscriber
+#                          callgrind validate"); a stage script runs its own stage whatever this says
 #   HMS_BENCH_WINDOW       unconfirmed messages in flight, connector and ceiling (1000)
 #   HMS_BENCH_POLL_MS      how often the slot position is sampled (10)
 #   HMS_BENCH_TIMEOUT      longest a single measurement may take, seconds (900)
@@ -42,7 +46,7 @@ BENCH_LIB=${BASH_SOURCE[0]}
 ROOT=$(cd "$(dirname "$BENCH_LIB")/.." && pwd)
 # The order the stages run in when one run holds several: the live stage's broker ceiling uses
 # the event size the drain stage measured, when it ran first.
-BENCH_ORDER="drain memory live snapshot callgrind validate"
+BENCH_ORDER="drain memory live snapshot subscriber callgrind validate"
 # Names the log lines and the results file: run.sh writes run-<UTC>.json, drain.sh drain-<UTC>.json.
 BENCH_NAME=$(basename "$0" .sh)
 
@@ -72,13 +76,13 @@ bench_settings() { # [--smoke]
         exit 2
         ;;
     esac
-    local d_n d_reps d_mem d_big d_live d_burst d_cg d_snap d_vn d_vr d_vcg v c r t
+    local d_n d_reps d_mem d_big d_live d_burst d_cg d_snap d_vn d_vr d_vcg d_sub v c r t
     if [ "$SMOKE" = 1 ]; then
         d_n=2000 d_reps=1 d_mem=2 d_big=20000 d_live=3 d_burst=2 d_cg=50 d_snap=20000
-        d_vn=2000 d_vr=3 d_vcg=100
+        d_vn=2000 d_vr=3 d_vcg=100 d_sub=2000
     else
         d_n=200000 d_reps=3 d_mem=5 d_big=1000000 d_live=20 d_burst=5 d_cg=2000 d_snap=1000000
-        d_vn=200000 d_vr=5 d_vcg=1000
+        d_vn=200000 d_vr=5 d_vcg=1000 d_sub=50000
     fi
     N=${HMS_BENCH_N:-$d_n}
     REPS=${HMS_BENCH_REPS:-$d_reps}
@@ -95,6 +99,9 @@ bench_settings() { # [--smoke]
     SNAP_ROWS=${HMS_BENCH_SNAPSHOT_ROWS:-$d_snap}
     SNAP_RATE=${HMS_BENCH_SNAPSHOT_RATE:-1000}
     SNAP_CHUNK=${HMS_BENCH_SNAPSHOT_CHUNK:-}
+    SUB_N=${HMS_BENCH_SUB_N:-$d_sub}
+    SUB_BATCHES=${HMS_BENCH_SUB_BATCHES:-"100 1"}
+    SUB_RATE=${HMS_BENCH_SUB_RATE:-200}
     WINDOW=${HMS_BENCH_WINDOW:-1000}
     POLL_MS=${HMS_BENCH_POLL_MS:-10}
     TIMEOUT_S=${HMS_BENCH_TIMEOUT:-900}
@@ -104,7 +111,8 @@ bench_settings() { # [--smoke]
     ROUTING_KEY=incident.created.north # as long as a real event's key
     PUBLICATION=hms_sync_incidents
 
-    for v in N REPS MEM_FACTOR BIG_TX LIVE_S BURST_S SNAP_ROWS SNAP_RATE WINDOW POLL_MS TIMEOUT_S VAL_N; do
+    for v in N REPS MEM_FACTOR BIG_TX LIVE_S BURST_S SNAP_ROWS SNAP_RATE WINDOW POLL_MS TIMEOUT_S VAL_N \
+        SUB_N SUB_RATE; do
         [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
     done
     [[ $CG_ITER =~ ^[0-9]+$ ]] || die "HMS_BENCH_CALLGRIND_ITER must be a number, not '$CG_ITER'"
@@ -116,6 +124,8 @@ bench_settings() { # [--smoke]
     for r in $RATES; do
         [[ $r =~ ^([1-9][0-9]*|max|full)$ ]] || die "HMS_BENCH_RATES: '$r' is not a rate, max or full"
     done
+    [[ $SUB_BATCHES =~ ^\ *[1-9][0-9]*(\ +[1-9][0-9]*)*\ *$ ]] ||
+        die "HMS_BENCH_SUB_BATCHES must be batch sizes (positive integers), not '$SUB_BATCHES'"
     for t in jq psql pgbench; do
         command -v $t >/dev/null || die "$t is needed (scripts/install-deps.sh installs it)"
     done
@@ -136,6 +146,12 @@ bench_settings() { # [--smoke]
     BG_PIDS=
     CREATED_DB=
     CREATED_TOPOLOGY=
+    # The subscriber stage's: consume's pid, its database and role, its queues, the DLX.
+    SUB_PID=
+    SUB_DB=
+    SUB_ROLE=
+    SUB_QUEUES=
+    SUB_DLX=
     FAILED=1
     TICKS=$(getconf CLK_TCK)
 }
@@ -297,6 +313,7 @@ cleanup() {
     set +e
     [ -n "$WAIT_PID" ] && kill "$WAIT_PID" 2>/dev/null && wait "$WAIT_PID" 2>/dev/null
     [ -n "$CONS_PID" ] && kill "$CONS_PID" 2>/dev/null && wait "$CONS_PID" 2>/dev/null
+    [ -n "$SUB_PID" ] && stop_pid "$SUB_PID" "hms-sync consume"
     for p in $BG_PIDS; do
         stop_bg "$p"
     done
@@ -307,6 +324,14 @@ cleanup() {
         psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
         psql_admin -c "DROP ROLE IF EXISTS $ROLE" >/dev/null
     fi
+    [ -n "$SUB_DB" ] && psql_admin -c "DROP DATABASE IF EXISTS $SUB_DB WITH (FORCE)" >/dev/null
+    [ -n "$SUB_ROLE" ] && psql_admin -c "DROP ROLE IF EXISTS $SUB_ROLE" >/dev/null
+    for p in $SUB_QUEUES; do
+        "$RMQCTL" -q delete_queue "$p" >/dev/null 2>&1
+    done
+    [ -n "$SUB_DLX" ] && ceiling --exchange "$EXCHANGE.dlx" --queue "$EXCHANGE.dlxq" --count 0 --delete >/dev/null
+    # The connector declares the fanout exchange EXCHANGE.rejected beside the topic one.
+    [ -n "$CREATED_TOPOLOGY" ] && ceiling --exchange "$EXCHANGE.rejected" --count 0 --delete >/dev/null
     [ -n "$CREATED_TOPOLOGY" ] && ceiling --count 0 --delete >/dev/null
     if [ "$FAILED" = 1 ] || [ "${HMS_BENCH_KEEP_LOGS:-0}" = 1 ]; then
         log "logs kept in $WORK"
@@ -558,6 +583,7 @@ bench_report() { # STAGE...
         --argjson mem_factor "$MEM_FACTOR" --argjson big_tx "$BIG_TX" --arg rates "$RATES" \
         --argjson live_s "$LIVE_S" --argjson elapsed "$ELAPSED" --slurpfile parts "$parts" \
         --argjson snap_rows "$SNAP_ROWS" --argjson snap_rate "$SNAP_RATE" --arg snap_chunk "$SNAP_CHUNK" \
+        --argjson sub_n "$SUB_N" --arg sub_batches "$SUB_BATCHES" --argjson sub_rate "$SUB_RATE" \
         --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         --arg version "$("$BIN" --version 2>/dev/null || echo unknown)" \
         --arg pg "$(psql_admin -c 'SHOW server_version')" \
@@ -571,8 +597,10 @@ bench_report() { # STAGE...
            settings: {n: $n, reps: $reps, window: $window, poll_ms: $poll_ms, cases: $cases,
                       mem_factor: $mem_factor, big_tx: $big_tx, rates: $rates, live_seconds: $live_s,
                       snapshot_rows: $snap_rows, snapshot_live_rate: $snap_rate,
-                      snapshot_chunk: (if $snap_chunk == "" then null else ($snap_chunk | tonumber) end)},
-           backlog: [], memory: [], live: [], live_ceiling: null, snapshot: null, callgrind: null, validate: null,
+                      snapshot_chunk: (if $snap_chunk == "" then null else ($snap_chunk | tonumber) end),
+                      subscriber_n: $sub_n, subscriber_batches: $sub_batches, subscriber_live_rate: $sub_rate},
+           backlog: [], memory: [], live: [], live_ceiling: null, snapshot: null, subscriber: null,
+           callgrind: null, validate: null,
            runs: $runs}
         | reduce $parts[] as $part (.; . + $part)' "$RUNS" >"$RESULT"
 

@@ -383,6 +383,7 @@ void hms_event_free(hms_event_t *ev)
     hms_buf_free(&ev->routing_key);
     hms_buf_free(&ev->queue);
     hms_buf_free(&ev->reason);
+    hms_buf_free(&ev->subject);
 }
 
 /* ---- encoding one change ---- */
@@ -607,13 +608,14 @@ static void put_event_id(hms_event_t *ev, const hms_txctx_t *tx)
     ev->id[n + sizeof ord - k] = '\0';
 }
 
-/* Empties ev: no id, body, routing key or queue. */
+/* Empties ev: no id, body, routing key, queue or subject. */
 static void event_clear(hms_event_t *ev)
 {
     ev->id[0] = '\0';
     hms_buf_reset(&ev->body);
     hms_buf_reset(&ev->routing_key);
     hms_buf_reset(&ev->queue);
+    hms_buf_reset(&ev->subject);
 }
 
 /* Empties ev and writes its id, then the commit time as RFC 3339 into ts
@@ -638,14 +640,21 @@ static hms_status_t event_start(hms_event_t *ev, const hms_txctx_t *tx, char *ts
     return HMS_OK;
 }
 
-/* The envelope up to and including txid: head, id, subject, time, lsn. */
-static hms_status_t put_envelope(hms_buf_t *b, const hms_buf_t *head, const hms_event_t *ev,
+/* The envelope up to and including txid: head, id, subject, time, lsn.
+ * The subject also goes to ev->subject (the header partitions hash), unless
+ * the caller wrote it there already and passes that. */
+static hms_status_t put_envelope(hms_buf_t *b, const hms_buf_t *head, hms_event_t *ev,
                                  const char *subject, size_t subject_len, const char *ts,
                                  const hms_txctx_t *tx)
 {
     char lsn[HMS_LSN_STR_MAX];
     size_t lsn_len = lsn_text(tx->commit_lsn, lsn);
     hms_status_t st;
+    if (subject != ev->subject.data) {
+        hms_buf_reset(&ev->subject);
+        if ((st = hms_buf_append(&ev->subject, subject, subject_len)) != HMS_OK)
+            return st;
+    }
     if ((st = hms_buf_append(b, head->data, head->len)) != HMS_OK ||
         (st = hms_buf_append_str(b, ev->id)) != HMS_OK ||
         (st = hms_buf_append_str(b, "\",\"subject\":")) != HMS_OK ||
@@ -664,6 +673,7 @@ static hms_status_t event_fail(hms_event_t *ev, hms_status_t st, hms_err_t *err)
 {
     hms_buf_reset(&ev->body);
     hms_buf_reset(&ev->routing_key);
+    hms_buf_reset(&ev->subject);
     if (st == HMS_ERR_NOMEM)
         hms_err_set(err, st, "encoder: out of memory encoding event %s", ev->id);
     return st;
@@ -812,13 +822,12 @@ hms_status_t hms_encoder_encode_truncate(hms_encoder_t *e, const hms_txctx_t *tx
     if ((st = event_start(ev, tx, ts, err)) != HMS_OK)
         return st;
     ev->type = e->names[ci].type[KIND_TRUNCATED];
-    hms_buf_t subject = HMS_BUF_INIT; /* the table: "public.incidents" */
+    /* The subject is the table: "public.incidents". */
     if ((st = hms_buf_printf(&ev->routing_key, "%s.%s", cap->routing_prefix,
                              kind_route[KIND_TRUNCATED])) == HMS_OK &&
-        (st = hms_buf_printf(&subject, "%s.%s", cap->schema, cap->table)) == HMS_OK)
-        st = put_envelope(b, &e->names[ci].head[KIND_TRUNCATED], ev, subject.data, subject.len, ts,
-                          tx);
-    hms_buf_free(&subject);
+        (st = hms_buf_printf(&ev->subject, "%s.%s", cap->schema, cap->table)) == HMS_OK)
+        st = put_envelope(b, &e->names[ci].head[KIND_TRUNCATED], ev, ev->subject.data,
+                          ev->subject.len, ts, tx);
     if (st != HMS_OK ||
         (st = hms_buf_printf(b, ",\"version\":%" PRIu64 ",\"updatedat\":\"", version)) != HMS_OK ||
         (st = hms_buf_append(b, ts, HMS_PGVALUE_RFC3339_LEN)) != HMS_OK ||

@@ -62,6 +62,10 @@ typedef struct {
      * body is its RejectedChange document, published to the rejected
      * exchange with this one line as header x-reason. */
     hms_buf_t reason;
+    /* The event's subject (the incident's id; the table for a truncation),
+     * also sent as header "subject" so that a consistent-hash exchange can
+     * keep each incident's events on one queue.  Empty for a rejection. */
+    hms_buf_t subject;
     char id[40];       /* "<commit LSN, 16 hex>-<ordinal>" */
     const char *type;  /* e.g. "gov.hms.ehr.IncidentCreated.v1"; owned by the encoder */
     int64_t time_unix; /* commit time, seconds since the Unix epoch */

@@ -372,6 +372,14 @@ hms_status_t hms_pub_publish(hms_pub_t *p, const hms_event_t *ev, uint64_t *tag,
         hdr.value.kind = AMQP_FIELD_KIND_UTF8;
         hdr.value.value.bytes = (amqp_bytes_t){ev->reason.len, ev->reason.data};
         props.headers = (amqp_table_t){1, &hdr};
+    } else if (ev->subject.len > 0) {
+        /* What a consistent-hash exchange hashes (hash-header = subject), so
+         * that each incident's events stay on one partition, in order. */
+        props._flags |= AMQP_BASIC_HEADERS_FLAG;
+        hdr.key = amqp_cstring_bytes("subject");
+        hdr.value.kind = AMQP_FIELD_KIND_UTF8;
+        hdr.value.value.bytes = (amqp_bytes_t){ev->subject.len, ev->subject.data};
+        props.headers = (amqp_table_t){1, &hdr};
     }
     if (p->framed) {
         amqp_basic_publish_t m = {.ticket = 0,

@@ -176,6 +176,8 @@ START_TEST(insert_exact)
         "\"status\":\"open\",\"summary\":\"fell\",\"reported_by\":\"dr. \\\"who\\\"\","
         "\"version\":3,\"updated_at\":\"2026-11-26T14:18:02.000000Z\",\"origin\":\"hms-ehr\"}}");
     ck_assert_str_eq(ev.routing_key.data, "incident.created.north");
+    /* The subject header, for partitioning by incident. */
+    ck_assert_str_eq(ev.subject.data, "0b7e4c8a-3f2d-4e1a-9c5b-6d7e8f9a0b1c");
     ck_assert_str_eq(ev.id, "00000000016B3748-0");
     ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentCreated.v1");
     ck_assert_int_eq(ev.time_unix, COMMIT_UNIX);
@@ -640,6 +642,7 @@ START_TEST(truncate_event)
         "\"version\":0,\"updatedat\":\"2026-11-26T14:18:01.791510Z\",\"origin\":\"hms-ehr\","
         "\"data\":{}}");
     ck_assert_str_eq(ev.routing_key.data, "incident.truncated");
+    ck_assert_str_eq(ev.subject.data, "public.incidents");
     ck_assert_str_eq(ev.id, "00000000016B3748-2");
     ck_assert_str_eq(ev.type, "gov.hms.ehr.IncidentsTruncated.v1");
     ck_assert_int_eq(ev.time_unix, COMMIT_UNIX);

@@ -925,6 +925,9 @@ int it_amqp_get(it_amqp_t *a, int timeout_ms, it_msg_t *m)
         if (h->value.kind == AMQP_FIELD_KIND_UTF8 && h->key.len == 8 &&
             memcmp(h->key.bytes, "x-reason", 8) == 0)
             it_copy_bytes(m->x_reason, sizeof m->x_reason, h->value.value.bytes);
+        if (h->value.kind == AMQP_FIELD_KIND_UTF8 && h->key.len == 7 &&
+            memcmp(h->key.bytes, "subject", 7) == 0)
+            it_copy_bytes(m->subject, sizeof m->subject, h->value.value.bytes);
     }
     m->delivery_tag = env.delivery_tag;
     m->redelivered = env.redelivered;
@@ -1167,6 +1170,10 @@ json_object *it_event_check(const it_msg_t *m, const char *want_source, char *wh
         WHY("event %s: a snapshot event without its snapshot request id", id);
 
 properties:
+    /* The header a consistent-hash exchange partitions by. */
+    if (!subject || strcmp(m->subject, subject) != 0)
+        WHY("event %s: subject header \"%s\", want the subject %s", id, m->subject,
+            subject ? subject : "(missing)");
     if (strcmp(m->message_id, id) != 0)
         WHY("event %s: message_id property %s", id, m->message_id);
     if (strcmp(m->type, type) != 0)

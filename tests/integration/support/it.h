@@ -160,6 +160,7 @@ typedef struct {
     uint64_t delivery_tag;
     bool redelivered;
     char x_reason[1024]; /* header x-reason (a rejected change), "" when absent */
+    char subject[256];   /* header subject (every event), "" when absent */
 } it_msg_t;
 
 /* Opens a connection and channel 1 to url. */

@@ -24,6 +24,8 @@
 #   HMS_BENCH_SUB_BATCHES  consume --batch sizes it measures; the largest is judged, the first
 #                          also runs the live latency next to batch 1 ("100 1" [same])
 #   HMS_BENCH_SUB_RATE     live commits per second while it times commit -> applied (200)
+#   HMS_BENCH_SUB_PARTITIONS  consume --partitions counts it measures with the largest batch, next
+#                          to one queue ("4" [same]; empty: none)
 #   HMS_BENCH_CALLGRIND_ITER  harness passes for callgrind (2000 [50]); 0 skips callgrind
 #   HMS_BENCH_VALIDATE_N   the validate stage's events per native round, 5 rounds [3] (200000 [2000])
 #   HMS_BENCH_VALIDATE_CG  its events per side under callgrind, over a run of one (1000 [100]); 0 skips
@@ -102,6 +104,7 @@ bench_settings() { # [--smoke]
     SUB_N=${HMS_BENCH_SUB_N:-$d_sub}
     SUB_BATCHES=${HMS_BENCH_SUB_BATCHES:-"100 1"}
     SUB_RATE=${HMS_BENCH_SUB_RATE:-200}
+    SUB_PARTITIONS=${HMS_BENCH_SUB_PARTITIONS-4}
     WINDOW=${HMS_BENCH_WINDOW:-1000}
     POLL_MS=${HMS_BENCH_POLL_MS:-10}
     TIMEOUT_S=${HMS_BENCH_TIMEOUT:-900}
@@ -126,6 +129,8 @@ bench_settings() { # [--smoke]
     done
     [[ $SUB_BATCHES =~ ^\ *[1-9][0-9]*(\ +[1-9][0-9]*)*\ *$ ]] ||
         die "HMS_BENCH_SUB_BATCHES must be batch sizes (positive integers), not '$SUB_BATCHES'"
+    [[ $SUB_PARTITIONS =~ ^\ *([1-9][0-9]*(\ +[1-9][0-9]*)*)?\ *$ ]] ||
+        die "HMS_BENCH_SUB_PARTITIONS must be partition counts (positive integers) or empty, not '$SUB_PARTITIONS'"
     for t in jq psql pgbench; do
         command -v $t >/dev/null || die "$t is needed (scripts/install-deps.sh installs it)"
     done
@@ -151,6 +156,7 @@ bench_settings() { # [--smoke]
     SUB_DB=
     SUB_ROLE=
     SUB_QUEUES=
+    SUB_HASHES=
     SUB_DLX=
     FAILED=1
     TICKS=$(getconf CLK_TCK)
@@ -326,6 +332,9 @@ cleanup() {
     fi
     [ -n "$SUB_DB" ] && psql_admin -c "DROP DATABASE IF EXISTS $SUB_DB WITH (FORCE)" >/dev/null
     [ -n "$SUB_ROLE" ] && psql_admin -c "DROP ROLE IF EXISTS $SUB_ROLE" >/dev/null
+    for p in $SUB_HASHES; do
+        ceiling --exchange "$p.hash" --queue "$p.p1" --count 0 --delete >/dev/null 2>&1
+    done
     for p in $SUB_QUEUES; do
         "$RMQCTL" -q delete_queue "$p" >/dev/null 2>&1
     done
@@ -584,6 +593,7 @@ bench_report() { # STAGE...
         --argjson live_s "$LIVE_S" --argjson elapsed "$ELAPSED" --slurpfile parts "$parts" \
         --argjson snap_rows "$SNAP_ROWS" --argjson snap_rate "$SNAP_RATE" --arg snap_chunk "$SNAP_CHUNK" \
         --argjson sub_n "$SUB_N" --arg sub_batches "$SUB_BATCHES" --argjson sub_rate "$SUB_RATE" \
+        --arg sub_partitions "$SUB_PARTITIONS" \
         --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         --arg version "$("$BIN" --version 2>/dev/null || echo unknown)" \
         --arg pg "$(psql_admin -c 'SHOW server_version')" \
@@ -598,7 +608,8 @@ bench_report() { # STAGE...
                       mem_factor: $mem_factor, big_tx: $big_tx, rates: $rates, live_seconds: $live_s,
                       snapshot_rows: $snap_rows, snapshot_live_rate: $snap_rate,
                       snapshot_chunk: (if $snap_chunk == "" then null else ($snap_chunk | tonumber) end),
-                      subscriber_n: $sub_n, subscriber_batches: $sub_batches, subscriber_live_rate: $sub_rate},
+                      subscriber_n: $sub_n, subscriber_batches: $sub_batches, subscriber_live_rate: $sub_rate,
+                      subscriber_partitions: $sub_partitions},
            backlog: [], memory: [], live: [], live_ceiling: null, snapshot: null, subscriber: null,
            callgrind: null, validate: null,
            runs: $runs}

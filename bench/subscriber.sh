@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # bench/subscriber.sh -- a subscriber as fast as the connector: `hms-sync consume` applying a
 # backlog into the warehouse seed subscriber, its applied events/s next to the connector's
-# published events/s for the same backlog, for each of HMS_BENCH_SUB_BATCHES; then the commit ->
-# applied latency at a light live rate, batched and one event per transaction.
+# published events/s for the same backlog, for each of HMS_BENCH_SUB_BATCHES, and with the
+# largest batch over each of HMS_BENCH_SUB_PARTITIONS ordered partitions (one worker each) next
+# to one queue; then the commit -> applied latency at a light live rate, batched and one event
+# per transaction.
 #
 #   bench/subscriber.sh          50000 events, batches of 100 and of 1, live load at 200/s
 #   bench/subscriber.sh --smoke  2000 events, 3 s of live load; judges no target
@@ -87,12 +89,30 @@ sub_reset() {
 # prefetch is twice the batch (and at least consume's default, 200), so a batch can fill while
 # the previous one commits.  The connection string goes through the environment, as the
 # connector's does, so the password is not on a command line.
-sub_start() { # QUEUE BATCH LOG
-    local prefetch=$(($2 * 2 > 200 ? $2 * 2 : 200))
-    HMS_SYNC_PG=$SUB_PG "$BIN" consume --amqp "$AMQP" --exchange "$EXCHANGE" \
-        --dead-letter-exchange "$EXCHANGE.dlx" --queue "$1" --apply hms_sync.apply_warehouse \
-        --bind '#' --batch "$2" --prefetch "$prefetch" --log-level info --log-format json >"$3" 2>&1 &
+# With PARTITIONS > 0 it is the supervisor of one worker per partition.
+sub_start() { # QUEUE BATCH LOG [PARTITIONS]
+    local prefetch=$(($2 * 2 > 200 ? $2 * 2 : 200)) parts=${4:-0}
+    HMS_SYNC_PG=$SUB_PG HMS_SYNC_PARTITIONS=$parts "$BIN" consume --amqp "$AMQP" \
+        --exchange "$EXCHANGE" --dead-letter-exchange "$EXCHANGE.dlx" --queue "$1" \
+        --apply hms_sync.apply_warehouse --bind '#' --batch "$2" --prefetch "$prefetch" \
+        --log-level info --log-format json >"$3" 2>&1 &
     SUB_PID=$!
+}
+# "PEAK_RSS_KB CPU_SECONDS" of consume: its one process, or the largest and the sum of its
+# workers.
+sub_usage() {
+    local kids=() k u rss=0 cpu=0
+    read -ra kids 2>/dev/null <"/proc/$SUB_PID/task/$SUB_PID/children" || true
+    [ ${#kids[@]} -gt 0 ] || {
+        proc_usage "$SUB_PID"
+        return
+    }
+    for k in "${kids[@]}"; do
+        u=$(proc_usage "$k" 2>/dev/null) || continue
+        rss=$((${u% *} > rss ? ${u% *} : rss))
+        cpu=$(awk -v a="$cpu" -v b="${u#* }" 'BEGIN { printf "%.3f\n", a + b }')
+    done
+    echo "$rss $cpu"
 }
 # Waits until consume has declared its queue and consumes; dies if it exits first or takes 30 s.
 sub_ready() { # LOG
@@ -129,28 +149,52 @@ sub_counters() { # LOG
 # consume declares its queue QUEUE (quorum, bound to the exchange with #) and QUEUE.dlq; a fresh
 # name per measurement starts it empty.  Each is deleted as soon as it is done with, since every
 # queue bound to the exchange takes a copy of what the connector publishes later.
-sub_declare() { # QUEUE BATCH
-    SUB_QUEUES="$SUB_QUEUES $1 $1.dlq"
-    sub_start "$1" "$2" "$SUB_DIR/$1.declare.log"
+# Partitioned (PARTITIONS > 0), it is the exchange QUEUE.hash and QUEUE.p1 .. QUEUE.pN instead.
+sub_names() { # QUEUE [PARTITIONS]
+    local i
+    if [ "${2:-0}" -gt 0 ]; then
+        for i in $(seq "$2"); do echo "$1.p$i"; done
+    else
+        echo "$1"
+    fi
+}
+sub_declare() { # QUEUE BATCH [PARTITIONS]
+    SUB_QUEUES="$SUB_QUEUES $(sub_names "$1" "${3:-0}" | tr '\n' ' ') $1.dlq"
+    [ "${3:-0}" -gt 0 ] && SUB_HASHES="$SUB_HASHES $1"
+    sub_start "$1" "$2" "$SUB_DIR/$1.declare.log" "${3:-0}"
     sub_ready "$SUB_DIR/$1.declare.log"
     sub_stop
 }
-sub_delete() { # QUEUE
-    local q keep=''
-    "$RMQCTL" -q delete_queue "$1" >/dev/null || die "cannot delete queue $1"
-    "$RMQCTL" -q delete_queue "$1.dlq" >/dev/null || die "cannot delete queue $1.dlq"
+sub_delete() { # QUEUE [PARTITIONS]
+    local q keep='' gone
+    gone=" $(sub_names "$1" "${2:-0}" | tr '\n' ' ') $1.dlq "
+    for q in $gone; do
+        # The hash exchange goes with its first partition (the tool deletes a queue and an
+        # exchange together).
+        [ "${2:-0}" -gt 0 ] && [ "$q" = "$1.p1" ] && continue
+        "$RMQCTL" -q delete_queue "$q" >/dev/null || die "cannot delete queue $q"
+    done
+    if [ "${2:-0}" -gt 0 ]; then
+        ceiling --exchange "$1.hash" --queue "$1.p1" --count 0 --delete >/dev/null ||
+            die "cannot delete exchange $1.hash and queue $1.p1"
+        SUB_HASHES=${SUB_HASHES/ $1/}
+    fi
     for q in $SUB_QUEUES; do
-        [ "$q" = "$1" ] || [ "$q" = "$1.dlq" ] || keep="$keep $q"
+        [[ $gone == *" $q "* ]] || keep="$keep $q"
     done
     SUB_QUEUES=$keep
 }
 
 # Messages in QUEUE once the broker counts them all: a quorum queue's count may trail the
 # publisher's confirms by a moment.
-sub_depth() { # QUEUE N
-    local messages _bytes
+sub_depth() { # QUEUE N [PARTITIONS]
+    local messages m _bytes q
     for _ in $(seq 20); do
-        read -r messages _bytes < <(QUEUE=$1 queue_stats) || die "cannot read queue $1's stats"
+        messages=0
+        for q in $(sub_names "$1" "${3:-0}"); do
+            read -r m _bytes < <(QUEUE=$q queue_stats) || die "cannot read queue $q's stats"
+            messages=$((messages + m))
+        done
         [ "$messages" -ge "$2" ] && break
         sleep 0.5
     done
@@ -196,25 +240,32 @@ sub_wait_done() { # LABEL LOG
 
 # One pair for batch size BATCH, repetition REP: (a) the connector drains a copy of the backlog
 # into a fresh subscriber queue (and the bench queue, purged after); (b) consume applies the
-# queue, timed from its start, start-up included, to the inbox holding N rows.  Appends the
-# pair's record to $SUB_RUNS.
-sub_measure() { # BATCH REP
-    local b=$1 rep=$2 q=$EXCHANGE.sub.b$1.r$2 logf t0 t_done depth usage backend drain counters first tx
+# queue, timed from its start, start-up included, to the inbox holding N rows.  With PARTITIONS
+# the queue is that many ordered partitions, one worker each.  Appends the pair's record to
+# $SUB_RUNS.
+sub_measure() { # BATCH REP [PARTITIONS]
+    local b=$1 rep=$2 p=${3:-0} q logf t0 t_done depth usage backend drain counters first tx
+    local label="batch $b"
+    q=$EXCHANGE.sub.b$1.r$2
+    if [ "$p" -gt 0 ]; then
+        q=$EXCHANGE.sub.b$1.p$p.r$2
+        label="$label over $p partitions"
+    fi
     logf=$SUB_DIR/$q.log
     sub_reset
-    sub_declare "$q" "$b"
+    sub_declare "$q" "$b" "$p"
     # The published side is the drain stage's e2e measurement, kept out of its records.
     RUNS=$SUB_DRAINS measure_connector "sub_b$b" "$rep" amqp e2e "$SUB_N"
     drain=$(tail -1 "$SUB_DRAINS")
-    depth=$(sub_depth "$q" "$SUB_N")
+    depth=$(sub_depth "$q" "$SUB_N" "$p")
     [ "$depth" = "$SUB_N" ] || die "queue $q holds $depth events after the drain, expected $SUB_N"
 
     sub_wait_start "$q" "$SUB_N" "$SUB_LAST"
     t0=$(date +%s.%N)
-    sub_start "$q" "$b" "$logf"
-    sub_wait_done "batch $b #$rep" "$logf"
+    sub_start "$q" "$b" "$logf" "$p"
+    sub_wait_done "$label #$rep" "$logf"
     t_done=$(cat "$SUB_DIR/wait.out")
-    usage=$(proc_usage "$SUB_PID")
+    usage=$(sub_usage)
     backend=$(sub_backend_cpu)
     sub_stop
     counters=$(sub_counters "$logf")
@@ -227,18 +278,18 @@ sub_measure() { # BATCH REP
                        WHERE subscriber = '$q'")" = "$SUB_N" ] ||
         die "batch $b #$rep: not every event of the inbox was applied: $counters"
     sub_check "batch $b #$rep" true
-    sub_delete "$q"
-    jq -nc --argjson b "$b" --argjson rep "$rep" --arg q "$q" --argjson n "$SUB_N" --argjson drain "$drain" \
+    sub_delete "$q" "$p"
+    jq -nc --argjson b "$b" --argjson p "$p" --argjson rep "$rep" --arg q "$q" --argjson n "$SUB_N" --argjson drain "$drain" \
         --argjson t0 "$t0" --argjson td "$t_done" --argjson first "$first" --argjson counters "$counters" \
         --argjson rss "${usage% *}" --argjson cpu "${usage#* }" --argjson backend "$backend" --argjson tx "$tx" \
-        '{batch: $b, rep: $rep, queue: $q, n: $n, transactions: $tx, events_per_transaction: ($n / $tx),
+        '{batch: $b, partitions: $p, rep: $rep, queue: $q, n: $n, transactions: $tx, events_per_transaction: ($n / $tx),
           published: $drain.rate, published_seconds: $drain.seconds,
           applied: ($n / ($td - $t0)), applied_seconds: ($td - $t0), startup_seconds: ($first - $t0),
           ratio: ($n / ($td - $t0) / $drain.rate),
           consume_peak_rss_kb: $rss, consume_cpu_seconds: $cpu, consume_cpu_s_per_100k: ($cpu / $n * 100000),
           backend_cpu_seconds: $backend, backend_cpu_s_per_100k: ($backend / $n * 100000),
           counters: $counters, drain: $drain}' >>"$SUB_RUNS"
-    log "  batch $b #$rep: $(tail -1 "$SUB_RUNS" | jq -r '"published \(.published | round) events/s," +
+    log "  $label #$rep: $(tail -1 "$SUB_RUNS" | jq -r '"published \(.published | round) events/s," +
         " applied \(.applied | round) events/s in \(.applied_seconds * 1000 | round) ms" +
         " (first applied after \(.startup_seconds * 1000 | round) ms), ratio \(.ratio * 100 | round / 100)," +
         " \(.events_per_transaction * 10 | round / 10) events/transaction," +
@@ -333,7 +384,8 @@ subscriber_stage() {
     : >"$SUB_LIVE"
     sub_setup
 
-    log "subscriber: a backlog of $SUB_N events, one per transaction; batch sizes $SUB_BATCHES"
+    log "subscriber: a backlog of $SUB_N events, one per transaction; batch sizes $SUB_BATCHES;" \
+        "partitions ${SUB_PARTITIONS:-none}"
     make_backlog "$SUB_N" 1
     # The incident of the last event published: one row per transaction, so the latest start.
     SUB_LAST=$(psql_db -c "SELECT id FROM public.incidents ORDER BY updated_at DESC LIMIT 1")
@@ -344,6 +396,9 @@ subscriber_stage() {
         [ $((rep % 2)) = 0 ] && batches=$(tr ' ' '\n' <<<"$SUB_BATCHES" | tac | tr '\n' ' ')
         for b in $batches; do
             sub_measure "$b" "$rep"
+        done
+        for p in $SUB_PARTITIONS; do
+            sub_measure "$(tr ' ' '\n' <<<"$SUB_BATCHES" | sort -n | tail -1)" "$rep" "$p"
         done
     done
     drop_slot "$SLOT_BASE" || die "cannot drop slot $SLOT_BASE"
@@ -363,6 +418,7 @@ subscriber_stage() {
 # each pair's own ratio), the batch size judged, the two live runs and every pair's record.
 subscriber_results() {
     jq -sc --argjson n "$SUB_N" --arg batches "$SUB_BATCHES" --argjson rate "$SUB_RATE" \
+        --argjson parts "[$(tr -s ' ' ',' <<<"${SUB_PARTITIONS# }" | sed 's/^,//; s/,$//')]" \
         --argjson live_s "$LIVE_S" --slurpfile live "$SUB_LIVE" '
     def median: sort | if length == 0 then null
                        elif length % 2 == 1 then .[length / 2 | floor]
@@ -370,7 +426,7 @@ subscriber_results() {
     . as $runs
     | ($batches | split(" ") | map(select(. != "") | tonumber)) as $b
     | {subscriber: {n: $n, batches: $b, judged_batch: ($b | max), live_rate: $rate, live_seconds: $live_s,
-                    throughput: [$b[] as $k | $runs | map(select(.batch == $k)) | {
+                    throughput: [$b[] as $k | $runs | map(select(.batch == $k and .partitions == 0)) | {
                         batch: $k,
                         published: (map(.published) | median),
                         applied: (map(.applied) | median),
@@ -379,6 +435,16 @@ subscriber_results() {
                         startup_seconds: (map(.startup_seconds) | median),
                         events_per_transaction: (map(.events_per_transaction) | median),
                         consume_peak_rss_kb: (map(.consume_peak_rss_kb) | max),
+                        consume_cpu_s_per_100k: (map(.consume_cpu_s_per_100k) | median),
+                        backend_cpu_s_per_100k: (map(.backend_cpu_s_per_100k) | median)}],
+                    partitioned: [$parts[] as $p | ($b | max) as $k
+                        | ($runs | map(select(.batch == $k and .partitions == 0))) as $one
+                        | $runs | map(select(.batch == $k and .partitions == $p)) | {
+                        partitions: $p, batch: $k,
+                        applied: (map(.applied) | median),
+                        ratio: (map(.ratio) | median),
+                        # each repetition against the one queue of the same repetition
+                        speedup: ([.[] as $r | $one[] | select(.rep == $r.rep) | $r.applied / .applied] | median),
                         consume_cpu_s_per_100k: (map(.consume_cpu_s_per_100k) | median),
                         backend_cpu_s_per_100k: (map(.backend_cpu_s_per_100k) | median)}],
                     live: ($live | map({(.label): .}) | add),
@@ -405,6 +471,12 @@ subscriber_table() {
         else
             row "[subscriber] batch $b: applied / published" "$(jq -r '.ratio * 100 | round / 100' <<<"$t")" "" ""
         fi
+    done
+    for t in $(jq -c '.partitioned[]' <<<"$s"); do
+        row "[subscriber] $(jq -r '"\(.partitions) partitions: applied ev/s"' <<<"$t")" \
+            "$(jq -r '.applied | round' <<<"$t")" "" ""
+        row "[subscriber] $(jq -r '"\(.partitions) partitions / 1 queue"' <<<"$t")" \
+            "$(jq -r '.speedup * 100 | round / 100' <<<"$t")" "" ""
     done
     sub_row "$s" "events per tx" '.events_per_transaction * 10 | round / 10'
     sub_row "$s" "consume RSS MB" '.consume_peak_rss_kb / 1024 * 10 | round / 10'

@@ -71,15 +71,24 @@ typedef struct {
 typedef struct hms_consumer_stats hms_consumer_stats_t;
 
 typedef struct {
-    const char *amqp_url;             /* amqp:// or amqps:// */
-    const char *amqp_cacert;          /* amqps://: trusted CAs (PEM); NULL: the system's */
-    const char *amqp_cert;            /* amqps://: client certificate (PEM); NULL: none */
-    const char *amqp_key;             /* its private key (PEM) */
-    bool amqp_external;               /* log in with SASL EXTERNAL (the client certificate) */
-    const char *amqp_password_file;   /* the password's file; NULL: the URL's password */
-    const char *pg_conninfo;          /* the subscriber's database */
-    const char *exchange;             /* topic exchange the queue binds to (hms.incidents) */
-    const char *queue;                /* the queue; also the inbox's subscriber name */
+    const char *amqp_url;           /* amqp:// or amqps:// */
+    const char *amqp_cacert;        /* amqps://: trusted CAs (PEM); NULL: the system's */
+    const char *amqp_cert;          /* amqps://: client certificate (PEM); NULL: none */
+    const char *amqp_key;           /* its private key (PEM) */
+    bool amqp_external;             /* log in with SASL EXTERNAL (the client certificate) */
+    const char *amqp_password_file; /* the password's file; NULL: the URL's password */
+    const char *pg_conninfo;        /* the subscriber's database */
+    const char *exchange;           /* topic exchange the queue binds to (hms.incidents) */
+    const char *queue;              /* the queue; also the inbox's subscriber name */
+    /* 0: consume queue.  N > 0: the events are spread over N partitions by
+     * their subject header (consistent-hash exchange <queue>.hash, queues
+     * <queue>.p1 .. <queue>.pN with a single active consumer each; every
+     * run declares them all), and this run consumes <queue>.p<partition>,
+     * 1 <= partition <= N.  The inbox and the dead-letter queue stay
+     * <queue>'s: an incident's events always meet the same partition, and a
+     * redelivery through another one is still a duplicate. */
+    int partitions;
+    int partition;
     const char *apply;                /* SQL function f(event jsonb) returns text */
     const char *const *binds;         /* binding keys; nbinds of them (at least one) */
     size_t nbinds;                    /* */

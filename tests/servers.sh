@@ -104,7 +104,8 @@ disk_free_limit.absolute = 50MB
 log.console = false
 log.file.level = warning
 CONF
-    echo '[].' >"$RMQ/enabled_plugins"
+    # consume --partitions declares a consistent-hash exchange.
+    echo '[rabbitmq_consistent_hash_exchange].' >"$RMQ/enabled_plugins"
     cat >"$RMQ/rabbitmqctl" <<WRAP
 #!/bin/sh
 export HOME='$RMQ/home' ERL_EPMD_PORT=$((AMQP_PORT + 2)) RABBITMQ_NODENAME=hms_test@localhost

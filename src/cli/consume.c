@@ -4,7 +4,9 @@
 
 #include "cli/commands.h"
 #include "cli/reload.h"
+#include "cli/workers.h"
 #include "common/pgconn.h"
+#include "core/hostport.h"
 #include "consumer/metrics.h"
 #include "daemon/http.h"
 #include "daemon/publisher.h"
@@ -40,6 +42,55 @@ static const hms_http_view_t consume_view = {sizeof(hms_consumer_stats_t), rende
 static void publish(const hms_consumer_stats_t *s, void *http)
 {
     hms_http_publish(http, s);
+}
+
+/* One consumer: its metrics listener (when metrics is set), then the
+ * library until a stop signal.  An exit code. */
+static int run_one(hms_consumer_opts_t *o, const char *metrics)
+{
+    hms_err_t err;
+    hms_status_t st;
+    hms_http_t *http = NULL;
+    if (metrics != NULL) {
+        if ((st = hms_http_start(metrics, &consume_view, &http, &err)) != HMS_OK)
+            return hms_cli_fail(st, &err);
+        o->stats = publish;
+        o->stats_arg = http;
+    }
+    hms_consumer_err_t cerr;
+    st = cli_status(hms_consumer_run(o, NULL, &cerr));
+    hms_http_stop(http);
+    if (st != HMS_OK) {
+        hms_err_set(&err, st, "%s", cerr.msg);
+        return hms_cli_fail(st, &err);
+    }
+    return HMS_EXIT_OK;
+}
+
+/* What each worker of `--partitions N` starts from. */
+typedef struct {
+    hms_consumer_opts_t o;
+    const char *metrics;
+} workers_t;
+
+/* Worker i applies partition i; with metrics set it listens i - 1 ports
+ * above the setting's, so that every worker can be scraped. */
+static int run_worker(int i, void *arg)
+{
+    workers_t *w = arg;
+    char listen[HMS_HOSTPORT_HOST_MAX + 16], why[128];
+    hms_hostport_t hp;
+    w->o.partition = i;
+    if (w->metrics == NULL)
+        return run_one(&w->o, NULL);
+    if (!hms_hostport_parse(w->metrics, &hp, why, sizeof(why)) || hp.port + i - 1 > 65535) {
+        hms_err_t err;
+        hms_err_set(&err, HMS_ERR_CONFIG, "config: metrics: \"%s\" leaves no port for worker %d",
+                    w->metrics, i);
+        return hms_cli_fail(HMS_ERR_CONFIG, &err);
+    }
+    snprintf(listen, sizeof(listen), hp.bracketed ? "[%s]:%d" : "%s:%d", hp.host, hp.port + i - 1);
+    return run_one(&w->o, listen);
 }
 
 int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
@@ -91,6 +142,8 @@ int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         .connect_timeout_ms = (int)cfg->connect_timeout_ms,
         .retry_min_ms = (int)cfg->retry_min_ms,
         .retry_max_ms = (int)cfg->retry_max_ms,
+        .partitions = cfg->partitions,
+        .partition = cfg->partition,
         .stats_interval_ms = 10000,
         .reload = hms_cli_reload,
     };
@@ -101,24 +154,14 @@ int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         return hms_cli_fail(st, &err);
     }
     o.reload_arg = &reload;
-    hms_http_t *http = NULL;
-    if (cfg->metrics != NULL) {
-        if ((st = hms_http_start(cfg->metrics, &consume_view, &http, &err)) != HMS_OK) {
-            hms_cli_reload_free(&reload);
-            free(keys);
-            return hms_cli_fail(st, &err);
-        }
-        o.stats = publish;
-        o.stats_arg = http;
+    int code;
+    if (cfg->partitions > 0 && cfg->partition == 0) {
+        workers_t w = {o, cfg->metrics};
+        code = hms_cli_workers(cfg->partitions, run_worker, &w);
+    } else {
+        code = run_one(&o, cfg->metrics);
     }
-    hms_consumer_err_t cerr;
-    st = cli_status(hms_consumer_run(&o, NULL, &cerr));
-    hms_http_stop(http);
     hms_cli_reload_free(&reload);
     free(keys);
-    if (st != HMS_OK) {
-        hms_err_set(&err, st, "%s", cerr.msg);
-        return hms_cli_fail(st, &err);
-    }
-    return HMS_EXIT_OK;
+    return code;
 }

@@ -26,6 +26,7 @@ struct hms_cbroker {
     amqp_connection_state_t conn; /* consuming */
     amqp_connection_state_t dl;   /* dead-letter publishing (confirm mode); NULL until needed */
     char target[300];             /* host:port, for messages */
+    char source[300];             /* the queue consumed: opts->queue or one of its partitions */
     amqp_envelope_t *ahead;       /* deliveries read ahead: a ring, oldest at head */
     size_t head, count, cap;
     amqp_envelope_t *held; /* deliveries handed out, until released */
@@ -140,6 +141,13 @@ static hms_status_t check_exchange(hms_cbroker_t *b, const char *name, const cha
     return rpc_fail(b, r, what, err);
 }
 
+static hms_status_t declare_queue(hms_cbroker_t *b, const char *name, const amqp_table_t *args,
+                                  const char *exchange, hms_err_t *err);
+static hms_status_t declare_partitions(hms_cbroker_t *b, const amqp_table_t *args, hms_err_t *err);
+static hms_status_t start_consuming(hms_cbroker_t *b, hms_err_t *err);
+
+/* The subscriber's topology: checks the shared exchanges, declares the
+ * dead-letter queue and the queue (or the partitions) it consumes. */
 static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
 {
     const hms_consumer_opts_t *o = b->opts;
@@ -171,7 +179,7 @@ static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
     /* The broker's own dead-lettering (a quorum queue's x-delivery-limit)
      * is a backstop: consume dead-letters a failing event itself one
      * delivery earlier, with the reason. */
-    amqp_table_entry_t args[4];
+    amqp_table_entry_t args[5];
     int n = 0;
     args[n++] = str_entry("x-queue-type", o->classic ? "classic" : "quorum");
     args[n++] = str_entry("x-dead-letter-exchange", o->dead_letter_exchange);
@@ -182,28 +190,103 @@ static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
         args[n].value.value.i64 = o->delivery_limit;
         n++;
     }
+    if (o->partitions > 0) {
+        /* One consumer at a time per partition: two would split an
+         * incident's events between them and lose their order. */
+        args[n].key = amqp_cstring_bytes("x-single-active-consumer");
+        args[n].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+        args[n].value.value.boolean = 1;
+        n++;
+    }
     amqp_table_t table = {n, args};
-    amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(o->queue), 0, 1, 0, 0, table);
+    if (o->partitions == 0) {
+        snprintf(b->source, sizeof(b->source), "%s", o->queue);
+        return declare_queue(b, b->source, &table, o->exchange, err);
+    }
+    return declare_partitions(b, &table, err);
+}
+
+/* Declares queue name with args and binds it to exchange: with each binding
+ * key when exchange is the events' exchange, else (a partition on the hash
+ * exchange) with weight "1", an equal share of the hash space. */
+static hms_status_t declare_queue(hms_cbroker_t *b, const char *name, const amqp_table_t *args,
+                                  const char *exchange, hms_err_t *err)
+{
+    const hms_consumer_opts_t *o = b->opts;
+    amqp_connection_state_t c = b->conn;
+    char what[900];
+    hms_status_t st;
+    amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, *args);
     snprintf(what, sizeof(what),
-             "cannot declare queue %s (%s, durable; an existing queue declared with other "
+             "cannot declare queue %s (%s, durable%s; an existing queue declared with other "
              "arguments conflicts)",
-             o->queue, o->classic ? "classic" : "quorum");
+             name, o->classic ? "classic" : "quorum",
+             o->partitions > 0 ? ", single active consumer" : "");
+    if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+        return st;
+    bool events = strcmp(exchange, o->exchange) == 0;
+    for (size_t i = 0; i < (events ? o->nbinds : 1); i++) {
+        const char *key = events ? o->binds[i] : "1";
+        amqp_queue_bind(c, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(exchange),
+                        amqp_cstring_bytes(key), amqp_empty_table);
+        snprintf(what, sizeof(what), "cannot bind %s to %s with key %s", name, exchange, key);
+        if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+            return st;
+    }
+    return HMS_OK;
+}
+
+/* The partitioned topology: the consistent-hash exchange <queue>.hash,
+ * hashing header subject, bound to the events' exchange with each binding
+ * key, and the queues <queue>.p1 .. <queue>.pN bound to it.  Every worker
+ * declares all of them, so the first to start routes every partition. */
+static hms_status_t declare_partitions(hms_cbroker_t *b, const amqp_table_t *args, hms_err_t *err)
+{
+    const hms_consumer_opts_t *o = b->opts;
+    amqp_connection_state_t c = b->conn;
+    char hash[300], what[900], name[300];
+    hms_status_t st;
+    snprintf(hash, sizeof(hash), "%s.hash", o->queue);
+    amqp_table_entry_t h = str_entry("hash-header", "subject");
+    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(hash),
+                          amqp_cstring_bytes("x-consistent-hash"), 0, 1, 0, 0,
+                          (amqp_table_t){1, &h});
+    snprintf(what, sizeof(what),
+             "cannot declare exchange %s (x-consistent-hash, durable; the broker needs the plugin: "
+             "rabbitmq-plugins enable rabbitmq_consistent_hash_exchange)",
+             hash);
     if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
         return st;
     for (size_t i = 0; i < o->nbinds; i++) {
-        amqp_queue_bind(c, CHANNEL, amqp_cstring_bytes(o->queue), amqp_cstring_bytes(o->exchange),
-                        amqp_cstring_bytes(o->binds[i]), amqp_empty_table);
-        snprintf(what, sizeof(what), "cannot bind %s to %s with key %s", o->queue, o->exchange,
+        amqp_exchange_bind(c, CHANNEL, amqp_cstring_bytes(hash), amqp_cstring_bytes(o->exchange),
+                           amqp_cstring_bytes(o->binds[i]), amqp_empty_table);
+        snprintf(what, sizeof(what), "cannot bind exchange %s to %s with key %s", hash, o->exchange,
                  o->binds[i]);
         if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
             return st;
     }
+    for (int p = 1; p <= o->partitions; p++) {
+        snprintf(name, sizeof(name), "%s.p%d", o->queue, p);
+        if ((st = declare_queue(b, name, args, hash, err)) != HMS_OK)
+            return st;
+    }
+    snprintf(b->source, sizeof(b->source), "%s.p%d", o->queue, o->partition);
+    return HMS_OK;
+}
+
+/* Sets the prefetch and starts consuming b->source with manual acks. */
+static hms_status_t start_consuming(hms_cbroker_t *b, hms_err_t *err)
+{
+    const hms_consumer_opts_t *o = b->opts;
+    amqp_connection_state_t c = b->conn;
+    char what[400];
+    hms_status_t st;
     amqp_basic_qos(c, CHANNEL, 0, (uint16_t)o->prefetch, 0);
     if ((st = rpc_ok(b, c, "cannot set the prefetch (basic.qos)", err)) != HMS_OK)
         return st;
-    amqp_basic_consume(c, CHANNEL, amqp_cstring_bytes(o->queue), amqp_empty_bytes, 0, 0, 0,
+    amqp_basic_consume(c, CHANNEL, amqp_cstring_bytes(b->source), amqp_empty_bytes, 0, 0, 0,
                        amqp_empty_table);
-    snprintf(what, sizeof(what), "cannot consume from %s", o->queue);
+    snprintf(what, sizeof(what), "cannot consume from %s", b->source);
     return rpc_ok(b, c, what, err);
 }
 
@@ -216,10 +299,13 @@ hms_status_t hms_cbroker_connect(const hms_consumer_opts_t *opts, hms_cbroker_t 
         return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
     b->opts = opts;
     char name[300];
-    snprintf(name, sizeof(name), "hms-sync consume %s", opts->queue);
+    if (opts->partitions > 0)
+        snprintf(name, sizeof(name), "hms-sync consume %s.p%d", opts->queue, opts->partition);
+    else
+        snprintf(name, sizeof(name), "hms-sync consume %s", opts->queue);
     if ((st = open_conn(b, opts->heartbeat_s, name, &b->conn, err)) != HMS_OK)
         goto fail;
-    if ((st = declare(b, err)) != HMS_OK)
+    if ((st = declare(b, err)) != HMS_OK || (st = start_consuming(b, err)) != HMS_OK)
         goto fail;
     b->last_rx_ms = hms_clock_ms();
     *out = b;
@@ -302,7 +388,7 @@ static hms_status_t other_frame(hms_cbroker_t *b, hms_err_t *err)
     case AMQP_BASIC_CANCEL_METHOD:
         return hms_err_set(err, HMS_ERR_AMQP,
                            "amqp: broker %s cancelled the consumer of %s (queue deleted?)",
-                           b->target, b->opts->queue);
+                           b->target, b->source);
     default: return HMS_ERR_RETRY;
     }
 }
@@ -486,8 +572,8 @@ hms_status_t hms_cbroker_queue_depth(hms_cbroker_t *b, int64_t *messages, hms_er
      * consuming connection's heartbeats) for long. */
     struct timeval tv = {DEPTH_TIMEOUT_MS / 1000, (DEPTH_TIMEOUT_MS % 1000) * 1000};
     amqp_set_rpc_timeout(b->dl, &tv);
-    amqp_queue_declare_ok_t *ok = amqp_queue_declare(
-        b->dl, CHANNEL, amqp_cstring_bytes(b->opts->queue), 1, 0, 0, 0, amqp_empty_table);
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(b->dl, CHANNEL, amqp_cstring_bytes(b->source),
+                                                     1, 0, 0, 0, amqp_empty_table);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(b->dl);
     amqp_set_rpc_timeout(b->dl, NULL);
     if (r.reply_type != AMQP_RESPONSE_NORMAL || ok == NULL) {

@@ -38,8 +38,8 @@ typedef struct {
     hms_consumer_counters_t logged; /* as of the last stats line */
     int64_t last_stats_ms;
     int amqp_backoff, pg_backoff;
-    hms_cbatch_t batch; /* the messages in hand */
-    hms_consumer_stats_t stats;
+    hms_cbatch_t batch;         /* the messages in hand */
+    hms_consumer_stats_t stats; /* stats.queue is the queue consumed */
     int64_t stats_ms, depth_ms; /* when last handed out, and asked for */
 } cons_t;
 
@@ -167,7 +167,7 @@ static const char *u64s(uint64_t v, char *buf, size_t n)
 static void log_counters(cons_t *C, const char *msg)
 {
     char a[24], s[24], d[24], e[24], l[24], r[24];
-    hms_log(HMS_LOG_INFO, msg, "queue", C->o->queue, "applied", u64s(C->n.applied, a, sizeof(a)),
+    hms_log(HMS_LOG_INFO, msg, "queue", C->stats.queue, "applied", u64s(C->n.applied, a, sizeof(a)),
             "stale", u64s(C->n.stale, s, sizeof(s)), "duplicate",
             u64s(C->n.duplicate, d, sizeof(d)), "echo", u64s(C->n.echo, e, sizeof(e)),
             "dead_lettered", u64s(C->n.dead_lettered, l, sizeof(l)), "retried",
@@ -514,7 +514,7 @@ static bool ensure_broker(cons_t *C)
     while (C->broker == NULL) {
         hms_err_t err;
         if (hms_cbroker_connect(C->o, &C->broker, &err) == HMS_OK) {
-            hms_log(HMS_LOG_INFO, "RabbitMQ reconnected", "queue", C->o->queue, NULL);
+            hms_log(HMS_LOG_INFO, "RabbitMQ reconnected", "queue", C->stats.queue, NULL);
             C->amqp_backoff = 0;
             break;
         }
@@ -578,7 +578,7 @@ const char *hms_consumer_strerror(hms_consumer_status_t st)
 /* The consuming loop, once both servers were reached. */
 static void consume(cons_t *C)
 {
-    hms_log(HMS_LOG_INFO, "consuming", "queue", C->o->queue, "apply", C->o->apply, "type",
+    hms_log(HMS_LOG_INFO, "consuming", "queue", C->stats.queue, "apply", C->o->apply, "type",
             C->o->classic ? "classic" : "quorum", NULL);
     C->last_stats_ms = hms_clock_ms();
     publish_stats(C);
@@ -612,7 +612,10 @@ hms_consumer_status_t hms_consumer_run(const hms_consumer_opts_t *opts,
     cons_t C;
     memset(&C, 0, sizeof(C));
     C.o = opts;
-    snprintf(C.stats.queue, sizeof(C.stats.queue), "%s", opts->queue);
+    if (opts->partitions > 0)
+        snprintf(C.stats.queue, sizeof(C.stats.queue), "%s.p%d", opts->queue, opts->partition);
+    else
+        snprintf(C.stats.queue, sizeof(C.stats.queue), "%s", opts->queue);
     C.stats.queue_messages = -1;
     hms_cbatch_init(&C.batch);
     hms_err_t e;
@@ -620,6 +623,14 @@ hms_consumer_status_t hms_consumer_run(const hms_consumer_opts_t *opts,
     hms_signals_saved_t saved;
     hms_signals_install(&saved);
 
+    if (opts->partitions < 0 || opts->partitions > 1000 ||
+        (opts->partitions > 0 && (opts->partition < 1 || opts->partition > opts->partitions))) {
+        st = hms_err_set(&e, HMS_ERR_CONFIG,
+                         "consume: partition %d of %d: a partition is 1..partitions, and "
+                         "partitions 0..1000",
+                         opts->partition, opts->partitions);
+        goto done;
+    }
     if ((C.val = hms_cval_new(&e)) == NULL) {
         st = HMS_ERR_CONFIG;
         goto done;

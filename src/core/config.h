@@ -126,6 +126,8 @@ typedef struct {
     char *queue;                /* the subscriber's queue; NULL when unset */
     char *apply;                /* SQL function f(event jsonb) returns text; NULL when unset */
     int prefetch;               /* basic.qos prefetch count */
+    int partitions;             /* ordered partitions of the queue; 0: none */
+    int partition;              /* the one partition applied; 0: all (a worker each) */
     int batch;                  /* most events per apply transaction */
     int64_t batch_linger_ms;    /* wait for a fuller batch; 0: none */
     char *bind;                 /* routing keys, comma-separated; repeated flags accumulate */

@@ -89,6 +89,17 @@ static hms_status_t check_durations(const hms_config_t *cfg, hms_err_t *err)
     return HMS_OK;
 }
 
+/* A partition names one of the queue's partitions. */
+static hms_status_t check_partition(const hms_config_t *cfg, hms_err_t *err)
+{
+    if (cfg->partition == 0 || cfg->partition <= cfg->partitions)
+        return HMS_OK;
+    return hms_err_set(err, HMS_ERR_CONFIG,
+                       "config: partition: %d is not one of the %d partitions (allowed: 0 for "
+                       "all, or 1..partitions)",
+                       cfg->partition, cfg->partitions);
+}
+
 /* The fanout exchange is bound to the topic exchange: naming that one, or
  * the rejected exchange beside it, would bind an exchange to itself or mix
  * rejections into the events. */
@@ -127,6 +138,8 @@ hms_status_t hms_config_check(const hms_config_t *cfg, unsigned cmd, hms_err_t *
     hms_status_t st = check_amqp_auth(cfg, cmd, err);
     if (st == HMS_OK)
         st = check_fanout(cfg, err);
+    if (st == HMS_OK)
+        st = check_partition(cfg, err);
     if (st != HMS_OK)
         return st;
     return check_durations(cfg, err);

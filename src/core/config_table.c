@@ -199,6 +199,20 @@ const hms_config_setting_t hms_config_settings[] = {
      "The basic.qos prefetch count: how many messages the broker sends ahead of the "
      "subscriber's acknowledgements.  Twice batch lets the next batch arrive while one "
      "commits."},
+    {"partitions", HMS_CONFIG_T_INT, OFF(partitions), "0", 0, 256, NULL, HMS_CMD_CONSUME, 0, 0, "4",
+     "spread the queue over this many ordered partitions (0: one queue)",
+     "With N > 0 consume declares a consistent-hash exchange <queue>.hash bound to the "
+     "events' exchange, hashing the header subject (the incident), and N quorum queues "
+     "<queue>.p1 .. <queue>.pN with a single active consumer each, so every incident's "
+     "events stay on one partition, in order, while the partitions are applied in "
+     "parallel.  The broker needs the rabbitmq_consistent_hash_exchange plugin.  The "
+     "inbox and the dead-letter queue stay <queue>'s.  Choose N once: a changed N routes "
+     "an incident to another partition while its old one may still hold events."},
+    {"partition", HMS_CONFIG_T_INT, OFF(partition), "0", 0, 256, NULL, HMS_CMD_CONSUME, 0, 0, NULL,
+     "the one partition this process applies (0: all of them)",
+     "0 runs one worker process per partition under this one, restarting a worker that "
+     "dies; I in 1..partitions applies only <queue>.pI, for N processes on several "
+     "machines."},
     {"batch", HMS_CONFIG_T_INT, OFF(batch), "100", 1, 65535, NULL, HMS_CMD_CONSUME, 0, 0, NULL,
      "most events applied in one transaction",
      "consume applies the events it has in hand, up to this many, in one transaction "

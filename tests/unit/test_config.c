@@ -546,6 +546,8 @@ static const bounds_t bounds[] = {
     {"retry_max", "10ms", "9ms", "1h", "3600001ms", "10ms..1h" DURATIONS},
     {"prefetch", "1", "0", "65535", "65536", "1..65535"},
     {"batch", "1", "0", "65535", "65536", "1..65535"},
+    {"partitions", "0", NULL, "256", "257", "0..256"},
+    {"partition", "0", NULL, "256", "257", "0..256"},
     {"batch_linger", "0", NULL, "1s", "1001ms", "0s..1s" DURATIONS},
     {"delivery_limit", "1", "0", "1000", "1001", "1..1000"},
 };
@@ -651,6 +653,17 @@ START_TEST(cross_ranges)
     ACCEPT("fanout_exchange", "hms.incidents");
     ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
     ACCEPT("fanout_exchange", "hms.incidents.rejected2");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+
+    /* A partition is one of the queue's partitions, or 0 for all. */
+    ACCEPT("partitions", "4");
+    ACCEPT("partition", "4");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
+    ACCEPT("partition", "5");
+    ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_ERR_CONFIG);
+    ck_assert_str_eq(err.msg, "config: partition: 5 is not one of the 4 partitions (allowed: 0 "
+                              "for all, or 1..partitions)");
+    ACCEPT("partition", "0");
     ck_assert_int_eq(hms_config_check(&cfg, HMS_CMD_RUN, &err), HMS_OK);
     ck_assert_int_eq(apply_text("feedback_interval = 1s\nreplication_timeout = 2s\n", 0600),
                      HMS_OK);

@@ -142,7 +142,8 @@ static hms_status_t check_exchange(hms_cbroker_t *b, const char *name, const cha
 }
 
 static hms_status_t declare_queue(hms_cbroker_t *b, const char *name, const amqp_table_t *args,
-                                  const char *exchange, hms_err_t *err);
+                                  const char *exchange, const char *const *keys, size_t nkeys,
+                                  hms_err_t *err);
 static hms_status_t declare_partitions(hms_cbroker_t *b, const amqp_table_t *args, hms_err_t *err);
 static hms_status_t start_consuming(hms_cbroker_t *b, hms_err_t *err);
 
@@ -201,16 +202,16 @@ static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
     amqp_table_t table = {n, args};
     if (o->partitions == 0) {
         snprintf(b->source, sizeof(b->source), "%s", o->queue);
-        return declare_queue(b, b->source, &table, o->exchange, err);
+        return declare_queue(b, b->source, &table, o->exchange, o->binds, o->nbinds, err);
     }
     return declare_partitions(b, &table, err);
 }
 
-/* Declares queue name with args and binds it to exchange: with each binding
- * key when exchange is the events' exchange, else (a partition on the hash
- * exchange) with weight "1", an equal share of the hash space. */
+/* Declares queue name with args and binds it to exchange with each of the
+ * nkeys keys. */
 static hms_status_t declare_queue(hms_cbroker_t *b, const char *name, const amqp_table_t *args,
-                                  const char *exchange, hms_err_t *err)
+                                  const char *exchange, const char *const *keys, size_t nkeys,
+                                  hms_err_t *err)
 {
     const hms_consumer_opts_t *o = b->opts;
     amqp_connection_state_t c = b->conn;
@@ -224,12 +225,10 @@ static hms_status_t declare_queue(hms_cbroker_t *b, const char *name, const amqp
              o->partitions > 0 ? ", single active consumer" : "");
     if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
         return st;
-    bool events = strcmp(exchange, o->exchange) == 0;
-    for (size_t i = 0; i < (events ? o->nbinds : 1); i++) {
-        const char *key = events ? o->binds[i] : "1";
+    for (size_t i = 0; i < nkeys; i++) {
         amqp_queue_bind(c, CHANNEL, amqp_cstring_bytes(name), amqp_cstring_bytes(exchange),
-                        amqp_cstring_bytes(key), amqp_empty_table);
-        snprintf(what, sizeof(what), "cannot bind %s to %s with key %s", name, exchange, key);
+                        amqp_cstring_bytes(keys[i]), amqp_empty_table);
+        snprintf(what, sizeof(what), "cannot bind %s to %s with key %s", name, exchange, keys[i]);
         if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
             return st;
     }
@@ -267,7 +266,9 @@ static hms_status_t declare_partitions(hms_cbroker_t *b, const amqp_table_t *arg
     }
     for (int p = 1; p <= o->partitions; p++) {
         snprintf(name, sizeof(name), "%s.p%d", o->queue, p);
-        if ((st = declare_queue(b, name, args, hash, err)) != HMS_OK)
+        /* Weight "1" each: an equal share of the hash space. */
+        static const char *const weight[] = {"1"};
+        if ((st = declare_queue(b, name, args, hash, weight, 1, err)) != HMS_OK)
             return st;
     }
     snprintf(b->source, sizeof(b->source), "%s.p%d", o->queue, o->partition);

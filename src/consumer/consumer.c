@@ -85,17 +85,6 @@ static void publish_stats(cons_t *C)
     C->o->stats(s, C->o->stats_arg);
 }
 
-/* Counts event it of the batch as taken in now, after its commit. */
-static void taken_in(cons_t *C, const hms_cbatch_item_t *it)
-{
-    if (it->time_us == 0)
-        return;
-    double t = (double)it->time_us / 1e6;
-    hms_cmetrics_observe(&C->stats, (double)hms_clock_unix_us() / 1e6 - t);
-    if (t > C->stats.last_event_time)
-        C->stats.last_event_time = t;
-}
-
 /* The one wait: up to timeout_ms (at most a slice) for fd (-1: none) to be
  * ready for events, reading the consuming connection meanwhile when there
  * is one.  Returns whether fd is ready.  A consuming connection that fails
@@ -313,8 +302,16 @@ static handled_t dead_letter(cons_t *C, const hms_cdelivery_t *d, const char *re
     return DONE;
 }
 
-static void count_outcome(cons_t *C, const char *outcome, const char *id)
+/* Counts item it of the batch, committed now with outcome: by the outcome,
+ * and in the latency figures. */
+static void committed(cons_t *C, const char *outcome, const hms_cbatch_item_t *it)
 {
+    if (it->time_us != 0) {
+        double t = (double)it->time_us / 1e6;
+        hms_cmetrics_observe(&C->stats, (double)hms_clock_unix_us() / 1e6 - t);
+        if (t > C->stats.last_event_time)
+            C->stats.last_event_time = t;
+    }
     if (strcmp(outcome, "applied") == 0) {
         C->n.applied++;
     } else if (strcmp(outcome, "stale") == 0) {
@@ -324,8 +321,8 @@ static void count_outcome(cons_t *C, const char *outcome, const char *id)
     } else {
         /* A custom apply function may say something else; it did commit. */
         C->n.applied++;
-        hms_log(HMS_LOG_DEBUG, "apply returned an unknown outcome", "id", id, "outcome", outcome,
-                NULL);
+        hms_log(HMS_LOG_DEBUG, "apply returned an unknown outcome", "id", it->message_id, "outcome",
+                outcome, NULL);
     }
 }
 
@@ -363,8 +360,7 @@ static handled_t apply_alone(cons_t *C, size_t i)
             return h;
         hms_capply_outcome_t r;
         if (st == HMS_OK && hms_capply_result(C->pg, 0, &r) && r.outcome != NULL) {
-            count_outcome(C, r.outcome, d.message_id);
-            taken_in(C, &C->batch.items[i]);
+            committed(C, r.outcome, &C->batch.items[i]);
             C->stats.batches++;
             return ack_one(C, d.tag, false);
         }
@@ -408,8 +404,7 @@ static handled_t settle(cons_t *C, bool whole_failed)
         if (it->failed) {
             nfailed++;
         } else {
-            count_outcome(C, r.outcome, it->message_id);
-            taken_in(C, it);
+            committed(C, r.outcome, it);
         }
     }
     if (b->napply > nfailed)

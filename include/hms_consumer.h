@@ -147,6 +147,7 @@ struct hms_consumer_stats {
     int64_t queue_messages; /* ready in the queue when last asked; -1: not known */
     bool pg_up;             /* the PostgreSQL session is open */
     bool amqp_up;           /* the consuming connection is up */
+    char amqp_node[264];    /* its RabbitMQ node, "host:port"; "" while down */
 };
 
 /* Checks that the exchange and the dead-letter exchange exist (the

@@ -52,7 +52,7 @@ defs = json.load(open("deploy/rabbitmq/definitions.json"))
 
 # compose: the services the issue asks for, and a /readyz healthcheck.
 services = compose.get("services", {})
-for name in ("postgres", "rabbitmq", "migrate", "hms-sync", "scheduling", "casemgmt", "warehouse"):
+for name in ("postgres", "rabbitmq1", "rabbitmq2", "rabbitmq3", "migrate", "hms-sync", "scheduling", "casemgmt", "warehouse"):
     if name not in services:
         problems.append("compose.yml: no service %s" % name)
 pg_cmd = " ".join(services.get("postgres", {}).get("command", []))
@@ -121,8 +121,8 @@ for name, svc in services.items():
             "x-dead-letter-routing-key": q, "x-delivery-limit": 5}
     if args != want:
         problems.append("definitions.json: queue %s arguments %r, consume declares %r" % (q, args, want))
-    if queues.get(q + ".dlq", {}).get("arguments", None) != {}:
-        problems.append("definitions.json: no plain durable queue %s.dlq" % q)
+    if queues.get(q + ".dlq", {}).get("arguments", None) != {"x-queue-type": "quorum"}:
+        problems.append("definitions.json: no durable quorum queue %s.dlq" % q)
     if ("hms.incidents.dlx", q + ".dlq", q) not in bindings:
         problems.append("definitions.json: %s.dlq is not bound to hms.incidents.dlx with key %s" % (q, q))
     if not any(b[0] == "hms.incidents" and b[1] == q for b in bindings):

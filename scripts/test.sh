@@ -64,10 +64,26 @@ done
 export HMS_TEST_REQUIRE_SERVERS=1
 
 say "running unit and integration tests"
-(cd "$BUILD" && ctest --output-on-failure) 2>&1 | tee "$BUILD/ctest.log"
+(cd "$BUILD" && ctest --output-on-failure -LE cluster) 2>&1 | tee "$BUILD/ctest.log"
 main_rc=${PIPESTATUS[0]}
 main_counts=$(counts "$BUILD/ctest.log")
 summary="debug unit+integration: ${main_counts:-no tests ran}"
+
+# The cluster scenarios get a three-node RabbitMQ cluster of their own,
+# started only now so that its nodes do not load the machine before.
+say "starting a three-node RabbitMQ cluster (tests/cluster.sh) for the cluster tests"
+cluster_rc=1
+if "$ROOT/tests/cluster.sh" start; then
+    # shellcheck disable=SC1090
+    (. "$("$ROOT/tests/cluster.sh" env)" && cd "$BUILD" && ctest --output-on-failure -L cluster) \
+        2>&1 | tee "$BUILD/ctest-cluster.log"
+    cluster_rc=${PIPESTATUS[0]}
+    summary="$summary; cluster: $(counts "$BUILD/ctest-cluster.log")"
+else
+    summary="$summary; cluster: FAILED to start"
+fi
+"$ROOT/tests/cluster.sh" stop || true
+[ "$cluster_rc" = 0 ] || main_rc=1
 
 asan_rc=0
 if [ "$QUICK" = 0 ]; then

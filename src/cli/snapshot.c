@@ -38,7 +38,7 @@ static hms_status_t check_queue(const hms_config_t *cfg, const char *queue, hms_
                              .connect_timeout_ms = (int)cfg->connect_timeout_ms};
     amqp_connection_state_t c = NULL;
     char target[300], why[300];
-    hms_status_t st = hms_amqp_tls_connect(&o, &c, target, sizeof(target), err);
+    hms_status_t st = hms_amqp_tls_connect(&o, &c, target, sizeof(target), NULL, err);
     if (st != HMS_OK)
         return st;
     amqp_channel_open(c, CHANNEL);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/secretfile.h"
+#include "core/amqpnodes.h"
 
 #define PASSWORD_MAX 1024
 /* The password is the first line; the rest may be a comment, not a novel. */
@@ -302,8 +303,11 @@ static void external_identity(const char *url, const char *url_user, const char 
     ERR_clear_error();
 }
 
-hms_status_t hms_amqp_tls_connect(const hms_amqp_tls_opts_t *o, amqp_connection_state_t *out,
-                                  char *target, size_t target_len, hms_err_t *err)
+/* Connects to the one node whose URL is node_url (len bytes, a copy is
+ * parsed). */
+static hms_status_t connect_node(const hms_amqp_tls_opts_t *o, const char *node_url, size_t len,
+                                 amqp_connection_state_t *out, char *target, size_t target_len,
+                                 hms_err_t *err)
 {
     struct amqp_connection_info info;
     char why[300], password[PASSWORD_MAX + 1] = "";
@@ -311,7 +315,7 @@ hms_status_t hms_amqp_tls_connect(const hms_amqp_tls_opts_t *o, amqp_connection_
     verdict_t verdict = {{0}};
     amqp_connection_state_t conn = NULL;
     amqp_socket_t *sock = NULL;
-    char *url = strdup(o->url);
+    char *url = strndup(node_url, len);
     if (url == NULL)
         return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
     if (amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
@@ -361,7 +365,7 @@ hms_status_t hms_amqp_tls_connect(const hms_amqp_tls_opts_t *o, amqp_connection_
     amqp_rpc_reply_t r;
     if (o->tls.external) {
         char identity[256];
-        external_identity(o->url, info.user, o->tls.cert, identity, sizeof(identity));
+        external_identity(node_url, info.user, o->tls.cert, identity, sizeof(identity));
         r = amqp_login_with_properties(conn, info.vhost, 0, o->frame_max, o->heartbeat_s, props,
                                        AMQP_SASL_METHOD_EXTERNAL, identity);
     } else
@@ -382,16 +386,54 @@ hms_status_t hms_amqp_tls_connect(const hms_amqp_tls_opts_t *o, amqp_connection_
         goto fail;
     }
     explicit_bzero(password, sizeof(password));
-    explicit_bzero(url, strlen(o->url)); /* the URL copy may hold the password too */
+    explicit_bzero(url, len); /* the URL copy may hold the password too */
     free(url);
     *out = conn;
     return HMS_OK;
 fail:
     explicit_bzero(password, sizeof(password));
     if (url != NULL)
-        explicit_bzero(url, strlen(o->url));
+        explicit_bzero(url, len);
     free(url);
     if (conn != NULL)
         amqp_destroy_connection(conn);
+    return st;
+}
+
+hms_status_t hms_amqp_tls_connect(const hms_amqp_tls_opts_t *o, amqp_connection_state_t *out,
+                                  char *target, size_t target_len, int *node, hms_err_t *err)
+{
+    size_t n = hms_amqp_nodes_count(o->url);
+    if (n > HMS_AMQP_NODES_MAX)
+        n = 1; /* the config check refuses such a list; never loop over it */
+    size_t first = o->first_node > 0 ? (size_t)o->first_node % n : 0;
+    hms_err_t one;
+    hms_status_t st = HMS_ERR_AMQP;
+    size_t used = 0;
+    hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot connect to any of %zu RabbitMQ nodes:", n);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (first + k) % n, len;
+        const char *url;
+        if (!hms_amqp_nodes_get(o->url, i, &url, &len))
+            break;
+        st = connect_node(o, url, len, out, target, target_len, &one);
+        if (st == HMS_OK) {
+            if (node != NULL)
+                *node = (int)i;
+            return HMS_OK;
+        }
+        if (n == 1 || st != HMS_ERR_AMQP) {
+            /* A file or a setting every node would refuse alike. */
+            if (err != NULL)
+                *err = one;
+            return st;
+        }
+        /* Each node's reason, without its "amqp: " prefix, while they fit. */
+        const char *why = strncmp(one.msg, "amqp: ", 6) == 0 ? one.msg + 6 : one.msg;
+        if (err != NULL) {
+            size_t have = strlen(err->msg);
+            snprintf(err->msg + have, sizeof(err->msg) - have, "%s %s", used++ > 0 ? ";" : "", why);
+        }
+    }
     return st;
 }

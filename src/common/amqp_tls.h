@@ -27,7 +27,10 @@ typedef struct {
 } hms_amqp_tls_t;
 
 typedef struct {
-    const char *url; /* amqp:// or amqps:// */
+    /* amqp:// or amqps://, or the nodes of one cluster, comma-separated
+     * (core/amqpnodes.h) */
+    const char *url;
+    int first_node; /* the node to try first: an index into url's list */
     hms_amqp_tls_t tls;
     int heartbeat_s; /* 0 disables */
     int frame_max;
@@ -35,14 +38,17 @@ typedef struct {
     const amqp_table_t *client_properties; /* borrowed; may be NULL */
 } hms_amqp_tls_opts_t;
 
-/* Connects and logs in (the vhost of "amqp://host/" is "/").  On success
- * *out is a connection the caller owns (amqp_destroy_connection) with no
- * channel open yet, and target holds "host:port" for log lines.  HMS_ERR_AMQP
- * (unreachable, TLS refused, login refused), HMS_ERR_CONFIG (a malformed
- * URL, an unreadable or unsafe file, a certificate that does not load) or
- * HMS_ERR_NOMEM. */
+/* Connects and logs in (the vhost of "amqp://host/" is "/").  With several
+ * nodes, tries them in list order from first_node, wrapping around, until
+ * one answers; *node (when not NULL) becomes its index.  On success *out is
+ * a connection the caller owns (amqp_destroy_connection) with no channel
+ * open yet, and target holds that node's "host:port" for log lines.
+ * HMS_ERR_AMQP (no node reachable, TLS or login refused: one line with each
+ * node's reason), HMS_ERR_CONFIG (a malformed URL, an unreadable or unsafe
+ * file, a certificate that does not load; the remaining nodes are not
+ * tried, they would refuse alike) or HMS_ERR_NOMEM. */
 hms_status_t hms_amqp_tls_connect(const hms_amqp_tls_opts_t *o, amqp_connection_state_t *out,
-                                  char *target, size_t target_len, hms_err_t *err);
+                                  char *target, size_t target_len, int *node, hms_err_t *err);
 
 /* Reads the password from the first line of path (without its line end)
  * into out.  Refuses a file that is not a regular file, that group or others

@@ -14,6 +14,7 @@
 
 #include "common/amqp_tls.h"
 #include "common/clock.h"
+#include "common/log.h"
 #include "core/buf.h"
 
 #define CHANNEL 1
@@ -25,7 +26,9 @@ struct hms_cbroker {
     const hms_consumer_opts_t *opts;
     amqp_connection_state_t conn; /* consuming */
     amqp_connection_state_t dl;   /* dead-letter publishing (confirm mode); NULL until needed */
-    char target[300];             /* host:port, for messages */
+    char target[300];             /* host:port of the consuming connection's node */
+    int node;                     /* that node's index in the URL list */
+    char dl_target[300];          /* host:port of the dead-letter connection's node */
     char source[300];             /* the queue consumed: opts->queue or one of its partitions */
     amqp_envelope_t *ahead;       /* deliveries read ahead: a ring, oldest at head */
     size_t head, count, cap;
@@ -48,9 +51,11 @@ static void destroy_conn(amqp_connection_state_t c)
     amqp_destroy_connection(c);
 }
 
-/* Opens a connection and channel 1; `name` shows in the broker's UI. */
-static hms_status_t open_conn(hms_cbroker_t *b, int heartbeat_s, const char *name,
-                              amqp_connection_state_t *out, hms_err_t *err)
+/* Opens a connection to the first node that answers, from first_node on,
+ * and channel 1; `name` shows in the broker's UI.  target (300 bytes) gets
+ * the node's host:port, *node its index. */
+static hms_status_t open_conn(hms_cbroker_t *b, int first_node, int heartbeat_s, const char *name,
+                              amqp_connection_state_t *out, char *target, int *node, hms_err_t *err)
 {
     const hms_consumer_opts_t *o = b->opts;
     char why[300];
@@ -65,6 +70,7 @@ static hms_status_t open_conn(hms_cbroker_t *b, int heartbeat_s, const char *nam
     entries[1].value.value.bytes = amqp_cstring_bytes(name);
     amqp_table_t props = {2, entries};
     hms_amqp_tls_opts_t co = {.url = o->amqp_url,
+                              .first_node = first_node,
                               .tls = {.cacert = o->amqp_cacert,
                                       .cert = o->amqp_cert,
                                       .key = o->amqp_key,
@@ -74,7 +80,7 @@ static hms_status_t open_conn(hms_cbroker_t *b, int heartbeat_s, const char *nam
                               .frame_max = FRAME_MAX,
                               .connect_timeout_ms = o->connect_timeout_ms,
                               .client_properties = &props};
-    st = hms_amqp_tls_connect(&co, &c, b->target, sizeof(b->target), err);
+    st = hms_amqp_tls_connect(&co, &c, target, sizeof(b->target), node, err);
     if (st != HMS_OK)
         return st;
     amqp_rpc_reply_t r;
@@ -82,8 +88,7 @@ static hms_status_t open_conn(hms_cbroker_t *b, int heartbeat_s, const char *nam
     r = amqp_get_rpc_reply(c);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         hms_amqp_reply_text(r, why, sizeof(why));
-        st =
-            hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot open a channel on %s: %s", b->target, why);
+        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot open a channel on %s: %s", target, why);
         goto fail;
     }
     *out = c;
@@ -147,6 +152,46 @@ static hms_status_t declare_queue(hms_cbroker_t *b, const char *name, const amqp
 static hms_status_t declare_partitions(hms_cbroker_t *b, const amqp_table_t *args, hms_err_t *err);
 static hms_status_t start_consuming(hms_cbroker_t *b, hms_err_t *err);
 
+/* Declares the dead-letter queue: a quorum queue like the queue itself
+ * (classic with opts.classic), so that on a cluster a dead letter is not
+ * lost with one node.  One declared classic by an earlier version is kept
+ * as it is, with a warning: its messages are the operator's to move. */
+static hms_status_t declare_dlq(hms_cbroker_t *b, const char *dlq, hms_err_t *err)
+{
+    amqp_connection_state_t c = b->conn;
+    char what[600];
+    amqp_table_entry_t type = str_entry("x-queue-type", "quorum");
+    amqp_table_t args = b->opts->classic ? amqp_empty_table : (amqp_table_t){1, &type};
+    amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(dlq), 0, 1, 0, 0, args);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return HMS_OK;
+    bool inequivalent =
+        !b->opts->classic && r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+        ((amqp_channel_close_t *)r.reply.decoded)->reply_code == AMQP_PRECONDITION_FAILED;
+    snprintf(what, sizeof(what), "cannot declare dead-letter queue %s (%s, durable)", dlq,
+             b->opts->classic ? "classic" : "quorum");
+    if (!inequivalent)
+        return rpc_fail(b, r, what, err);
+    /* The broker closed the channel; open it again and take the queue as
+     * it is, if it exists. */
+    amqp_channel_close_ok_t ok = {0};
+    hms_status_t st;
+    amqp_send_method(c, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    amqp_channel_open(c, CHANNEL);
+    if ((st = rpc_ok(b, c, "cannot reopen the channel", err)) != HMS_OK)
+        return st;
+    amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(dlq), 1, 0, 0, 0, amqp_empty_table);
+    if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+        return st;
+    hms_log(HMS_LOG_WARN,
+            "the dead-letter queue is a classic queue, which lives on one node of a cluster; "
+            "recreate it as a quorum queue (docs/operations.md, Running on a cluster)",
+            "queue", dlq, NULL);
+    return HMS_OK;
+}
+
 /* The subscriber's topology: checks the shared exchanges, declares the
  * dead-letter queue and the queue (or the partitions) it consumes. */
 static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
@@ -166,9 +211,7 @@ static hms_status_t declare(hms_cbroker_t *b, hms_err_t *err)
                              "deploy/rabbitmq/definitions.json",
                              err)) != HMS_OK)
         return st;
-    amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(dlq), 0, 1, 0, 0, amqp_empty_table);
-    snprintf(what, sizeof(what), "cannot declare dead-letter queue %s (durable)", dlq);
-    if ((st = rpc_ok(b, c, what, err)) != HMS_OK)
+    if ((st = declare_dlq(b, dlq, err)) != HMS_OK)
         return st;
     amqp_queue_bind(c, CHANNEL, amqp_cstring_bytes(dlq),
                     amqp_cstring_bytes(o->dead_letter_exchange), amqp_cstring_bytes(o->queue),
@@ -291,8 +334,8 @@ static hms_status_t start_consuming(hms_cbroker_t *b, hms_err_t *err)
     return rpc_ok(b, c, what, err);
 }
 
-hms_status_t hms_cbroker_connect(const hms_consumer_opts_t *opts, hms_cbroker_t **out,
-                                 hms_err_t *err)
+hms_status_t hms_cbroker_connect(const hms_consumer_opts_t *opts, int first_node,
+                                 hms_cbroker_t **out, hms_err_t *err)
 {
     hms_status_t st;
     hms_cbroker_t *b = calloc(1, sizeof(*b));
@@ -304,7 +347,8 @@ hms_status_t hms_cbroker_connect(const hms_consumer_opts_t *opts, hms_cbroker_t 
         snprintf(name, sizeof(name), "hms-sync consume %s.p%d", opts->queue, opts->partition);
     else
         snprintf(name, sizeof(name), "hms-sync consume %s", opts->queue);
-    if ((st = open_conn(b, opts->heartbeat_s, name, &b->conn, err)) != HMS_OK)
+    if ((st = open_conn(b, first_node, opts->heartbeat_s, name, &b->conn, b->target, &b->node,
+                        err)) != HMS_OK)
         goto fail;
     if ((st = declare(b, err)) != HMS_OK || (st = start_consuming(b, err)) != HMS_OK)
         goto fail;
@@ -553,7 +597,8 @@ static hms_status_t open_dl(hms_cbroker_t *b, hms_err_t *err)
     /* No heartbeat: the connection sits idle between dead letters and
      * nobody reads it then; a dead one fails the next publish, which is
      * retried on a fresh connection. */
-    hms_status_t st = open_conn(b, 0, name, &b->dl, err);
+    int node;
+    hms_status_t st = open_conn(b, b->node, 0, name, &b->dl, b->dl_target, &node, err);
     if (st != HMS_OK)
         return st;
     amqp_confirm_select(b->dl, CHANNEL);
@@ -600,8 +645,8 @@ static hms_status_t await_confirm(hms_cbroker_t *b, int timeout_ms, hms_err_t *e
         int64_t left = deadline - hms_clock_ms();
         if (left <= 0)
             return hms_err_set(err, HMS_ERR_AMQP,
-                               "amqp: no confirm from %s for a dead letter within %d ms", b->target,
-                               timeout_ms);
+                               "amqp: no confirm from %s for a dead letter within %d ms",
+                               b->dl_target, timeout_ms);
         if (!amqp_frames_enqueued(b->dl) && !amqp_data_in_buffer(b->dl))
             serve(b, amqp_get_sockfd(b->dl), POLLIN, left < SLICE_MS ? (int)left : SLICE_MS);
         struct timeval tv = {0, 0};
@@ -611,7 +656,7 @@ static hms_status_t await_confirm(hms_cbroker_t *b, int timeout_ms, hms_err_t *e
             continue;
         if (rc != AMQP_STATUS_OK)
             return hms_err_set(err, HMS_ERR_AMQP, "amqp: dead-letter connection to %s lost: %s",
-                               b->target, amqp_error_string2(rc));
+                               b->dl_target, amqp_error_string2(rc));
         if (f.frame_type != AMQP_FRAME_METHOD)
             continue; /* the header and body of a returned message */
         switch (f.payload.method.id) {
@@ -620,11 +665,12 @@ static hms_status_t await_confirm(hms_cbroker_t *b, int timeout_ms, hms_err_t *e
                 return hms_err_set(err, HMS_ERR_AMQP,
                                    "amqp: dead letter returned by %s as unroutable: %s (is %s.dlq "
                                    "bound to %s?)",
-                                   b->target, text, b->opts->queue, b->opts->dead_letter_exchange);
+                                   b->dl_target, text, b->opts->queue,
+                                   b->opts->dead_letter_exchange);
             return HMS_OK;
         case AMQP_BASIC_NACK_METHOD:
             return hms_err_set(err, HMS_ERR_AMQP, "amqp: broker %s refused (nacked) a dead letter",
-                               b->target);
+                               b->dl_target);
         case AMQP_BASIC_RETURN_METHOD: {
             amqp_basic_return_t *ret = f.payload.method.decoded;
             hms_amqp_bytes_str(ret->reply_text, text, sizeof(text));
@@ -636,7 +682,7 @@ static hms_status_t await_confirm(hms_cbroker_t *b, int timeout_ms, hms_err_t *e
             return hms_err_set(err, HMS_ERR_AMQP,
                                "amqp: broker %s closed the dead-letter channel (does exchange %s "
                                "exist?)",
-                               b->target, b->opts->dead_letter_exchange);
+                               b->dl_target, b->opts->dead_letter_exchange);
         default: break;
         }
     }
@@ -680,8 +726,8 @@ hms_status_t hms_cbroker_dead_letter(hms_cbroker_t *b, const hms_cdelivery_t *d,
                                 amqp_cstring_bytes(b->opts->queue), 1, 0, &props, body);
     free(h);
     if (rc != AMQP_STATUS_OK)
-        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: dead-letter publish to %s failed: %s", b->target,
-                         amqp_error_string2(rc));
+        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: dead-letter publish to %s failed: %s",
+                         b->dl_target, amqp_error_string2(rc));
     else
         st = await_confirm(b, timeout_ms, err);
     if (st != HMS_OK) {
@@ -691,4 +737,14 @@ hms_status_t hms_cbroker_dead_letter(hms_cbroker_t *b, const hms_cdelivery_t *d,
     if (b->dl != NULL)
         amqp_maybe_release_buffers(b->dl);
     return st;
+}
+
+const char *hms_cbroker_target(const hms_cbroker_t *b)
+{
+    return b->target;
+}
+
+int hms_cbroker_node(const hms_cbroker_t *b)
+{
+    return b->node;
 }

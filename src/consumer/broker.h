@@ -42,18 +42,21 @@ typedef struct {
     char message_id[128]; /* "" when absent */
 } hms_cdelivery_t;
 
-/* Connects, logs in, checks with passive declares that the exchange and the
- * dead-letter exchange exist (they are shared with other subscribers, so a
- * subscriber neither creates nor may delete them), declares <queue>.dlq
- * bound to the dead-letter exchange with key <queue> and <queue> with its
- * dead-letter and type arguments bound with every key, sets the prefetch
- * and starts consuming with manual acks.  *out is the caller's to
- * hms_cbroker_close().  HMS_ERR_AMQP (unreachable, refused login, a missing
- * exchange or a declaration the broker refused: the message says which),
- * HMS_ERR_CONFIG or HMS_ERR_NOMEM. */
-hms_status_t hms_cbroker_connect(const hms_consumer_opts_t *opts, hms_cbroker_t **out,
-                                 hms_err_t *err);
+/* Connects to the first node of the URL list that answers, trying them in
+ * order from first_node (wrapping around), logs in, checks with passive declares that the exchange
+ * and the dead-letter exchange exist (they are shared with other subscribers, so a subscriber
+ * neither creates nor may delete them), declares <queue>.dlq bound to the dead-letter exchange with
+ * key <queue> and <queue> with its dead-letter and type arguments bound with every key, sets the
+ * prefetch and starts consuming with manual acks.  *out is the caller's to hms_cbroker_close().
+ * HMS_ERR_AMQP (unreachable, refused login, a missing exchange or a declaration the broker refused:
+ * the message says which), HMS_ERR_CONFIG or HMS_ERR_NOMEM. */
+hms_status_t hms_cbroker_connect(const hms_consumer_opts_t *opts, int first_node,
+                                 hms_cbroker_t **out, hms_err_t *err);
 void hms_cbroker_close(hms_cbroker_t *b);
+
+/* The consuming connection's node: "host:port", and its index in the list. */
+const char *hms_cbroker_target(const hms_cbroker_t *b);
+int hms_cbroker_node(const hms_cbroker_t *b);
 
 /* The next delivery: the oldest read ahead, else the first to come within
  * timeout_ms.  HMS_OK with *d filled; HMS_ERR_RETRY when none came in time

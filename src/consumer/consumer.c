@@ -38,6 +38,7 @@ typedef struct {
     hms_consumer_counters_t logged; /* as of the last stats line */
     int64_t last_stats_ms;
     int amqp_backoff, pg_backoff;
+    int amqp_next_node;         /* the node of the amqp list the next connect tries first */
     hms_cbatch_t batch;         /* the messages in hand */
     hms_consumer_stats_t stats; /* stats.queue is the queue consumed */
     int64_t stats_ms, depth_ms; /* when last handed out, and asked for */
@@ -72,6 +73,8 @@ static void publish_stats(cons_t *C)
         return;
     hms_consumer_stats_t *s = &C->stats;
     s->amqp_up = C->broker != NULL && !C->mq_lost;
+    snprintf(s->amqp_node, sizeof(s->amqp_node), "%s",
+             s->amqp_up ? hms_cbroker_target(C->broker) : "");
     s->pg_up = hms_capply_up(C->pg);
     s->n = C->n;
     if (s->amqp_up && now - C->depth_ms >= DEPTH_MS) {
@@ -508,11 +511,13 @@ static bool ensure_broker(cons_t *C)
 {
     while (C->broker == NULL) {
         hms_err_t err;
-        if (hms_cbroker_connect(C->o, &C->broker, &err) == HMS_OK) {
-            hms_log(HMS_LOG_INFO, "RabbitMQ reconnected", "queue", C->stats.queue, NULL);
+        if (hms_cbroker_connect(C->o, C->amqp_next_node, &C->broker, &err) == HMS_OK) {
+            hms_log(HMS_LOG_INFO, "RabbitMQ reconnected", "queue", C->stats.queue, "target",
+                    hms_cbroker_target(C->broker), NULL);
             C->amqp_backoff = 0;
             break;
         }
+        C->amqp_next_node++; /* a node that lets us in but then fails is not tried first again */
         C->amqp_backoff = hms_backoff_next(C->amqp_backoff, C->o->retry_min_ms, C->o->retry_max_ms);
         char ms[16];
         snprintf(ms, sizeof(ms), "%d", C->amqp_backoff);
@@ -527,6 +532,9 @@ static bool ensure_broker(cons_t *C)
 static void drop_broker(cons_t *C, const hms_err_t *err)
 {
     hms_log(HMS_LOG_WARN, "RabbitMQ connection lost; reconnecting", "error", err->msg, NULL);
+    /* Another node of the cluster may serve at once; this one comes round
+     * again after the others. */
+    C->amqp_next_node = hms_cbroker_node(C->broker) + 1;
     hms_cbroker_close(C->broker);
     C->broker = NULL;
     C->mq_lost = false;
@@ -635,7 +643,7 @@ hms_consumer_status_t hms_consumer_run(const hms_consumer_opts_t *opts,
         goto done;
     if ((st = open_pg(&C, &e)) != HMS_OK)
         goto done;
-    if (hms_signals_stop() == 0 && (st = hms_cbroker_connect(opts, &C.broker, &e)) != HMS_OK)
+    if (hms_signals_stop() == 0 && (st = hms_cbroker_connect(opts, 0, &C.broker, &e)) != HMS_OK)
         goto done;
     consume(&C);
     st = HMS_OK;

@@ -93,6 +93,16 @@ hms_status_t hms_cmetrics_render(const hms_consumer_stats_t *s, const char *vers
     one(out, s, "hms_sync_consumer_last_event_timestamp_seconds", "gauge",
         "The source commit time (Unix) of the newest event taken in; 0 before the first.",
         s->last_event_time);
+    hms_prom_family(out, "hms_sync_consumer_amqp_node_info", "gauge",
+                    "The RabbitMQ node the subscriber consumes from (host:port); no sample "
+                    "while disconnected.");
+    if (s->amqp_node[0] != '\0') {
+        hms_buf_append_str(out, "hms_sync_consumer_amqp_node_info{queue=\"");
+        hms_prom_label_value(out, s->queue);
+        hms_buf_append_str(out, "\",node=\"");
+        hms_prom_label_value(out, s->amqp_node);
+        hms_buf_append_str(out, "\"} 1\n");
+    }
     one(out, s, "hms_sync_consumer_up", "gauge",
         "1 when the PostgreSQL session and the consuming connection are both up.",
         hms_cmetrics_ready(s, NULL, 0) ? 1 : 0);

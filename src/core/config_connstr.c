@@ -1,9 +1,10 @@
 /* config_connstr.c -- the two settings that are connection strings: the
- * syntax of a libpq conninfo (key=value pairs or a URI) and of an AMQP URL,
- * checked without echoing them, and their passwords replaced by *** when
- * printed. */
+ * syntax of a libpq conninfo (key=value pairs or a URI) and of a list of
+ * AMQP URLs (one per RabbitMQ node), checked without echoing them, and
+ * their passwords replaced by *** when printed. */
 #include <stdio.h>
 
+#include "core/amqpnodes.h"
 #include "core/config_int.h"
 
 /* One step of a libpq key=value scanner, following libpq's own rules:
@@ -87,7 +88,7 @@ static void split_authority(const char *s, const char **auth, size_t *alen, cons
             *at = *auth + i;
 }
 
-bool hms_config_check_amqp_url(const char *s, char *why, size_t whyn)
+static bool check_amqp_one(const char *s, char *why, size_t whyn)
 {
     if (!hms_config_starts_with(s, "amqp://") && !hms_config_starts_with(s, "amqps://")) {
         snprintf(why, whyn, "the scheme must be amqp:// or amqps://");
@@ -132,6 +133,32 @@ bool hms_config_check_amqp_url(const char *s, char *why, size_t whyn)
             v = v * 10 + (*c - '0');
         if (c == port || c != end || v < 1 || v > 65535) {
             snprintf(why, whyn, "the port is not a number 1..65535");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Longer than any URL a broker is reached by; a node this long is a mistake. */
+#define NODE_URL_MAX 2048
+
+bool hms_config_check_amqp_url(const char *s, char *why, size_t whyn)
+{
+    if (!hms_amqp_nodes_check(s, why, whyn))
+        return false;
+    size_t n = hms_amqp_nodes_count(s), len;
+    const char *item;
+    char url[NODE_URL_MAX], detail[160];
+    for (size_t i = 0; hms_amqp_nodes_get(s, i, &item, &len); i++) {
+        if (len >= sizeof(url))
+            snprintf(detail, sizeof(detail), "longer than %d characters", NODE_URL_MAX - 1);
+        else
+            snprintf(url, sizeof(url), "%.*s", (int)len, item);
+        if (len >= sizeof(url) || !check_amqp_one(url, detail, sizeof(detail))) {
+            if (n == 1)
+                snprintf(why, whyn, "%s", detail);
+            else
+                snprintf(why, whyn, "node %zu of %zu: %s", i + 1, n, detail);
             return false;
         }
     }
@@ -194,10 +221,31 @@ static hms_status_t redact_url(const char *s, hms_buf_t *out)
     return st;
 }
 
+/* Every node of an amqp list on its own: a password may sit in each. */
+static hms_status_t redact_amqp(const char *s, hms_buf_t *out)
+{
+    const char *item;
+    size_t len;
+    hms_status_t st = HMS_OK;
+    hms_buf_t one = HMS_BUF_INIT;
+    for (size_t i = 0; st == HMS_OK && hms_amqp_nodes_get(s, i, &item, &len); i++) {
+        hms_buf_reset(&one);
+        if ((st = hms_buf_append(&one, item, len)) != HMS_OK) /* NUL-terminates */
+            break;
+        if (i > 0)
+            hms_config_put(out, &st, ",");
+        if (st == HMS_OK)
+            st = redact_url(one.data, out);
+    }
+    hms_buf_free(&one);
+    return st;
+}
+
 hms_status_t hms_config_redact(const char *s, hms_buf_t *out)
 {
-    if (is_pg_uri(s) || hms_config_starts_with(s, "amqp://") ||
-        hms_config_starts_with(s, "amqps://"))
+    if (hms_config_starts_with(s, "amqp://") || hms_config_starts_with(s, "amqps://"))
+        return redact_amqp(s, out);
+    if (is_pg_uri(s))
         return redact_url(s, out);
     return redact_kv(s, out);
 }

@@ -110,9 +110,9 @@ static inline const char *hms_config_str(const hms_config_t *cfg, const hms_conf
 
 /* ---- config_connstr.c ---- */
 
-/* Whether s is a libpq connection string (key=value pairs or a URI) or an
- * AMQP URL; if not, a phrase saying why, naming a position and never the
- * text (it may hold a password). */
+/* Whether s is a libpq connection string (key=value pairs or a URI) or a
+ * list of AMQP URLs (core/amqpnodes.h); if not, a phrase saying why, naming a position and never
+ * the text (it may hold a password). */
 bool hms_config_check_conninfo(const char *s, char *why, size_t whyn);
 bool hms_config_check_amqp_url(const char *s, char *why, size_t whyn);
 /* True when redaction would hide something: s carries a password. */

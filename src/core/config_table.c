@@ -29,10 +29,13 @@ const hms_config_setting_t hms_config_settings[] = {
      "setting."},
     {"amqp", HMS_CONFIG_T_URL, OFF(amqp), NULL, 0, 0, NULL, HMS_CONFIG_CMD_AMQP, HMS_CONFIG_CMD_NET,
      HMS_CONFIG_F_SECRET, "amqps://hms_sync@mq.example.org:5671/hms",
-     "RabbitMQ URL (amqp:// or amqps://)",
-     "How to reach RabbitMQ: amqp://USER:PASSWORD@HOST:PORT/VHOST, or amqps:// for TLS.  Not "
+     "RabbitMQ URL (amqp:// or amqps://), or the nodes of one cluster, comma-separated",
+     "How to reach RabbitMQ: amqp://USER:PASSWORD@HOST:PORT/VHOST, or amqps:// for TLS.  For a "
+     "cluster, list its nodes separated by commas, all with the same scheme: hms-sync connects "
+     "to the first node that answers and, when that connection is lost, goes on with the next "
+     "(write a comma inside a password as %2C).  Not "
      "needed by run when sink = discard; snapshot uses it only to check that its --queue "
-     "exists.  When printed, only the password is replaced by ***.  "
+     "exists.  When printed, only the passwords are replaced by ***.  "
      "amqps:// always verifies the broker's certificate and host name and allows TLS 1.2 or "
      "later only.  Keep the password out of the URL with amqp_password_file."},
     {"amqp_cacert", HMS_CONFIG_T_PATH, OFF(amqp_cacert), NULL, 0, 0, NULL, HMS_CONFIG_CMD_AMQP, 0,

@@ -96,7 +96,9 @@ void hms_config_format_allowed(const hms_config_setting_t *s, char *out, size_t 
         snprintf(out, n, "libpq key=value pairs or a postgresql:// URI");
         return;
     case HMS_CONFIG_T_URL:
-        snprintf(out, n, "amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST], or amqps://");
+        snprintf(out, n,
+                 "amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST], or amqps://, one per node, "
+                 "comma-separated");
         return;
     case HMS_CONFIG_T_IDENT:
         snprintf(out, n, "%lld..%lld characters of a-z, 0-9, _", (long long)s->min,

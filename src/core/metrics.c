@@ -55,6 +55,16 @@ hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms
                    (unsigned long long)m->reconnects_pg);
     hms_buf_printf(out, "hms_sync_reconnects_total{target=\"rabbitmq\"} %llu\n",
                    (unsigned long long)m->reconnects_amqp);
+    hms_prom_counter(out, "hms_sync_amqp_channel_reopens_total",
+                     "Republish rounds after refusals, each started on a new channel.",
+                     m->channel_reopens);
+    hms_prom_family(out, "hms_sync_amqp_node_info", "gauge",
+                    "The RabbitMQ node in use (host:port); no sample while disconnected.");
+    if (m->amqp_node[0] != '\0') {
+        hms_buf_append_str(out, "hms_sync_amqp_node_info{node=\"");
+        hms_prom_label_value(out, m->amqp_node);
+        hms_buf_append_str(out, "\"} 1\n");
+    }
     hms_prom_gauge(out, "hms_sync_inflight_events",
                    "Events published and awaiting the broker's verdict.", (double)m->inflight);
     hms_prom_gauge(out, "hms_sync_replication_lag_bytes",

@@ -18,6 +18,8 @@
 #define HMS_METRICS_MAX_TYPES 8
 /* "schema.table": two identifiers of at most 63 bytes and a dot. */
 #define HMS_METRICS_TABLE_MAX 128
+/* A host name of at most 253 bytes, a colon and a port. */
+#define HMS_METRICS_NODE_MAX 264
 
 typedef struct {
     /* Events published per CloudEvents type (first publishes and retries). */
@@ -28,6 +30,9 @@ typedef struct {
     uint64_t returns;
     uint64_t reconnects_pg;
     uint64_t reconnects_amqp;
+    uint64_t channel_reopens; /* republish rounds started on a new channel */
+    /* "host:port" of the RabbitMQ node in use; "" while disconnected. */
+    char amqp_node[HMS_METRICS_NODE_MAX];
     uint64_t inflight;            /* published, awaiting the broker's verdict */
     uint64_t lag_bytes;           /* server's WAL end - confirmed flush position */
     double lag_seconds;           /* now - commit time of the newest confirmed tx, while pending */

@@ -54,6 +54,7 @@ typedef struct {
 
     int64_t pg_retry_at, amqp_retry_at, republish_at;
     int pg_backoff, amqp_backoff, republish_backoff;
+    int amqp_next_node; /* the node of the amqp list the next connect tries first */
 
     uint64_t discard_tag;
     bool stopping;
@@ -176,6 +177,9 @@ static void amqp_lost(loop_t *L, const hms_err_t *err)
     char n[24];
     hms_log(HMS_LOG_ERROR, "lost the RabbitMQ connection; unconfirmed events will be republished",
             "error", err->msg, "unconfirmed", u64s(hms_outq_outstanding(L->q), n, sizeof(n)), NULL);
+    /* Another node of the cluster may serve at once while this one is
+     * down; it comes round again after the others. */
+    L->amqp_next_node = hms_pub_node(L->pub) + 1;
     hms_pub_close(L->pub);
     L->pub = NULL;
     hms_notify_status("RabbitMQ connection lost; reconnecting");
@@ -202,9 +206,13 @@ static void pg_lost(loop_t *L, const hms_err_t *err)
 
 static hms_status_t connect_amqp(loop_t *L, hms_err_t *err)
 {
-    hms_status_t st = hms_pub_connect(&L->opts->pub, &L->pub, err);
-    if (st != HMS_OK)
+    hms_status_t st = hms_pub_connect(&L->opts->pub, L->amqp_next_node, &L->pub, err);
+    if (st != HMS_OK) {
+        /* A node that lets us in but fails later (a declare) must not be
+         * the first one tried every time. */
+        L->amqp_next_node++;
         return st;
+    }
     hms_log(HMS_LOG_INFO, "connected to RabbitMQ", "target", hms_pub_target(L->pub), "exchange",
             L->opts->pub.exchange, NULL);
     L->amqp_backoff = 0;
@@ -448,6 +456,16 @@ static void maybe_republish(loop_t *L, int64_t now)
     }
     if (now >= L->republish_at) {
         L->republish_at = 0;
+        /* Every round goes out on a fresh channel: after a quorum queue's
+         * leader election, RabbitMQ 3.10 can nack everything a channel
+         * publishes for as long as it lives (publisher.h). */
+        hms_err_t err;
+        if (L->pub != NULL && hms_pub_reopen_channel(L->pub, &err) != HMS_OK) {
+            amqp_lost(L, &err);
+            return;
+        }
+        if (L->pub != NULL)
+            L->m.channel_reopens++;
         hms_outq_rewind(L->q);
     }
 }
@@ -599,6 +617,7 @@ static void update_metrics(loop_t *L, int64_t now)
     }
     m->pg_up = L->repl != NULL;
     m->amqp_up = L->pub != NULL || L->opts->discard;
+    snprintf(m->amqp_node, sizeof(m->amqp_node), "%s", L->pub ? hms_pub_target(L->pub) : "");
     m->streaming = L->repl != NULL && !L->stopping;
     m->standby = L->repl == NULL && L->pg_first_pending && L->opts->standby;
     snprintf(m->identity_table, sizeof(m->identity_table), "%s", L->ch.identity_table);

@@ -15,11 +15,11 @@
 #include <unistd.h>
 
 #include "core/amqpframe.h"
+#include "core/amqpnodes.h"
 #include "core/buf.h"
 #include "common/amqp_tls.h"
 #include "common/log.h"
 
-#define HMS_PUB_CHANNEL 1
 #define HMS_PUB_FRAME_MAX 131072
 /* How long one write may wait for the kernel to take it without a single
  * byte moving before the connection is taken for dead (heartbeats off). */
@@ -46,6 +46,8 @@ struct hms_pub {
     char *exchange;
     char *rejected; /* exchange + HMS_PUB_REJECTED_SUFFIX */
     char target[300];
+    int node;         /* index of the node in the URL list */
+    uint16_t channel; /* the confirm channel; a new number on each reopen */
     int fd;
     int sndbuf;
     unsigned publishes_since_sndbuf;
@@ -68,20 +70,31 @@ struct hms_pub {
 hms_status_t hms_pub_check_url(const char *url, hms_err_t *err)
 {
     struct amqp_connection_info info;
+    char why[160];
     if (url == NULL || url[0] == '\0')
         return hms_err_set(err, HMS_ERR_CONFIG,
                            "amqp: no RabbitMQ URL given (set --amqp or HMS_SYNC_AMQP)");
-    if (strncmp(url, "amqp://", 7) != 0 && strncmp(url, "amqps://", 8) != 0)
-        return hms_err_set(err, HMS_ERR_CONFIG, "amqp: URL must start with amqp:// or amqps://");
-    char *copy = strdup(url);
-    if (copy == NULL)
-        return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
-    int rc = amqp_parse_url(copy, &info);
-    free(copy);
-    if (rc != AMQP_STATUS_OK)
-        return hms_err_set(
-            err, HMS_ERR_CONFIG,
-            "amqp: malformed URL (expected amqp[s]://user:password@host:port/vhost)");
+    if (!hms_amqp_nodes_check(url, why, sizeof(why)))
+        return hms_err_set(err, HMS_ERR_CONFIG, "amqp: the URL list %s", why);
+    size_t n = hms_amqp_nodes_count(url), len;
+    const char *node;
+    for (size_t i = 0; hms_amqp_nodes_get(url, i, &node, &len); i++) {
+        if (strncmp(node, "amqp://", 7) != 0 && strncmp(node, "amqps://", 8) != 0)
+            return hms_err_set(err, HMS_ERR_CONFIG,
+                               "amqp: URL %zu of %zu must start with amqp:// or amqps://", i + 1,
+                               n);
+        char *copy = strndup(node, len);
+        if (copy == NULL)
+            return hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
+        int rc = amqp_parse_url(copy, &info);
+        explicit_bzero(copy, len);
+        free(copy);
+        if (rc != AMQP_STATUS_OK)
+            return hms_err_set(err, HMS_ERR_CONFIG,
+                               "amqp: URL %zu of %zu is malformed (expected "
+                               "amqp[s]://user:password@host:port/vhost)",
+                               i + 1, n);
+    }
     return HMS_OK;
 }
 
@@ -119,8 +132,8 @@ static void client_properties(amqp_table_t *props, amqp_table_entry_t *entries,
 static hms_status_t declare(hms_pub_t *p, const char *name, const char *type, hms_err_t *err)
 {
     char why[256];
-    amqp_exchange_declare(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(name),
-                          amqp_cstring_bytes(type), 0, 1, 0, 0, amqp_empty_table);
+    amqp_exchange_declare(p->conn, p->channel, amqp_cstring_bytes(name), amqp_cstring_bytes(type),
+                          0, 1, 0, 0, amqp_empty_table);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(p->conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return HMS_OK;
@@ -132,7 +145,29 @@ static hms_status_t declare(hms_pub_t *p, const char *name, const char *type, hm
                        name, type, p->target, why);
 }
 
-hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_err_t *err)
+/* Opens channel number ch and puts it in confirm mode. */
+static hms_status_t open_channel(hms_pub_t *p, uint16_t ch, hms_err_t *err)
+{
+    char why[300];
+    amqp_channel_open(p->conn, ch);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(p->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        amqp_confirm_select(p->conn, ch);
+        r = amqp_get_rpc_reply(p->conn);
+    }
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        hms_amqp_reply_text(r, why, sizeof(why));
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot open a confirm channel on %s: %s",
+                           p->target, why);
+    }
+    p->channel = ch;
+    p->next_tag = 1;
+    p->ret = RET_NONE;
+    return HMS_OK;
+}
+
+hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, int first_node, hms_pub_t **out,
+                             hms_err_t *err)
 {
     char why[300];
     hms_status_t st = hms_pub_check_url(opts->url, err);
@@ -155,27 +190,15 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
     amqp_table_entry_t entries[4], caps[3];
     client_properties(&props, entries, caps);
     hms_amqp_tls_opts_t co = {.url = opts->url,
+                              .first_node = first_node,
                               .tls = opts->tls,
                               .heartbeat_s = opts->heartbeat_s,
                               .frame_max = HMS_PUB_FRAME_MAX,
                               .connect_timeout_ms = opts->connect_timeout_ms,
                               .client_properties = &props};
-    st = hms_amqp_tls_connect(&co, &p->conn, p->target, sizeof(p->target), err);
-    if (st != HMS_OK)
+    st = hms_amqp_tls_connect(&co, &p->conn, p->target, sizeof(p->target), &p->node, err);
+    if (st != HMS_OK || (st = open_channel(p, 1, err)) != HMS_OK)
         goto fail;
-    amqp_rpc_reply_t r;
-    amqp_channel_open(p->conn, HMS_PUB_CHANNEL);
-    r = amqp_get_rpc_reply(p->conn);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-        amqp_confirm_select(p->conn, HMS_PUB_CHANNEL);
-        r = amqp_get_rpc_reply(p->conn);
-    }
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        hms_amqp_reply_text(r, why, sizeof(why));
-        st = hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot open a confirm channel on %s: %s",
-                         p->target, why);
-        goto fail;
-    }
     if ((st = declare(p, opts->exchange, "topic", err)) != HMS_OK ||
         (st = declare(p, p->rejected, "fanout", err)) != HMS_OK)
         goto fail;
@@ -184,10 +207,10 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
          * exchange, unchanged, for clients that bind to it with ''. */
         if ((st = declare(p, opts->fanout_exchange, "fanout", err)) != HMS_OK)
             goto fail;
-        amqp_exchange_bind(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(opts->fanout_exchange),
+        amqp_exchange_bind(p->conn, p->channel, amqp_cstring_bytes(opts->fanout_exchange),
                            amqp_cstring_bytes(opts->exchange), amqp_cstring_bytes("#"),
                            amqp_empty_table);
-        r = amqp_get_rpc_reply(p->conn);
+        amqp_rpc_reply_t r = amqp_get_rpc_reply(p->conn);
         if (r.reply_type != AMQP_RESPONSE_NORMAL) {
             hms_amqp_reply_text(r, why, sizeof(why));
             st = hms_err_set(err, HMS_ERR_AMQP,
@@ -208,7 +231,6 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_er
     int fmax = amqp_get_frame_max(p->conn);
     p->frame_max = fmax > HMS_AMQPFRAME_MIN ? (size_t)fmax : HMS_AMQPFRAME_MIN;
     p->stall_ms = opts->heartbeat_s > 0 ? opts->heartbeat_s * 1000 : SEND_STALL_MS;
-    p->next_tag = 1;
     *out = p;
     return HMS_OK;
 fail:
@@ -298,8 +320,7 @@ static hms_status_t frame_publish(hms_pub_t *p, const amqp_basic_publish_t *m,
                                   hms_err_t *err)
 {
     size_t before = p->out.len;
-    hms_status_t st =
-        hms_amqpframe_publish(&p->out, HMS_PUB_CHANNEL, p->frame_max, m, props, body, err);
+    hms_status_t st = hms_amqpframe_publish(&p->out, p->channel, p->frame_max, m, props, body, err);
     if (st == HMS_OK)
         consume_room(p, p->out.len - before);
     return st;
@@ -391,7 +412,7 @@ hms_status_t hms_pub_publish(hms_pub_t *p, const hms_event_t *ev, uint64_t *tag,
         if (st != HMS_OK)
             return st;
     } else {
-        int rc = amqp_basic_publish(p->conn, HMS_PUB_CHANNEL, amqp_cstring_bytes(exchange), rk,
+        int rc = amqp_basic_publish(p->conn, p->channel, amqp_cstring_bytes(exchange), rk,
                                     mandatory, 0, &props, body);
         if (rc != AMQP_STATUS_OK)
             return hms_err_set(err, HMS_ERR_AMQP, "amqp: publish to %s failed: %s", p->target,
@@ -445,7 +466,7 @@ static hms_status_t handle_method(hms_pub_t *p, amqp_frame_t *f, const hms_pub_h
         amqp_channel_close_t *c = f->payload.method.decoded;
         hms_amqp_bytes_str(c->reply_text, text, sizeof(text));
         amqp_channel_close_ok_t ok = {0};
-        amqp_send_method(p->conn, HMS_PUB_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+        amqp_send_method(p->conn, p->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
         /* An event over the broker's max_message_size is refused the same
          * way on every retry: republishing it forever would hide the cause
          * and hold back every later event.  Stop and say what to change. */
@@ -495,6 +516,12 @@ hms_status_t hms_pub_poll(hms_pub_t *p, const hms_pub_handlers_t *h, void *ctx, 
             return hms_err_set(err, HMS_ERR_AMQP, "amqp: connection to %s lost: %s", p->target,
                                amqp_error_string2(rc));
         hms_status_t st = HMS_OK;
+        /* Frames of a channel closed by hms_pub_reopen_channel() that were
+         * read while its close was awaited: their tags are not ours. */
+        if (f.channel != 0 && f.channel != p->channel) {
+            amqp_maybe_release_buffers_on_channel(p->conn, f.channel);
+            continue;
+        }
         switch (f.frame_type) {
         case AMQP_FRAME_METHOD: st = handle_method(p, &f, h, ctx, err); break;
         case AMQP_FRAME_HEADER:
@@ -525,4 +552,30 @@ hms_status_t hms_pub_poll(hms_pub_t *p, const hms_pub_handlers_t *h, void *ctx, 
         if (st != HMS_OK)
             return st;
     }
+}
+
+hms_status_t hms_pub_reopen_channel(hms_pub_t *p, hms_err_t *err)
+{
+    char why[300];
+    if (p->out.len > 0 && hms_pub_flush(p, err) != HMS_OK)
+        return HMS_ERR_AMQP;
+    amqp_rpc_reply_t r = amqp_channel_close(p->conn, p->channel, AMQP_REPLY_SUCCESS);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        hms_amqp_reply_text(r, why, sizeof(why));
+        return hms_err_set(err, HMS_ERR_AMQP, "amqp: cannot close channel %u on %s: %s",
+                           (unsigned)p->channel, p->target, why);
+    }
+    /* A new number, not the old one again: frames of the old channel that
+     * rabbitmq-c queued while it waited for close-ok must never pass for
+     * the new channel's. */
+    int max = amqp_get_channel_max(p->conn);
+    if (max <= 0 || max > 65535)
+        max = 65535;
+    uint16_t next = p->channel >= max ? 1 : (uint16_t)(p->channel + 1);
+    return open_channel(p, next, err);
+}
+
+int hms_pub_node(const hms_pub_t *p)
+{
+    return p->node;
 }

@@ -1,4 +1,5 @@
-/* publisher.h -- the AMQP side: one connection, one channel in confirm mode,
+/* publisher.h -- the AMQP side: one connection (to one node of a cluster),
+ * one channel in confirm mode,
  * the exchange declared at start, pipelined persistent mandatory publishes,
  * and a non-blocking reader for confirms, returns and blocked notices.
  *
@@ -23,7 +24,7 @@
 #define HMS_PUB_REJECTED_SUFFIX ".rejected"
 
 typedef struct {
-    const char *url;      /* amqp:// or amqps:// */
+    const char *url;      /* amqp:// or amqps://; a cluster's nodes comma-separated */
     hms_amqp_tls_t tls;   /* CA, client certificate, login method, password file */
     const char *exchange; /* declared topic, durable */
     /* Declared fanout, durable, and bound to exchange with '#', so clients
@@ -49,11 +50,14 @@ typedef struct hms_pub hms_pub_t;
  * message naming the problem (never the password). */
 hms_status_t hms_pub_check_url(const char *url, hms_err_t *err);
 
-/* Connects, logs in (advertising connection.blocked), opens channel 1,
- * enables confirms and declares the exchange, its rejected exchange
- * (fanout, durable) and the fanout exchange when there is one.  On success *out owns the
- * connection; release it with hms_pub_close(). */
-hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, hms_pub_t **out, hms_err_t *err);
+/* Connects to the first node of opts->url that answers, trying them in
+ * order from first_node (an index into the list, wrapping around), logs in
+ * (advertising connection.blocked), opens channel 1, enables confirms and
+ * declares the exchange, its rejected exchange (fanout, durable) and the
+ * fanout exchange when there is one.  On success *out owns the connection;
+ * release it with hms_pub_close(). */
+hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, int first_node, hms_pub_t **out,
+                             hms_err_t *err);
 void hms_pub_close(hms_pub_t *p);
 
 int hms_pub_fd(const hms_pub_t *p);
@@ -83,7 +87,19 @@ hms_status_t hms_pub_flush(hms_pub_t *p, hms_err_t *err);
  * means the connection is lost. */
 hms_status_t hms_pub_poll(hms_pub_t *p, const hms_pub_handlers_t *h, void *ctx, hms_err_t *err);
 
-/* "host:port" of the broker, for log lines (no credentials). */
+/* Closes the confirm channel and opens another (a new number), in confirm
+ * mode, its delivery tags starting over at 1.  Call it only when no
+ * publish is outstanding.  Why: in RabbitMQ 3.10 a channel that published
+ * to a quorum queue before its leader was re-elected can have every later
+ * publish nacked for as long as it lives, while a new channel on the same
+ * connection is confirmed at once.  Any failure means the connection is
+ * lost. */
+hms_status_t hms_pub_reopen_channel(hms_pub_t *p, hms_err_t *err);
+
+/* "host:port" of the broker node, for log lines and metrics (no
+ * credentials). */
 const char *hms_pub_target(const hms_pub_t *p);
+/* The node's index in the URL list. */
+int hms_pub_node(const hms_pub_t *p);
 
 #endif

@@ -515,6 +515,7 @@ double fault_marker(fault_sc_t *S, double since, int timeout_ms)
                 memset(&c, 0, sizeof c);
                 snprintf(c.subj, sizeof c.subj, "%s", PQgetvalue(r, 0, 0));
                 snprintf(subj, sizeof subj, "%s", c.subj);
+                snprintf(S->last_marker, sizeof S->last_marker, "%s", c.subj);
                 c.op = 'C';
                 c.version = atoll(PQgetvalue(r, 0, 1));
                 c.state = CH_COMMITTED;

@@ -26,6 +26,7 @@ it_env_t g_env;
 int g_break;
 
 static bool g_long;
+static bool g_cluster; /* --cluster: the cluster scenarios instead */
 static unsigned g_seed;
 static const char *g_only;
 static char g_scratch[512];   /* the shared servers' scratch directory */
@@ -37,7 +38,7 @@ static int g_nrows;
 
 #define MAX_MESSAGE_SIZE_DEFAULT "134217728"
 
-static int rnd(int lo, int hi)
+int fault_rnd(int lo, int hi)
 {
     return lo + rand() % (hi - lo + 1);
 }
@@ -53,8 +54,7 @@ static bool want(const char *name)
     return false;
 }
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
+void fault_say(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -106,7 +106,7 @@ static char *proc_log(const it_proc_t *p)
     return s ? s : strdup("");
 }
 
-static int count_in_log(const it_proc_t *p, const char *needle)
+int fault_count_in_log(const it_proc_t *p, const char *needle)
 {
     char *s = proc_log(p);
     int n = 0;
@@ -116,7 +116,7 @@ static int count_in_log(const it_proc_t *p, const char *needle)
     return n;
 }
 
-static void dump_tail(const it_proc_t *p, const char *what)
+void fault_dump_tail(const it_proc_t *p, const char *what)
 {
     char *s = proc_log(p);
     size_t len = strlen(s);
@@ -153,7 +153,7 @@ static int conn_start(fault_sc_t *S)
 
 /* ---- fixture ---- */
 
-static void sc_init(fault_sc_t *S, const char *name, const char *super, const char *conn_pg)
+void fault_sc_init(fault_sc_t *S, const char *name, const char *super, const char *conn_pg)
 {
     memset(S, 0, sizeof *S);
     S->name = name;
@@ -193,8 +193,14 @@ static int declare_queue(fault_sc_t *S)
         return -1;
     int rc = it_amqp_declare_exchange(&a, S->exchange);
     if (rc == 0) {
-        amqp_table_entry_t e[2];
+        amqp_table_entry_t e[3];
         int n = 0;
+        if (S->quorum) {
+            e[n].key = amqp_cstring_bytes("x-queue-type");
+            e[n].value.kind = AMQP_FIELD_KIND_UTF8;
+            e[n].value.value.bytes = amqp_cstring_bytes("quorum");
+            n++;
+        }
         if (S->queue_max_length > 0) {
             e[n].key = amqp_cstring_bytes("x-max-length");
             e[n].value.kind = AMQP_FIELD_KIND_I64;
@@ -237,10 +243,10 @@ static int set_binding(fault_sc_t *S, bool bound)
 }
 
 /* Starts checker, connector and (unless no_load) the load generator. */
-static int sc_start(fault_sc_t *S, bool load)
+int fault_sc_start(fault_sc_t *S, bool load)
 {
     if (sc_source(S) != 0 || declare_queue(S) != 0) {
-        say("%s: cannot set up the source or the queue", S->name);
+        fault_say("%s: cannot set up the source or the queue", S->name);
         return -1;
     }
     pthread_create(&S->ck_thr, NULL, fault_checker_main, S);
@@ -251,11 +257,12 @@ static int sc_start(fault_sc_t *S, bool load)
      * consistent point; a transaction committed before that point is not
      * in the stream.  Streaming has begun once the connector says so. */
     double deadline = it_now_ms() + 60000;
-    while (count_in_log(&S->conn, "streaming from replication slot") == 0 && it_now_ms() < deadline)
+    while (fault_count_in_log(&S->conn, "streaming from replication slot") == 0 &&
+           it_now_ms() < deadline)
         it_sleep_ms(50);
     if (it_pg_wait_slot_active(S->admin, S->slot, 60000) != 0 ||
-        count_in_log(&S->conn, "streaming from replication slot") == 0) {
-        dump_tail(&S->conn, "connector");
+        fault_count_in_log(&S->conn, "streaming from replication slot") == 0) {
+        fault_dump_tail(&S->conn, "connector");
         return -1;
     }
     if (load) {
@@ -265,7 +272,7 @@ static int sc_start(fault_sc_t *S, bool load)
     return 0;
 }
 
-static void sc_stop_load(fault_sc_t *S)
+void fault_sc_stop_load(fault_sc_t *S)
 {
     if (S->lg_running) {
         S->lg_stop = 1;
@@ -281,13 +288,11 @@ static void lg_pause(fault_sc_t *S, bool on)
         it_sleep_ms(10);
 }
 
-static void note(fault_sc_t *S, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* Stops the load, checks, records the row, tears down.  `alive`: the
  * connector should still be running. */
-static void sc_finish(fault_sc_t *S, int trials, bool alive, int check_timeout_ms)
+void fault_sc_finish(fault_sc_t *S, int trials, bool alive, int check_timeout_ms)
 {
-    sc_stop_load(S);
+    fault_sc_stop_load(S);
     fault_row_t *row = &g_rows[g_nrows++];
     fault_check(S, check_timeout_ms, row);
     row->trials = trials;
@@ -298,22 +303,22 @@ static void sc_finish(fault_sc_t *S, int trials, bool alive, int check_timeout_m
         S->dups_unbounded ? 0 : (size_t)(S->faults ? S->faults : 1) * ((size_t)S->window + max_tx);
     row->connector_died = alive && it_proc_wait(&S->conn, 0) >= 0;
     if (S->arr.finding_bad)
-        note(S, "FINDING: %zu events of rows the contract does not cover fail the checks: %s",
-             S->arr.finding_bad, S->arr.first_finding);
+        fault_note(S, "FINDING: %zu events of rows the contract does not cover fail the checks: %s",
+                   S->arr.finding_bad, S->arr.first_finding);
     snprintf(row->note, sizeof row->note, "%s", S->note);
     row->pass = row->lost == 0 && row->unknown == 0 && row->id_conflicts == 0 &&
                 row->last_inversions == 0 && row->contract_bad == 0 && !row->connector_died &&
                 (row->dup_bound == 0 || row->dups <= row->dup_bound) && row->changes > 0 &&
                 strstr(S->note, "FAIL") == NULL;
     if (!row->pass || row->connector_died)
-        dump_tail(&S->conn, "connector");
-    say("%s: %s -- %zu changes (%zu tx, %zu uncertain, %zu aborted), %zu events, lost %zu, "
-        "dups %zu (bound %zu), redelivered %zu, unknown %zu, conflicts %zu, order inversions "
-        "first %zu last %zu, max recovery %.0f ms",
-        S->name, row->pass ? "PASS" : "FAIL", row->changes, S->led.n_tx, S->led.n_uncertain_tx,
-        S->led.n_aborted_tx, row->events, row->lost, row->dups, row->dup_bound, row->redeliveries,
-        row->unknown, row->id_conflicts, row->first_inversions, row->last_inversions,
-        row->max_recovery_ms);
+        fault_dump_tail(&S->conn, "connector");
+    fault_say("%s: %s -- %zu changes (%zu tx, %zu uncertain, %zu aborted), %zu events, lost %zu, "
+              "dups %zu (bound %zu), redelivered %zu, unknown %zu, conflicts %zu, order inversions "
+              "first %zu last %zu, max recovery %.0f ms",
+              S->name, row->pass ? "PASS" : "FAIL", row->changes, S->led.n_tx,
+              S->led.n_uncertain_tx, S->led.n_aborted_tx, row->events, row->lost, row->dups,
+              row->dup_bound, row->redeliveries, row->unknown, row->id_conflicts,
+              row->first_inversions, row->last_inversions, row->max_recovery_ms);
 
     it_proc_kill(&S->conn);
     if (S->ck_running) {
@@ -334,8 +339,7 @@ static void sc_finish(fault_sc_t *S, int trials, bool alive, int check_timeout_m
     free(S->arr.v);
 }
 
-static void note(fault_sc_t *S, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void note(fault_sc_t *S, const char *fmt, ...)
+void fault_note(fault_sc_t *S, const char *fmt, ...)
 {
     size_t used = strlen(S->note);
     if (used && used + 3 < sizeof S->note)
@@ -344,17 +348,17 @@ static void note(fault_sc_t *S, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(S->note + used, sizeof S->note - used, fmt, ap);
     va_end(ap);
-    say("%s: %s", S->name, S->note + used);
+    fault_say("%s: %s", S->name, S->note + used);
 }
 
-static double recover(fault_sc_t *S, double since, const char *what)
+double fault_recover(fault_sc_t *S, double since, const char *what)
 {
     double ms = fault_marker(S, since, 120000);
     if (ms < 0) {
-        note(S, "FAIL: no recovery within 120 s after %s", what);
-        dump_tail(&S->conn, "connector");
+        fault_note(S, "FAIL: no recovery within 120 s after %s", what);
+        fault_dump_tail(&S->conn, "connector");
     } else {
-        say("%s: %s: recovered in %.0f ms", S->name, what, ms);
+        fault_say("%s: %s: recovered in %.0f ms", S->name, what, ms);
     }
     return ms;
 }
@@ -364,31 +368,31 @@ static double recover(fault_sc_t *S, double since, const char *what)
 static void scenario_kill9(void)
 {
     fault_sc_t S;
-    sc_init(&S, "kill9-connector", g_env.super_conninfo, g_env.conninfo);
-    if (sc_start(&S, true) != 0) {
-        note(&S, "FAIL: setup");
-        sc_finish(&S, 0, true, 1000);
+    fault_sc_init(&S, "kill9-connector", g_env.super_conninfo, g_env.conninfo);
+    if (fault_sc_start(&S, true) != 0) {
+        fault_note(&S, "FAIL: setup");
+        fault_sc_finish(&S, 0, true, 1000);
         return;
     }
     int trials = getenv("FAULT_KILL_TRIALS") ? atoi(getenv("FAULT_KILL_TRIALS"))
                  : g_long                    ? 200
                                              : 20;
     for (int t = 0; t < trials; t++) {
-        it_sleep_ms(rnd(200, 1500));
+        it_sleep_ms(fault_rnd(200, 1500));
         it_proc_signal(&S.conn, SIGKILL);
         it_proc_wait(&S.conn, 10000);
         S.faults++;
         double at = it_now_ms();
-        it_sleep_ms(rnd(0, 300));
+        it_sleep_ms(fault_rnd(0, 300));
         if (conn_start(&S) != 0) {
-            note(&S, "FAIL: restart");
+            fault_note(&S, "FAIL: restart");
             break;
         }
-        if (recover(&S, at, "kill -9") < 0)
+        if (fault_recover(&S, at, "kill -9") < 0)
             break;
     }
-    note(&S, "%d kills at random points (0.2-1.5 s apart) under load", S.faults);
-    sc_finish(&S, S.faults, true, 120000);
+    fault_note(&S, "%d kills at random points (0.2-1.5 s apart) under load", S.faults);
+    fault_sc_finish(&S, S.faults, true, 120000);
 }
 
 /* ---- (2) RabbitMQ restarted and killed ---- */
@@ -410,30 +414,30 @@ static pid_t beam_pid(void)
 static void scenario_broker(void)
 {
     fault_sc_t S;
-    sc_init(&S, "rabbitmq-restart-kill", g_env.super_conninfo, g_env.conninfo);
-    if (sc_start(&S, true) != 0) {
-        note(&S, "FAIL: setup");
-        sc_finish(&S, 0, true, 1000);
+    fault_sc_init(&S, "rabbitmq-restart-kill", g_env.super_conninfo, g_env.conninfo);
+    if (fault_sc_start(&S, true) != 0) {
+        fault_note(&S, "FAIL: setup");
+        fault_sc_finish(&S, 0, true, 1000);
         return;
     }
     int rounds = g_long ? 3 : 1;
     for (int r = 0; r < rounds; r++) {
-        it_sleep_ms(rnd(1000, 3000));
+        it_sleep_ms(fault_rnd(1000, 3000));
         g_app_stopped = true;
         if (it_rabbitmqctl(&g_env, 60000, "stop_app", NULL) != 0)
-            note(&S, "FAIL: stop_app");
+            fault_note(&S, "FAIL: stop_app");
         S.faults++;
-        it_sleep_ms(rnd(1000, 4000));
+        it_sleep_ms(fault_rnd(1000, 4000));
         if (it_rabbitmqctl(&g_env, 120000, "start_app", NULL) == 0)
             g_app_stopped = false;
         else
-            note(&S, "FAIL: start_app");
-        recover(&S, it_now_ms(), "stop_app/start_app");
+            fault_note(&S, "FAIL: start_app");
+        fault_recover(&S, it_now_ms(), "stop_app/start_app");
 
-        it_sleep_ms(rnd(1000, 3000));
+        it_sleep_ms(fault_rnd(1000, 3000));
         pid_t pid = beam_pid();
         if (pid <= 0 || kill(pid, 0) != 0) {
-            note(&S, "FAIL: no beam pid in %s/rabbitmq/rabbitmq.pid", g_scratch);
+            fault_note(&S, "FAIL: no beam pid in %s/rabbitmq/rabbitmq.pid", g_scratch);
             break;
         }
         g_broker_killed = true;
@@ -441,18 +445,19 @@ static void scenario_broker(void)
         S.faults++;
         for (int i = 0; i < 100 && kill(pid, 0) == 0; i++)
             it_sleep_ms(50);
-        it_sleep_ms(rnd(500, 3000));
+        it_sleep_ms(fault_rnd(500, 3000));
         double t0 = it_now_ms();
         if (servers_start() != 0) {
-            note(&S, "FAIL: tests/servers.sh start did not bring RabbitMQ back");
+            fault_note(&S, "FAIL: tests/servers.sh start did not bring RabbitMQ back");
             break;
         }
         g_broker_killed = false;
-        say("%s: broker back after kill -9 in %.0f ms", S.name, it_now_ms() - t0);
-        recover(&S, it_now_ms(), "kill -9 of beam + restart");
+        fault_say("%s: broker back after kill -9 in %.0f ms", S.name, it_now_ms() - t0);
+        fault_recover(&S, it_now_ms(), "kill -9 of beam + restart");
     }
-    note(&S, "%d stop_app/start_app and %d kill -9 of the broker node, mid-stream", rounds, rounds);
-    sc_finish(&S, S.faults, true, 120000);
+    fault_note(&S, "%d stop_app/start_app and %d kill -9 of the broker node, mid-stream", rounds,
+               rounds);
+    fault_sc_finish(&S, S.faults, true, 120000);
 }
 
 /* ---- (3) PostgreSQL fast and immediate shutdown (throwaway cluster) ---- */
@@ -498,8 +503,8 @@ static void scenario_pg_restart(void)
     if (it_cluster_start(&g_env, &cl, NULL,
                          "wal_level = logical\nsynchronous_commit = on\n"
                          "wal_sender_timeout = 20s\n") != 0) {
-        sc_init(&S, "postgres-fast-immediate", "", "");
-        note(&S, "FAIL: throwaway cluster");
+        fault_sc_init(&S, "postgres-fast-immediate", "", "");
+        fault_note(&S, "FAIL: throwaway cluster");
         g_rows[g_nrows] = (fault_row_t){0};
         snprintf(g_rows[g_nrows].scenario, sizeof g_rows[0].scenario, "%s", S.name);
         snprintf(g_rows[g_nrows].note, sizeof g_rows[0].note, "%s", S.note);
@@ -515,10 +520,10 @@ static void scenario_pg_restart(void)
     const char *argv[] = {"migrate", "--pg", super, NULL};
     if (rc == 0 && it_proc_spawn(&g_env, &mig, "fault-migrate", argv) == 0)
         rc = it_proc_wait(&mig, 120000);
-    sc_init(&S, "postgres-fast-immediate", super, conn);
-    if (rc != 0 || sc_start(&S, true) != 0) {
-        note(&S, "FAIL: setup");
-        sc_finish(&S, 0, true, 1000);
+    fault_sc_init(&S, "postgres-fast-immediate", super, conn);
+    if (rc != 0 || fault_sc_start(&S, true) != 0) {
+        fault_note(&S, "FAIL: setup");
+        fault_sc_finish(&S, 0, true, 1000);
         it_cluster_stop(&cl);
         return;
     }
@@ -526,29 +531,29 @@ static void scenario_pg_restart(void)
     for (int r = 0; r < rounds; r++) {
         const char *modes[] = {"fast", "immediate"};
         for (int m = 0; m < 2; m++) {
-            it_sleep_ms(rnd(1000, 3000));
+            it_sleep_ms(fault_rnd(1000, 3000));
             if (pg_ctl(&cl, "stop", modes[m]) != 0)
-                note(&S, "FAIL: pg_ctl stop -m %s", modes[m]);
+                fault_note(&S, "FAIL: pg_ctl stop -m %s", modes[m]);
             S.faults++;
-            it_sleep_ms(rnd(500, 3000));
+            it_sleep_ms(fault_rnd(500, 3000));
             if (pg_ctl(&cl, "start", NULL) != 0) {
-                note(&S, "FAIL: pg_ctl start after %s", modes[m]);
+                fault_note(&S, "FAIL: pg_ctl start after %s", modes[m]);
                 break;
             }
             char what[64];
             snprintf(what, sizeof what, "%s shutdown + restart", modes[m]);
-            recover(&S, it_now_ms(), what);
+            fault_recover(&S, it_now_ms(), what);
         }
     }
     /* After a crash the slot comes back at its last checkpointed position,
      * which may be behind what the connector had confirmed: the resend is
      * not bounded by the window. */
     S.dups_unbounded = true;
-    note(&S,
-         "%d fast + %d immediate shutdowns of a throwaway cluster; duplicates after a crash "
-         "are bounded by the slot's last checkpoint, not the window",
-         rounds, rounds);
-    sc_finish(&S, S.faults, true, 120000);
+    fault_note(&S,
+               "%d fast + %d immediate shutdowns of a throwaway cluster; duplicates after a crash "
+               "are bounded by the slot's last checkpoint, not the window",
+               rounds, rounds);
+    fault_sc_finish(&S, S.faults, true, 120000);
     it_cluster_stop(&cl);
 }
 
@@ -628,11 +633,11 @@ static void scenario_net(const char *side)
         snprintf(target, sizeof target, "%d", colon ? atoi(colon + 1) : 5672);
     }
     fault_sc_t S;
-    sc_init(&S, pg ? "net-proxy-postgres" : "net-proxy-rabbitmq", g_env.super_conninfo,
-            g_env.conninfo);
+    fault_sc_init(&S, pg ? "net-proxy-postgres" : "net-proxy-rabbitmq", g_env.super_conninfo,
+                  g_env.conninfo);
     if (proxy_start(&px, target) != 0) {
-        note(&S, "FAIL: proxy");
-        sc_finish(&S, 0, true, 1000);
+        fault_note(&S, "FAIL: proxy");
+        fault_sc_finish(&S, 0, true, 1000);
         return;
     }
     if (pg) {
@@ -640,10 +645,10 @@ static void scenario_net(const char *side)
     } else {
         snprintf(S.conn_amqp, sizeof S.conn_amqp, "amqp://guest:guest@127.0.0.1:%d/", px.port);
     }
-    if (sc_start(&S, true) != 0) {
-        note(&S, "FAIL: setup");
+    if (fault_sc_start(&S, true) != 0) {
+        fault_note(&S, "FAIL: setup");
         proxy_stop(&px);
-        sc_finish(&S, 0, true, 1000);
+        fault_sc_finish(&S, 0, true, 1000);
         return;
     }
     const char *lost_line =
@@ -655,46 +660,46 @@ static void scenario_net(const char *side)
     const char *modes[] = {"stall", "drop", "reset"};
     for (int r = 0; r < rounds; r++)
         for (int m = 0; m < 3; m++) {
-            it_sleep_ms(rnd(1000, 3000));
-            int before = count_in_log(&S.conn, lost_line);
+            it_sleep_ms(fault_rnd(1000, 3000));
+            int before = fault_count_in_log(&S.conn, lost_line);
             double t0 = it_now_ms();
             if (proxy_mode(&px, modes[m]) != 0)
-                note(&S, "FAIL: proxy did not take mode %s", modes[m]);
+                fault_note(&S, "FAIL: proxy did not take mode %s", modes[m]);
             S.faults++;
             if (strcmp(modes[m], "stall") == 0) {
                 double detect = -1;
-                double hold = t0 + bound_ms + rnd(1000, 3000);
+                double hold = t0 + bound_ms + fault_rnd(1000, 3000);
                 while (it_now_ms() < hold) {
-                    if (detect < 0 && count_in_log(&S.conn, lost_line) > before)
+                    if (detect < 0 && fault_count_in_log(&S.conn, lost_line) > before)
                         detect = it_now_ms() - t0;
                     it_sleep_ms(100);
                 }
                 if (detect < 0)
-                    note(&S, "FAIL: silent stall not detected within %.0f ms", bound_ms);
+                    fault_note(&S, "FAIL: silent stall not detected within %.0f ms", bound_ms);
                 else if (detect > S.max_detect_ms)
                     S.max_detect_ms = detect;
-                say("%s: stall detected after %.0f ms", S.name, detect);
+                fault_say("%s: stall detected after %.0f ms", S.name, detect);
                 proxy_mode(&px, "pass");
             }
             char what[32];
             snprintf(what, sizeof what, "proxy %s", modes[m]);
-            recover(&S, it_now_ms(), what);
+            fault_recover(&S, it_now_ms(), what);
         }
-    int pg_lost = count_in_log(&S.conn, "lost the PostgreSQL replication connection");
-    int amqp_lost = count_in_log(&S.conn, "lost the RabbitMQ connection");
-    note(&S,
-         "stall (held past the bound), drop, reset x%d; connector saw %d PostgreSQL and %d "
-         "RabbitMQ losses",
-         rounds, pg_lost, amqp_lost);
+    int pg_lost = fault_count_in_log(&S.conn, "lost the PostgreSQL replication connection");
+    int amqp_lost = fault_count_in_log(&S.conn, "lost the RabbitMQ connection");
+    fault_note(&S,
+               "stall (held past the bound), drop, reset x%d; connector saw %d PostgreSQL and %d "
+               "RabbitMQ losses",
+               rounds, pg_lost, amqp_lost);
     /* Reconnecting to PostgreSQL is a step of the loop, so a cut-off
      * PostgreSQL must never cost the broker connection (heartbeats 2 s
      * here); tests/integration/test_pg_outage.c shows it in isolation. */
     if (pg && amqp_lost > 0)
-        note(&S,
-             "FAIL: the broker dropped the AMQP connection %d times while only PostgreSQL "
-             "was cut off: the event loop stalled past the heartbeat",
-             amqp_lost);
-    sc_finish(&S, S.faults, true, 120000);
+        fault_note(&S,
+                   "FAIL: the broker dropped the AMQP connection %d times while only PostgreSQL "
+                   "was cut off: the event loop stalled past the heartbeat",
+                   amqp_lost);
+    fault_sc_finish(&S, S.faults, true, 120000);
     proxy_stop(&px);
 }
 
@@ -703,41 +708,41 @@ static void scenario_net(const char *side)
 static void scenario_refusals(void)
 {
     fault_sc_t S;
-    sc_init(&S, "nack-unroutable", g_env.super_conninfo, g_env.conninfo);
+    fault_sc_init(&S, "nack-unroutable", g_env.super_conninfo, g_env.conninfo);
     S.queue_max_length = 500;
-    if (sc_start(&S, true) != 0) {
-        note(&S, "FAIL: setup");
-        sc_finish(&S, 0, true, 1000);
+    if (fault_sc_start(&S, true) != 0) {
+        fault_note(&S, "FAIL: setup");
+        fault_sc_finish(&S, 0, true, 1000);
         return;
     }
     int rounds = g_long ? 4 : 1;
     for (int r = 0; r < rounds; r++) {
-        it_sleep_ms(rnd(500, 2000));
+        it_sleep_ms(fault_rnd(500, 2000));
         S.ck_pause = 1; /* the queue fills to its limit: basic.nack */
         S.faults++;
-        it_sleep_ms(rnd(3000, 6000));
+        it_sleep_ms(fault_rnd(3000, 6000));
         S.ck_pause = 0;
-        recover(&S, it_now_ms(), "nack (queue full) released");
+        fault_recover(&S, it_now_ms(), "nack (queue full) released");
 
-        it_sleep_ms(rnd(500, 2000));
+        it_sleep_ms(fault_rnd(500, 2000));
         if (set_binding(&S, false) != 0)
-            note(&S, "FAIL: unbind");
+            fault_note(&S, "FAIL: unbind");
         S.faults++;
-        it_sleep_ms(rnd(3000, 6000));
+        it_sleep_ms(fault_rnd(3000, 6000));
         if (set_binding(&S, true) != 0)
-            note(&S, "FAIL: rebind");
-        recover(&S, it_now_ms(), "unroutable released");
+            fault_note(&S, "FAIL: rebind");
+        fault_recover(&S, it_now_ms(), "unroutable released");
     }
-    int nacked = count_in_log(&S.conn, "basic.nack"),
-        returned = count_in_log(&S.conn, "basic.return");
+    int nacked = fault_count_in_log(&S.conn, "basic.nack"),
+        returned = fault_count_in_log(&S.conn, "basic.return");
     if (nacked == 0 || returned == 0)
-        note(&S, "FAIL: the faults did not bite (nack warnings %d, return warnings %d)", nacked,
-             returned);
-    note(&S,
-         "queue x-max-length 500 reject-publish with the consumer paused 3-6 s, then the "
-         "queue unbound 3-6 s, x%d; refusal warnings: nack %d, return %d",
-         rounds, nacked, returned);
-    sc_finish(&S, S.faults, true, 120000);
+        fault_note(&S, "FAIL: the faults did not bite (nack warnings %d, return warnings %d)",
+                   nacked, returned);
+    fault_note(&S,
+               "queue x-max-length 500 reject-publish with the consumer paused 3-6 s, then the "
+               "queue unbound 3-6 s, x%d; refusal warnings: nack %d, return %d",
+               rounds, nacked, returned);
+    fault_sc_finish(&S, S.faults, true, 120000);
 }
 
 /* ---- (8) one huge transaction ---- */
@@ -759,15 +764,15 @@ static long vm_kb(pid_t pid, const char *field)
 static void scenario_big_tx(void)
 {
     fault_sc_t S;
-    sc_init(&S, g_long ? "huge-tx-1000000" : "huge-tx-100000", g_env.super_conninfo,
-            g_env.conninfo);
+    fault_sc_init(&S, g_long ? "huge-tx-1000000" : "huge-tx-100000", g_env.super_conninfo,
+                  g_env.conninfo);
     S.window = 1000;   /* the default */
     S.lg_pace_ms = 50; /* small transactions around it */
     S.lg_max_rows = 20;
     S.sample_every = 100; /* schema-check a sample: the checker must keep up */
-    if (sc_start(&S, true) != 0) {
-        note(&S, "FAIL: setup");
-        sc_finish(&S, 0, true, 1000);
+    if (fault_sc_start(&S, true) != 0) {
+        fault_note(&S, "FAIL: setup");
+        fault_sc_finish(&S, 0, true, 1000);
         return;
     }
     int rows = g_long ? 1000000 : 100000;
@@ -781,18 +786,18 @@ static void scenario_big_tx(void)
              rows);
     double t0 = it_now_ms();
     if (fault_admin_change(&S, 'C', sql) != 0)
-        note(&S, "FAIL: the big insert failed");
+        fault_note(&S, "FAIL: the big insert failed");
     double committed = it_now_ms();
-    double ms = recover(&S, committed, "the big transaction");
+    double ms = fault_recover(&S, committed, "the big transaction");
     long peak = vm_kb(S.conn.pid, "VmHWM:");
     S.faults = 0;
-    note(&S,
-         "one INSERT of %d rows (commit took %.0f ms); all through %.0f ms after commit; "
-         "connector VmHWM %ld kB before, %ld kB after",
-         rows, committed - t0, ms, base, peak);
+    fault_note(&S,
+               "one INSERT of %d rows (commit took %.0f ms); all through %.0f ms after commit; "
+               "connector VmHWM %ld kB before, %ld kB after",
+               rows, committed - t0, ms, base, peak);
     if (peak > 512 * 1024)
-        note(&S, "FAIL: connector peak RSS above 512 MB");
-    sc_finish(&S, 1, true, g_long ? 600000 : 180000);
+        fault_note(&S, "FAIL: connector peak RSS above 512 MB");
+    fault_sc_finish(&S, 1, true, g_long ? 600000 : 180000);
 }
 
 /* ---- (9) poison rows ---- */
@@ -800,13 +805,13 @@ static void scenario_big_tx(void)
 static void scenario_poison(void)
 {
     fault_sc_t S;
-    sc_init(&S, "poison-rows", g_env.super_conninfo, g_env.conninfo);
+    fault_sc_init(&S, "poison-rows", g_env.super_conninfo, g_env.conninfo);
     S.lg_pace_ms = 30;
     S.lg_max_rows = 50;
     S.sample_every = 1;
-    if (sc_start(&S, true) != 0) {
-        note(&S, "FAIL: setup");
-        sc_finish(&S, 0, true, 1000);
+    if (fault_sc_start(&S, true) != 0) {
+        fault_note(&S, "FAIL: setup");
+        fault_sc_finish(&S, 0, true, 1000);
         return;
     }
     /* (a) values the contract maps: each must arrive, correct. */
@@ -860,12 +865,12 @@ static void scenario_poison(void)
     if (fault_admin_change(
             &S, 'D', "DELETE FROM incidents WHERE region = 'nulls' RETURNING id, version") == 0)
         applied++;
-    double ms = recover(&S, it_now_ms(), "poison values");
-    note(&S,
-         "%d poison statements (300 kB and 2 MB text, escapes, NULLs, routing chars, "
-         "2^53+1 and 2^63-2 versions, year 1 and 9999, infinity and BC timestamps); later "
-         "events through in %.0f ms",
-         applied, ms);
+    double ms = fault_recover(&S, it_now_ms(), "poison values");
+    fault_note(&S,
+               "%d poison statements (300 kB and 2 MB text, escapes, NULLs, routing chars, "
+               "2^53+1 and 2^63-2 versions, year 1 and 9999, infinity and BC timestamps); later "
+               "events through in %.0f ms",
+               applied, ms);
 
     /* (b) a message larger than the broker's max_message_size. */
     if (it_rabbitmqctl(&g_env, 30000, "eval",
@@ -882,30 +887,30 @@ static void scenario_poison(void)
                            "repeat('y', 2000000)) RETURNING id, version");
         double t0 = it_now_ms();
         it_sleep_ms(15000);
-        int losses = count_in_log(&S.conn, "lost the RabbitMQ connection");
+        int losses = fault_count_in_log(&S.conn, "lost the RabbitMQ connection");
         bool exited = it_proc_wait(&S.conn, 0) >= 0;
         char *log = proc_log(&S.conn);
         bool says_size = strstr(log, "max size") != NULL || strstr(log, "message_size") != NULL ||
                          strstr(log, "too large") != NULL;
         free(log);
-        note(&S,
-             "2 MB event with max_message_size 1 MB: in %.0f s the connector %s, lost the "
-             "broker %d times, %s",
-             (it_now_ms() - t0) / 1000, exited ? "exited" : "kept running", losses,
-             says_size ? "naming the size limit" : "without naming the size limit");
+        fault_note(&S,
+                   "2 MB event with max_message_size 1 MB: in %.0f s the connector %s, lost the "
+                   "broker %d times, %s",
+                   (it_now_ms() - t0) / 1000, exited ? "exited" : "kept running", losses,
+                   says_size ? "naming the size limit" : "without naming the size limit");
         /* Republishing it forever would hide the cause: the connector must
          * stop with one line naming the size limit (the slot stays before
          * the event, so nothing is lost), and deliver it once the limit
          * is raised. */
         if (!exited || !says_size)
-            note(&S,
-                 "FAIL: the oversize event did not stop the connector with a line naming "
-                 "the size limit (%d reconnects)",
-                 losses);
+            fault_note(&S,
+                       "FAIL: the oversize event did not stop the connector with a line naming "
+                       "the size limit (%d reconnects)",
+                       losses);
         restore_broker();
         it_proc_kill(&S.conn);
         conn_start(&S);
-        recover(&S, it_now_ms(), "limit restored");
+        fault_recover(&S, it_now_ms(), "limit restored");
     }
 
     /* (c) a row the contract cannot express, on a source that does not keep
@@ -917,7 +922,7 @@ static void scenario_poison(void)
     fault_marker(&S, it_now_ms(), 60000);
     if (it_pg_exec(S.admin, "ALTER TABLE incidents DROP CONSTRAINT IF EXISTS "
                             "incidents_updated_at_finite") != 0)
-        note(&S, "FAIL: could not drop the updated_at constraint");
+        fault_note(&S, "FAIL: could not drop the updated_at constraint");
     PGresult *r = PQexec(S.admin, "INSERT INTO incidents (region, updated_at) VALUES "
                                   "('poison', 'infinity') RETURNING id, version");
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
@@ -929,7 +934,7 @@ static void scenario_poison(void)
         c.state = CH_SKIPPED; /* a rejection, not an event */
         fault_ledger_add(&S.led, &c, 1);
     } else {
-        note(&S, "FAIL: the poison row was not inserted: %s", PQresultErrorMessage(r));
+        fault_note(&S, "FAIL: the poison row was not inserted: %s", PQresultErrorMessage(r));
     }
     PQclear(r);
     uint64_t after = it_pg_insert_lsn(S.admin);
@@ -937,18 +942,20 @@ static void scenario_poison(void)
     double t0 = it_now_ms();
     bool passed = it_pg_wait_confirmed(S.admin, S.slot, after, 30000) == 0;
     bool running = it_proc_wait(&S.conn, 0) < 0;
-    int rejected = count_in_log(&S.conn, "change rejected");
+    int rejected = fault_count_in_log(&S.conn, "change rejected");
     if (!passed || !running || rejected < 1)
-        note(&S, "FAIL: updated_at=infinity: slot %s the row, connector %s, %d rejections logged",
-             passed ? "passed" : "did not pass", running ? "running" : "exited", rejected);
+        fault_note(&S,
+                   "FAIL: updated_at=infinity: slot %s the row, connector %s, %d rejections logged",
+                   passed ? "passed" : "did not pass", running ? "running" : "exited", rejected);
     else
-        note(&S,
-             "updated_at=infinity: rejected (logged and sent to the rejected exchange), the slot "
-             "passed it in %.0f ms, the connector kept running",
-             it_now_ms() - t0);
-    recover(&S, it_now_ms(), "after the rejected row");
+        fault_note(
+            &S,
+            "updated_at=infinity: rejected (logged and sent to the rejected exchange), the slot "
+            "passed it in %.0f ms, the connector kept running",
+            it_now_ms() - t0);
+    fault_recover(&S, it_now_ms(), "after the rejected row");
     S.faults = 3;
-    sc_finish(&S, 1, true, 120000);
+    fault_sc_finish(&S, 1, true, 120000);
 }
 
 /* ---- summary ---- */
@@ -1002,7 +1009,7 @@ static void write_results(const char *path, double secs)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
-        say("cannot write %s: %s", path, strerror(errno));
+        fault_say("cannot write %s: %s", path, strerror(errno));
         return;
     }
     time_t now = time(NULL);
@@ -1013,11 +1020,13 @@ static void write_results(const char *path, double secs)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     long mem = (long)((long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGE_SIZE) >> 20);
     fprintf(f,
-            "# Fault suite: latest results\n\n"
-            "Written by `tests/fault/run.sh%s` (fault_suite, seed %u) on %s; machine: %s %s, "
-            "%ld CPUs, %ld MB RAM; PostgreSQL 15, RabbitMQ 3.10, rabbitmq-c 0.11.  Run time "
+            "# Fault suite: latest results%s\n\n"
+            "Written by `tests/fault/run.sh%s%s` (fault_suite, seed %u) on %s; machine: %s %s, "
+            "%ld CPUs, %ld MB RAM; PostgreSQL 15, RabbitMQ 3.10%s, rabbitmq-c 0.11.  Run time "
             "%.0f s.\n\n",
-            g_long ? " --long" : "", g_seed, date, u.sysname, u.release, cpus, mem, secs);
+            g_cluster ? " on a three-node RabbitMQ cluster" : "", g_cluster ? " --cluster" : "",
+            g_long ? " --long" : "", g_seed, date, u.sysname, u.release, cpus, mem,
+            g_cluster ? " (three nodes on this machine, pause_minority, quorum queues)" : "", secs);
     fputs("Columns: *changes* are the committed row changes the load generator recorded "
           "(ground truth, read back with RETURNING; commits whose outcome was unknown are not "
           "counted); *events* the distinct event ids consumed from a durable queue bound to the "
@@ -1035,7 +1044,28 @@ static void write_results(const char *path, double secs)
     for (int i = 0; i < g_nrows; i++)
         fprintf(f, "- **%s**: %s\n", g_rows[i].scenario, g_rows[i].note);
     fclose(f);
-    say("wrote %s", path);
+    fault_say("wrote %s", path);
+}
+
+/* The scenarios on the scratch servers' one broker. */
+static void run_single_broker(void)
+{
+    if (want("kill9"))
+        scenario_kill9();
+    if (want("broker"))
+        scenario_broker();
+    if (want("postgres"))
+        scenario_pg_restart();
+    if (want("net-pg"))
+        scenario_net("pg");
+    if (want("net-amqp"))
+        scenario_net("amqp");
+    if (want("refusals"))
+        scenario_refusals();
+    if (want("bigtx"))
+        scenario_big_tx();
+    if (want("poison"))
+        scenario_poison();
 }
 
 int main(int argc, char **argv)
@@ -1054,13 +1084,16 @@ int main(int argc, char **argv)
             g_only = argv[++i];
         else if (strcmp(argv[i], "--results") == 0 && i + 1 < argc)
             results = argv[++i];
+        else if (strcmp(argv[i], "--cluster") == 0)
+            g_cluster = true;
         else if (strcmp(argv[i], "--break-checker") == 0 && i + 1 < argc)
             g_break = strcmp(argv[++i], "drop") == 0 ? 1 : 2;
         else {
             fprintf(stderr,
                     "usage: %s [--long] [--seed N] [--only a,b] [--results FILE] "
-                    "[--break-checker drop|reorder]\n  scenarios: kill9 broker postgres net-pg "
-                    "net-amqp refusals bigtx poison\n",
+                    "[--break-checker drop|reorder] [--cluster]\n  scenarios: kill9 broker "
+                    "postgres net-pg net-amqp refusals bigtx poison\n  with --cluster: "
+                    "cluster-kill cluster-leader cluster-partition cluster-rolling\n",
                     argv[0]);
             return 2;
         }
@@ -1069,6 +1102,14 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_fatal_signal);
     signal(SIGINT, on_fatal_signal);
+    /* The cluster comes from tests/cluster.sh, which test.sh starts; run by
+     * hand without it, the scenarios are skipped like a missing server. */
+    if (g_cluster && !fault_cluster_available()) {
+        const char *req = getenv("HMS_TEST_REQUIRE_SERVERS");
+        fprintf(stderr, "fault: --cluster needs HMS_TEST_CLUSTER_AMQP and HMS_TEST_CLUSTER_SCRIPT "
+                        "(. \"$(tests/cluster.sh env)\" after tests/cluster.sh start)\n");
+        return req && strcmp(req, "1") == 0 ? 1 : IT_SKIP;
+    }
     int rc = it_env_init(&g_env, "fault");
     if (rc == IT_SKIP)
         return IT_SKIP;
@@ -1084,24 +1125,16 @@ int main(int argc, char **argv)
             *slash = '\0';
     }
     atexit(restore_broker);
-    say("seed %u%s", g_seed, g_long ? ", long mode" : "");
+    fault_say("seed %u%s", g_seed, g_long ? ", long mode" : "");
     double t0 = it_now_ms();
-    if (want("kill9"))
-        scenario_kill9();
-    if (want("broker"))
-        scenario_broker();
-    if (want("postgres"))
-        scenario_pg_restart();
-    if (want("net-pg"))
-        scenario_net("pg");
-    if (want("net-amqp"))
-        scenario_net("amqp");
-    if (want("refusals"))
-        scenario_refusals();
-    if (want("bigtx"))
-        scenario_big_tx();
-    if (want("poison"))
-        scenario_poison();
+    if (g_cluster) {
+        /* Every connection of the suite (checker, set-up, clean-up) now
+         * reaches the cluster, any of its nodes. */
+        g_env.amqp_url = getenv("HMS_TEST_CLUSTER_AMQP");
+        fault_cluster_run(want, g_long);
+    } else {
+        run_single_broker();
+    }
     restore_broker();
     double secs = (it_now_ms() - t0) / 1000;
     printf("\nfault suite summary (seed %u, %.0f s)\n", g_seed, secs);

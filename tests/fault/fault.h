@@ -88,6 +88,7 @@ typedef struct {
     char source[300];                /* the expected event source */
     char slot[64], exchange[128], queue[160];
     long queue_max_length; /* > 0: x-max-length with reject-publish */
+    bool quorum;           /* the checker's queue is a quorum queue (a cluster) */
     int window;
     const char *extra[16]; /* more connector arguments */
     PGconn *admin;         /* superuser session for markers and slot queries */
@@ -96,6 +97,7 @@ typedef struct {
     fault_ledger_t led;
     fault_arrivals_t arr;
     size_t marker_cursor;
+    char last_marker[FAULT_ID_LEN]; /* the subject of the newest marker */
     pthread_t lg_thr, ck_thr;
     bool lg_running, ck_running;
     volatile int lg_stop, lg_pause, ck_stop, ck_pause;
@@ -125,5 +127,28 @@ double fault_marker(fault_sc_t *S, double since, int timeout_ms);
  * returned (id, version) rows go into the ledger as changes op. */
 int fault_admin_change(fault_sc_t *S, char op, const char *sql);
 bool fault_admin_ok(fault_sc_t *S);
+
+/* The fixture (fault.c), for scenarios kept in files of their own. */
+int fault_rnd(int lo, int hi);
+void fault_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void fault_note(fault_sc_t *S, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fault_sc_init(fault_sc_t *S, const char *name, const char *super, const char *conn_pg);
+/* Starts checker, connector and (when load) the load generator. */
+int fault_sc_start(fault_sc_t *S, bool load);
+void fault_sc_stop_load(fault_sc_t *S);
+/* Stops the load, checks, records the summary row, tears down.  alive:
+ * the connector should still be running. */
+void fault_sc_finish(fault_sc_t *S, int trials, bool alive, int check_timeout_ms);
+/* A marker's round trip after a fault: ms since `since`, or -1 (noted as
+ * a failure). */
+double fault_recover(fault_sc_t *S, double since, const char *what);
+int fault_count_in_log(const it_proc_t *p, const char *needle);
+void fault_dump_tail(const it_proc_t *p, const char *what);
+
+/* The cluster scenarios (cluster.c): the connector and a subscriber on a
+ * three-node RabbitMQ cluster (tests/cluster.sh), one node at a time
+ * killed, cut off or restarted.  False when the cluster is not there. */
+bool fault_cluster_available(void);
+void fault_cluster_run(bool (*want)(const char *name), bool long_mode);
 
 #endif

@@ -12,7 +12,12 @@
 #                             net-amqp refusals bigtx poison)
 #     --break-checker drop|reorder
 #                             a deliberately broken checker: the run must FAIL
-# The bounded form (no --long) is what ctest runs (label "fault").
+#     --cluster               the cluster scenarios instead (cluster-kill,
+#                             cluster-leader, cluster-partition, cluster-rolling)
+#                             on a three-node cluster (tests/cluster.sh, started
+#                             here); results in tests/fault/RESULTS-cluster.md
+# The bounded forms (no --long) are what ctest runs (labels "fault" and
+# "cluster").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -26,6 +31,14 @@ cmake --build "$BUILD" -j"$(nproc)" --target fault_suite >/dev/null
 export HMS_TEST_REQUIRE_SERVERS=1
 
 results=(--results "$ROOT/tests/fault/RESULTS.md")
+for arg in "$@"; do
+    if [ "$arg" = --cluster ]; then
+        "$ROOT/tests/cluster.sh" start
+        # shellcheck disable=SC1090
+        . "$("$ROOT/tests/cluster.sh" env)"
+        results=(--results "$ROOT/tests/fault/RESULTS-cluster.md")
+    fi
+done
 for arg in "$@"; do
     # --only and --break-checker runs are partial: keep RESULTS.md as it is.
     case "$arg" in --only | --break-checker) results=() ;; esac

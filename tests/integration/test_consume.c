@@ -426,6 +426,25 @@ START_TEST(test_kill9_exactly_once)
 }
 END_TEST
 
+/* The type of queue `name` as the broker lists it ("quorum", "classic"). */
+static char *queue_type(const char *name)
+{
+    ck_assert_ptr_nonnull(g_env.rabbitmqctl);
+    const char *argv[] = {g_env.rabbitmqctl, "-q", "list_queues", "name", "type", NULL};
+    it_proc_t p;
+    ck_assert_int_eq(it_cmd_spawn(&g_env, &p, "list-queues", argv), 0);
+    ck_assert_int_eq(it_proc_wait(&p, 60000), 0);
+    char *out = it_proc_output(&p), want[300], *type = NULL;
+    snprintf(want, sizeof want, "\n%s\t", name);
+    const char *at = out ? strstr(out, want) : NULL;
+    if (at != NULL) {
+        at += strlen(want);
+        type = strndup(at, strcspn(at, "\n"));
+    }
+    free(out);
+    return type;
+}
+
 /* Invalid JSON, a schema violation and an unknown type go to <queue>.dlq
  * with their reason; the subscriber keeps applying what follows. */
 START_TEST(test_poison)
@@ -470,6 +489,11 @@ START_TEST(test_poison)
     }
     char *body = NULL;
     ck_assert_ptr_null(dlq_get(dlq, &body));
+    /* On a cluster a dead letter must outlive a node, like the events. */
+    char *type = queue_type(dlq);
+    ck_assert_ptr_nonnull(type);
+    ck_assert_str_eq(type, "quorum");
+    free(type);
     char *log = stop_sub(0);
     ck_assert_int_eq(counter(log, "dead_lettered"), 3);
     ck_assert_int_eq(counter(log, "applied"), events);
@@ -478,11 +502,16 @@ START_TEST(test_poison)
 END_TEST
 
 /* An apply that keeps failing is tried delivery_limit times, then
- * dead-lettered with the SQL error. */
+ * dead-lettered with the SQL error, here into a classic dead-letter queue
+ * an earlier version declared, which consume keeps with a warning. */
 START_TEST(test_apply_error_delivery_limit)
 {
     start_connector();
     const char *q = new_queue("boom");
+    char dlq[220];
+    snprintf(dlq, sizeof dlq, "%s.dlq", q);
+    amqp_queue_declare(F.ctl.conn, 1, amqp_cstring_bytes(dlq), 0, 1, 0, 0, amqp_empty_table);
+    ck_assert_int_eq(amqp_get_rpc_reply(F.ctl.conn).reply_type, AMQP_RESPONSE_NORMAL);
     const char *const extra[] = {"--delivery-limit", "3", NULL};
     start_sub(0, "consume-boom", q, "public.it_apply_boom", extra);
     long events = inserts(5, "b");
@@ -493,6 +522,11 @@ START_TEST(test_apply_error_delivery_limit)
     ck_assert_ptr_nonnull(strstr(body, "IncidentUpdated"));
     free(body);
     char *log = stop_sub(0);
+    ck_assert_ptr_nonnull(strstr(log, "the dead-letter queue is a classic queue"));
+    char *type = queue_type(dlq);
+    ck_assert_ptr_nonnull(type);
+    ck_assert_str_eq(type, "classic");
+    free(type);
     ck_assert_int_eq(counter(log, "dead_lettered"), 1);
     ck_assert_int_eq(counter(log, "retried"), 2);
     ck_assert_int_eq(counter(log, "applied"), events - 1);

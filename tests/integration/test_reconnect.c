@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "it.h"
+#include "it_proxy.h"
 
 #define CREATED "gov.hms.ehr.IncidentCreated.v1"
 #define UPDATED "gov.hms.ehr.IncidentUpdated.v1"
@@ -37,8 +38,10 @@ typedef struct {
     double consumer_retry_at;
     int consumer_reopens;
     it_proc_t conn;
-    it_proc_t fault;    /* an asynchronous rabbitmqctl */
-    bool app_restarted; /* stop_app was issued: teardown makes sure of start_app */
+    it_proc_t fault;       /* an asynchronous rabbitmqctl */
+    bool app_restarted;    /* stop_app was issued: teardown makes sure of start_app */
+    const char *amqp_list; /* what the connector gets: g_env's URL unless a test lists nodes */
+    it_proxy_t px;         /* a stand-in node of a cluster, when a test needs one */
 } fx_t;
 
 static fx_t F;
@@ -59,6 +62,7 @@ static int clear_alarm_at_exit(void)
 static void fx_setup(void)
 {
     memset(&F, 0, sizeof F);
+    F.amqp_list = g_env.amqp_url;
     it_env_slot_name(&g_env, F.slot, sizeof F.slot);
     it_env_exchange_name(&g_env, F.exchange, sizeof F.exchange);
     snprintf(F.queue, sizeof F.queue, "%s.q", F.exchange);
@@ -73,6 +77,7 @@ static void fx_setup(void)
 static void fx_teardown(void)
 {
     it_proc_kill(&F.conn);
+    it_proxy_stop(&F.px);
     if (F.fault.pid > 0 && it_proc_wait(&F.fault, 30000) < 0)
         it_proc_kill(&F.fault);
     clear_alarm();
@@ -118,7 +123,7 @@ static void start_connector(const char *conninfo, const char *tag, const char *c
 {
     const char *argv[40];
     size_t n = 0;
-    const char *base[] = {"run",    "--pg", conninfo,     "--amqp",   g_env.amqp_url,
+    const char *base[] = {"run",    "--pg", conninfo,     "--amqp",   F.amqp_list,
                           "--slot", F.slot, "--exchange", F.exchange, NULL};
     for (size_t i = 0; base[i]; i++)
         argv[n++] = base[i];
@@ -471,6 +476,27 @@ static void check_backoff(const char *lost, const char *retry, const char *back)
     free(out);
 }
 
+/* Milliseconds from the first log line with `from` to the next line after
+ * it with `to`; -1 when there is no such pair. */
+static long log_gap(const char *from, const char *to)
+{
+    char *out = it_proc_output(&F.conn);
+    ck_assert_ptr_nonnull(out);
+    long gap = -1;
+    char *p = strstr(out, from);
+    while (p != NULL && p > out && p[-1] != '\n')
+        p--;
+    for (char *line = p ? strchr(p, '\n') : NULL; line && line[1]; line = strchr(line + 1, '\n'))
+        if (line_has(line + 1, to)) {
+            gap = line_ms(line + 1) - line_ms(p);
+            if (gap < 0)
+                gap += 24L * 3600 * 1000; /* midnight */
+            break;
+        }
+    free(out);
+    return gap;
+}
+
 static void report(const char *what, const rx_t *rx, const wl_t *w)
 {
     /* How many events were awaiting confirms when the broker went away:
@@ -683,6 +709,106 @@ START_TEST(test_amqp_memory_alarm)
 }
 END_TEST
 
+/* The port of the broker's amqp:// URL. */
+static int broker_port(void)
+{
+    const char *colon = strrchr(g_env.amqp_url, ':');
+    return colon ? atoi(colon + 1) : 0;
+}
+
+/* "host:port" of the node /metrics says the connector uses ("" when it
+ * says none). */
+static void metrics_node(int port, char node[64])
+{
+    static char body[1 << 16];
+    node[0] = '\0';
+    ck_assert_int_eq(it_http_get("127.0.0.1", port, "/metrics", body, sizeof body), 200);
+    const char *at = strstr(body, "\nhms_sync_amqp_node_info{node=\"");
+    if (at != NULL)
+        sscanf(at + strlen("\nhms_sync_amqp_node_info{node=\""), "%63[^\"]", node);
+}
+
+/* (5) A cluster's nodes in --amqp: the first node (a proxy to the broker)
+ * goes away mid-stream; the connector goes on with the second at once,
+ * republishes what was unconfirmed, and /metrics names the node in use. */
+START_TEST(test_amqp_next_node)
+{
+    rx_t rx;
+    wl_t w;
+    rx_init(&rx);
+    wl_init(&w, "nextnode");
+    ck_assert_int_eq(it_proxy_start(&F.px, broker_port()), 0);
+    char list[600], mport[16], listen[64], via_proxy[64], direct[64], node[64];
+    snprintf(list, sizeof list, "amqp://guest:guest@127.0.0.1:%d/, %s", F.px.port, g_env.amqp_url);
+    F.amqp_list = list;
+    int port = it_free_port();
+    snprintf(mport, sizeof mport, "%d", port);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *extra[] = {"--retry_min", "100ms", "--retry_max", "1s", "--metrics", listen, NULL};
+    start_connector(g_env.conninfo, "reconnect-next-node", extra);
+    snprintf(via_proxy, sizeof via_proxy, "127.0.0.1:%d", F.px.port);
+    snprintf(direct, sizeof direct, "127.0.0.1:%d", broker_port());
+    for (int t = 0; t < 40; t++) {
+        wl_step(&w);
+        rx_drain(&rx);
+        it_sleep_ms(10);
+    }
+    rx_until(&rx, w.events / 2, 20000);
+    metrics_node(port, node);
+    ck_assert_str_eq(node, via_proxy);
+    /* The node stops: its connections close and new ones are refused. */
+    w.rows = 50;
+    ck_assert_int_eq(it_proxy_set(&F.px, IT_PROXY_DOWN), 0);
+    for (int t = 0; t < 60; t++) {
+        wl_step(&w);
+        rx_drain(&rx);
+        it_sleep_ms(10);
+    }
+    verify_all(&rx, &w, 60000);
+    log_has("lost the RabbitMQ connection", 1);
+    log_has("connected to RabbitMQ", 2);
+    log_has(direct, 1);
+    metrics_node(port, node);
+    ck_assert_str_eq(node, direct);
+    /* The second node answers the first retry (retry_min 100 ms); it is
+     * not waited for over a growing backoff as one node would be. */
+    char back[100];
+    snprintf(back, sizeof back, "msg=\"connected to RabbitMQ\" target=%s", direct);
+    long gap = log_gap("lost the RabbitMQ connection", back);
+    ck_assert_msg(gap >= 0 && gap < 1000, "moved to the next node %ld ms after the loss", gap);
+    fprintf(stderr, "next node: connected to the second node %ld ms after losing the first\n", gap);
+    report("next node", &rx, &w);
+    rx_free(&rx);
+    json_object_put(w.want);
+}
+END_TEST
+
+/* (6) No node answers at start: one line with each node's reason, exit 1. */
+START_TEST(test_amqp_no_node)
+{
+    int a = it_free_port(), b = it_free_port();
+    char list[200];
+    snprintf(list, sizeof list, "amqp://guest:guest@127.0.0.1:%d/,amqp://127.0.0.1:%d/", a, b);
+    F.amqp_list = list;
+    const char *argv[] = {"run",    "--pg", g_env.conninfo, "--amqp",   F.amqp_list,
+                          "--slot", F.slot, "--exchange",   F.exchange, NULL};
+    ck_assert_int_eq(it_proc_spawn(&g_env, &F.conn, "reconnect-no-node", argv), 0);
+    ck_assert_int_eq(it_proc_wait(&F.conn, 60000), 1);
+    char want[300];
+    snprintf(want, sizeof want,
+             "amqp: cannot connect to any of 2 RabbitMQ nodes: cannot connect to RabbitMQ at "
+             "127.0.0.1:%d: ",
+             a);
+    log_has(want, 1);
+    snprintf(want, sizeof want, "; cannot connect to RabbitMQ at 127.0.0.1:%d: ", b);
+    log_has(want, 1);
+    char *out = it_proc_output(&F.conn);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_msg(strstr(out, "guest:guest") == NULL, "a password reached the log");
+    free(out);
+}
+END_TEST
+
 static Suite *reconnect_suite(void)
 {
     Suite *s = suite_create("reconnect");
@@ -694,6 +820,8 @@ static Suite *reconnect_suite(void)
         {"amqp_closed", test_amqp_connections_closed},
         {"broker_restart", test_amqp_broker_restart},
         {"memory_alarm", test_amqp_memory_alarm},
+        {"next_node", test_amqp_next_node},
+        {"no_node", test_amqp_no_node},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -214,7 +214,8 @@ START_TEST(amqp_urls)
     REJECT("amqp", "http://h");
     ck_assert_str_eq(err.msg, "config: amqp: value from flag --amqp is not an AMQP URL: the "
                               "scheme must be amqp:// or amqps:// (allowed: "
-                              "amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST], or amqps://)");
+                              "amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST], or amqps://, one "
+                              "per node, comma-separated)");
     REJECT("amqp", "amqp://");
     REJECT("amqp", "amqp://u:p@/");
     REJECT("amqp", "amqp://h:0");
@@ -225,6 +226,33 @@ START_TEST(amqp_urls)
     REJECT("amqp", "amqp://u:hunter2@h:abc/");
     ck_assert_ptr_nonnull(strstr(err.msg, "the port is not a number 1..65535"));
     ck_assert_ptr_null(strstr(err.msg, "hunter2"));
+}
+END_TEST
+
+/* A cluster: its nodes, comma-separated, each checked on its own. */
+START_TEST(amqp_node_lists)
+{
+    ACCEPT("amqp", "amqp://u:p@h1:5672/v,amqp://u:p@h2:5672/v,amqp://u:p@h3:5672/v");
+    ck_assert_str_eq(cfg.amqp, "amqp://u:p@h1:5672/v,amqp://u:p@h2:5672/v,amqp://u:p@h3:5672/v");
+    ACCEPT("amqp", "amqps://h1, amqps://h2");
+    ACCEPT("amqp", "amqp://u:a%2Cb@h1,amqp://h2");
+    REJECT("amqp", "amqp://u:hunter2@h1,amqp://u:hunter2@h2:99999/");
+    ck_assert_str_eq(err.msg, "config: amqp: value from flag --amqp is not an AMQP URL: node 2 "
+                              "of 2: the port is not a number 1..65535 (allowed: "
+                              "amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST], or amqps://, one "
+                              "per node, comma-separated)");
+    REJECT("amqp", "amqp://h1,,amqp://h3");
+    ck_assert_ptr_nonnull(strstr(err.msg, "node 2 of 3 is empty"));
+    REJECT("amqp", "amqp://h1,");
+    ck_assert_ptr_nonnull(strstr(err.msg, "node 2 of 2 is empty"));
+    REJECT("amqp", "amqp://h1,amqps://h2");
+    ck_assert_ptr_nonnull(strstr(err.msg, "node 2 of 2 uses amqps:// and node 1 amqp://"));
+    REJECT("amqp", "amqp://h1,h2");
+    ck_assert_ptr_nonnull(strstr(err.msg, "node 2 of 2: the scheme must be amqp:// or amqps://"));
+    REJECT("amqp", "amqp://a,amqp://b,amqp://c,amqp://d,amqp://e,amqp://f,amqp://g,amqp://h,"
+                   "amqp://i,amqp://j,amqp://k,amqp://l,amqp://m,amqp://n,amqp://o,amqp://p,"
+                   "amqp://q");
+    ck_assert_ptr_nonnull(strstr(err.msg, "lists 17 nodes; at most 16 are allowed"));
 }
 END_TEST
 
@@ -249,6 +277,8 @@ START_TEST(redaction)
     check_redact("amqps://u:p%40ss@h/v", "amqps://u:***@h/v");
     check_redact("amqp://h", "amqp://h");
     check_redact("amqp://u:@h", "amqp://u:***@h");
+    check_redact("amqp://u:p1@h1/v,amqp://h2/v, amqps://u:p3@h3",
+                 "amqp://u:***@h1/v,amqp://h2/v,amqps://u:***@h3");
     check_redact("host='unterminated password=x", "***");
 }
 END_TEST
@@ -1183,6 +1213,7 @@ static Suite *config_suite(void)
     tcase_add_test(pure, names);
     tcase_add_test(pure, conninfo);
     tcase_add_test(pure, amqp_urls);
+    tcase_add_test(pure, amqp_node_lists);
     tcase_add_test(pure, redaction);
     tcase_add_test(pure, print_config);
     tcase_add_test(pure, file_ok);

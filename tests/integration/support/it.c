@@ -24,6 +24,7 @@
 
 #include <amqp_tcp_socket.h>
 
+#include "core/amqpnodes.h"
 #include "core/jsonschema.h"
 #include "schema_files.h"
 
@@ -722,9 +723,9 @@ static int it_amqp_check(amqp_connection_state_t c, amqp_rpc_reply_t r, const ch
     return -1;
 }
 
-int it_amqp_open(it_amqp_t *a, const char *url)
+/* Opens a connection and channel 1 to the one node url names. */
+static int amqp_open_node(it_amqp_t *a, const char *url, bool quiet)
 {
-    memset(a, 0, sizeof *a);
     char *copy = strdup(url);
     struct amqp_connection_info ci;
     if (!copy)
@@ -742,7 +743,8 @@ int it_amqp_open(it_amqp_t *a, const char *url)
     amqp_socket_t *sock = amqp_tcp_socket_new(a->conn);
     struct timeval tv = {10, 0};
     if (!sock || amqp_socket_open_noblock(sock, ci.host, ci.port, &tv) != AMQP_STATUS_OK) {
-        it_fail("cannot connect to RabbitMQ at %s:%d", ci.host, ci.port);
+        if (!quiet)
+            it_fail("cannot connect to RabbitMQ at %s:%d", ci.host, ci.port);
         goto fail;
     }
     if (it_amqp_check(a->conn,
@@ -759,6 +761,26 @@ fail:
     amqp_destroy_connection(a->conn);
     a->conn = NULL;
     free(copy);
+    return -1;
+}
+
+int it_amqp_open(it_amqp_t *a, const char *url)
+{
+    memset(a, 0, sizeof *a);
+    /* A cluster's nodes, comma-separated: each open starts one node further,
+     * so the test's connections spread over the nodes and outlive one. */
+    static unsigned next;
+    size_t n = hms_amqp_nodes_count(url), len;
+    size_t first = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
+    const char *node;
+    for (size_t k = 0; k < n; k++) {
+        if (!hms_amqp_nodes_get(url, (first + k) % n, &node, &len))
+            break;
+        char one[IT_CONNINFO_MAX];
+        snprintf(one, sizeof one, "%.*s", (int)len, node);
+        if (amqp_open_node(a, one, n > 1 && k + 1 < n) == 0)
+            return 0;
+    }
     return -1;
 }
 

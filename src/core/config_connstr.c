@@ -77,7 +77,8 @@ bool hms_config_check_conninfo(const char *s, char *why, size_t whyn)
     return r == 0;
 }
 
-/* Splits a URL's authority (between "://" and the first '/', '?' or '#'). */
+/* Splits a URL's authority (between "://" and the first '/', '?' or '#'); callers
+ * have checked that s has a scheme. */
 static void split_authority(const char *s, const char **auth, size_t *alen, const char **at)
 {
     *auth = strstr(s, "://") + 3;
@@ -221,11 +222,17 @@ static hms_status_t redact_url(const char *s, hms_buf_t *out)
     return st;
 }
 
-/* Every node of an amqp list on its own: a password may sit in each. */
+/* Every node of an amqp list on its own: a password may sit in each. A node
+ * without a scheme means a comma the split cannot place (one in a password that
+ * is not percent-encoded, say): the whole value is hidden then, since any part of
+ * it may be a secret. */
 static hms_status_t redact_amqp(const char *s, hms_buf_t *out)
 {
     const char *item;
     size_t len;
+    for (size_t i = 0; hms_amqp_nodes_get(s, i, &item, &len); i++)
+        if (memmem(item, len, "://", 3) == NULL)
+            return hms_buf_append_str(out, "***");
     hms_status_t st = HMS_OK;
     hms_buf_t one = HMS_BUF_INIT;
     for (size_t i = 0; st == HMS_OK && hms_amqp_nodes_get(s, i, &item, &len); i++) {

@@ -97,6 +97,8 @@ def config():
     out.append(("repeat", "window = 5\nwindow = 6\n"))
     out.append(("noeq", "window\n"))
     out.append(("secret", "pg = password=x\n"))
+    # A comma in a password leaves a node without a scheme (a fuzz finding).
+    out.append(("amqp-comma-in-password", "amqp = amqps://hms:pa,40s@mq:5671/v\n"))
     return out
 
 

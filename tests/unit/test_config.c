@@ -280,6 +280,9 @@ START_TEST(redaction)
     check_redact("amqp://u:p1@h1/v,amqp://h2/v, amqps://u:p3@h3",
                  "amqp://u:***@h1/v,amqp://h2/v,amqps://u:***@h3");
     check_redact("host='unterminated password=x", "***");
+    /* A comma in a password splits it into a node without a scheme. */
+    check_redact("amqps://hms:pa,40s@mq:5671/v", "***");
+    check_redact("amqp://u:p@h1,", "***");
 }
 END_TEST
 

@@ -150,6 +150,7 @@ int hms_cli_run(const hms_config_t *cfg, const hms_cli_flags_t *flags)
                  .slot_wait_ms = (int)cfg->slot_wait_ms,
                  .create_slot = true,
                  .initial_snapshot = cfg->snapshot == HMS_CONFIG_SNAPSHOT_INITIAL,
+                 .resnapshot = cfg->on_slot_loss == HMS_CONFIG_SLOT_LOSS_RESNAPSHOT,
                  .captures = &hms_capture_incidents,
                  .ncaptures = 1},
         .pub = {.url = cfg->amqp,

@@ -60,6 +60,12 @@ typedef enum {
     HMS_CONFIG_SNAPSHOT_NEVER,
 } hms_config_snapshot_t;
 
+/* What run does when the slot it streamed from is gone (a failover). */
+typedef enum {
+    HMS_CONFIG_SLOT_LOSS_FAIL,
+    HMS_CONFIG_SLOT_LOSS_RESNAPSHOT,
+} hms_config_slot_loss_t;
+
 typedef enum {
     HMS_CONFIG_QUEUE_QUORUM,
     HMS_CONFIG_QUEUE_CLASSIC,
@@ -111,6 +117,7 @@ typedef struct {
     bool standby;                   /* run waits as a hot standby for a busy slot */
     int snapshot;                   /* hms_config_snapshot_t: a new slot starts with one? */
     int snapshot_chunk;             /* rows per snapshot chunk */
+    int on_slot_loss;               /* hms_config_slot_loss_t */
     int64_t slot_wait_ms;
     int64_t shutdown_timeout_ms;
     int64_t heartbeat_ms; /* 0 disables AMQP heartbeats */

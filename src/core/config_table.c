@@ -12,6 +12,7 @@ static const char *const sinks[] = {"amqp", "discard", NULL};
 static const char *const queue_types[] = {"quorum", "classic", NULL};
 static const char *const amqp_auths[] = {"plain", "external", NULL};
 static const char *const snapshots[] = {"initial", "never", NULL};
+static const char *const slot_losses[] = {"fail", "resnapshot", NULL};
 
 /* The one table.  Order is the order of --help, --print-config, the example
  * file and the docs. */
@@ -131,6 +132,18 @@ const hms_config_setting_t hms_config_settings[] = {
      "are published as IncidentSnapshot events while live changes keep flowing.  never: "
      "only changes made after the slot was created are published.  hms-sync snapshot asks "
      "for a snapshot (of some rows, or for one queue) at any time."},
+    {"on_slot_loss", HMS_CONFIG_T_ENUM, OFF(on_slot_loss), "fail", 0, 0, slot_losses, HMS_CMD_RUN,
+     0, 0, NULL, "what run does when its replication slot is gone (a failover)",
+     "On PostgreSQL before 17 a logical slot does not survive the promotion of a standby, "
+     "and a slot dropped by hand is gone too.  fail: run stops with an error that says so, "
+     "and an operator re-syncs subscribers and clears the slot's progress row.  resnapshot: "
+     "run creates the slot again on the server it reached (the new primary of a multi-host "
+     "pg setting with target_session_attrs=read-write), first moving that server's WAL "
+     "past every position it has published, so event ids never repeat, and queues a "
+     "snapshot of every row, so subscribers converge without manual SQL.  A row deleted "
+     "between the last change published from the old slot and the new slot is not in the "
+     "snapshot and stays at subscribers: run logs that window.  Needs the source "
+     "migrations up to 011."},
     {"snapshot_chunk", HMS_CONFIG_T_INT, OFF(snapshot_chunk), "1024", 1, 100000, NULL, HMS_CMD_RUN,
      0, 0, NULL, "rows per snapshot chunk",
      "A snapshot reads the table in chunks of this many rows, in key order, each published "

@@ -58,6 +58,10 @@ hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms
     hms_prom_counter(out, "hms_sync_amqp_channel_reopens_total",
                      "Republish rounds after refusals, each started on a new channel.",
                      m->channel_reopens);
+    hms_prom_counter(out, "hms_sync_slot_recreations_total",
+                     "Replication slots created again after the slot was lost (a failover), "
+                     "each followed by a snapshot of every row (on_slot_loss = resnapshot).",
+                     m->slot_recreations);
     hms_prom_family(out, "hms_sync_amqp_node_info", "gauge",
                     "The RabbitMQ node in use (host:port); no sample while disconnected.");
     if (m->amqp_node[0] != '\0') {

@@ -30,7 +30,8 @@ typedef struct {
     uint64_t returns;
     uint64_t reconnects_pg;
     uint64_t reconnects_amqp;
-    uint64_t channel_reopens; /* republish rounds started on a new channel */
+    uint64_t channel_reopens;  /* republish rounds started on a new channel */
+    uint64_t slot_recreations; /* slots made again after a loss (on_slot_loss = resnapshot) */
     /* "host:port" of the RabbitMQ node in use; "" while disconnected. */
     char amqp_node[HMS_METRICS_NODE_MAX];
     uint64_t inflight;            /* published, awaiting the broker's verdict */

@@ -7,10 +7,15 @@ hms_resume_verdict_t hms_resume_decide(const hms_resume_facts_t *f, uint64_t *re
     *request = 0;
     *start = 0;
     if (!f->slot_exists) {
-        if (!f->may_create)
-            return HMS_RESUME_VANISHED;
-        /* Recreating a slot someone dropped would silently skip changes. */
-        return f->remembered ? HMS_RESUME_DROPPED : HMS_RESUME_CREATE;
+        if (f->may_create && !f->remembered)
+            return HMS_RESUME_CREATE;
+        /* Recreating a slot someone dropped would silently skip changes,
+         * unless a snapshot re-sends what the new slot cannot. */
+        if (!f->resnapshot)
+            return f->may_create ? HMS_RESUME_DROPPED : HMS_RESUME_VANISHED;
+        if (!f->first && !f->same_source)
+            return HMS_RESUME_OTHER_SOURCE;
+        return HMS_RESUME_RECREATE;
     }
     if (f->first) {
         *start = f->slot_lsn;
@@ -33,5 +38,6 @@ hms_resume_verdict_t hms_resume_decide(const hms_resume_facts_t *f, uint64_t *re
 
 bool hms_resume_refused(hms_resume_verdict_t v)
 {
-    return v != HMS_RESUME_STREAM && v != HMS_RESUME_CREATE && v != HMS_RESUME_TAKEOVER;
+    return v != HMS_RESUME_STREAM && v != HMS_RESUME_CREATE && v != HMS_RESUME_TAKEOVER &&
+           v != HMS_RESUME_RECREATE;
 }

@@ -88,3 +88,14 @@ char *hms_snapsql_initial(const char *slot_lit)
                                    "('pending', 'running') DO NOTHING",
                                    slot_lit));
 }
+
+char *hms_snapsql_cancel_initial(const char *slot_lit)
+{
+    hms_buf_t b = HMS_BUF_INIT;
+    return take(&b, hms_buf_printf(&b,
+                                   "UPDATE hms_sync.snapshots SET state = 'cancelled', error = "
+                                   "'the slot was lost; a new snapshot replaces this one', "
+                                   "finished_at = now(), updated_at = now() WHERE slot = %s AND "
+                                   "initial AND state IN ('pending', 'running')",
+                                   slot_lit));
+}

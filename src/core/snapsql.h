@@ -39,6 +39,12 @@
  * snapshot; slot_lit is the slot's name as an SQL literal. */
 char *hms_snapsql_initial(const char *slot_lit);
 
+/* Before the request of a slot recreated after it was lost: an initial
+ * snapshot of the lost slot still under way is cancelled, since the rows it
+ * already read may have changed in the changes the new slot never streams;
+ * the new request starts from the first key. */
+char *hms_snapsql_cancel_initial(const char *slot_lit);
+
 /* Marks request $1 running and returns rows_total, rows_done, last_key,
  * version_bound.  The count of matching rows and the greatest version among
  * them are taken when the request first starts; a resumed one keeps both (a

@@ -48,6 +48,7 @@ struct hms_tracker {
     uint64_t flush_lsn;
     int64_t flushed_commit_time;
     uint64_t flushed_tx_end; /* end LSN of the newest complete transaction */
+    uint64_t newest_end;     /* greatest end LSN ever committed; kept by a reset */
     bool any_flushed_tx;
     bool in_tx;
 
@@ -266,6 +267,8 @@ hms_status_t hms_tracker_commit(hms_tracker_t *t, uint64_t end_lsn, int64_t comm
     hms_tracker_tx_t *tx = &t->txs[(t->tx_head + t->tx_len) & (t->tx_cap - 1)];
     tx->end_lsn = end_lsn;
     tx->commit_time = commit_time;
+    if (end_lsn > t->newest_end)
+        t->newest_end = end_lsn;
     tx->end_seq = t->next_seq;
     t->tx_len++;
     t->in_tx = false;
@@ -293,6 +296,11 @@ void hms_tracker_keepalive(hms_tracker_t *t, uint64_t wal_end)
     assert(t->tx_len == 0); /* all events settled, so every commit was popped */
     if (wal_end > t->flush_lsn)
         t->flush_lsn = wal_end;
+}
+
+uint64_t hms_tracker_newest_end(const hms_tracker_t *t)
+{
+    return t->newest_end;
 }
 
 uint64_t hms_tracker_flush_lsn(const hms_tracker_t *t)

@@ -47,6 +47,10 @@ void hms_tracker_confirm(hms_tracker_t *t, uint64_t seq);
 void hms_tracker_keepalive(hms_tracker_t *t, uint64_t wal_end);
 
 uint64_t hms_tracker_flush_lsn(const hms_tracker_t *t);
+/* The greatest end LSN any transaction was committed at, confirmed or not,
+ * across resets (0: none): every event handed out lies below it.  A slot
+ * recreated after a failover must start past it (daemon/repl.c). */
+uint64_t hms_tracker_newest_end(const hms_tracker_t *t);
 /* Events added but not yet confirmed. */
 size_t hms_tracker_unconfirmed(const hms_tracker_t *t);
 bool hms_tracker_in_tx(const hms_tracker_t *t);

@@ -54,6 +54,8 @@ typedef struct {
 
     int64_t pg_retry_at, amqp_retry_at, republish_at;
     int pg_backoff, amqp_backoff, republish_backoff;
+    /* One event in flight until the broker accepts one (core/outq.h: why). */
+    bool probing;
     int amqp_next_node; /* the node of the amqp list the next connect tries first */
 
     uint64_t discard_tag;
@@ -107,8 +109,21 @@ static void on_ack(void *ctx, uint64_t tag, bool multiple)
         hms_tracker_confirm(L->trk, L->confirmed[i]);
     L->n_confirmed += n;
     L->m.confirms += n;
+    if (n > 0)
+        L->probing = false;
     if (n > 0 && !hms_outq_refused(L->q))
         L->republish_backoff = 0;
+}
+
+/* How many events may await the broker's verdict.  After a (re)connect and
+ * before each republish round only one: while a quorum queue elects a new
+ * leader RabbitMQ refuses what it cannot place and accepts what comes after
+ * the election, so a full window would land its later events in the queue
+ * ahead of the earlier ones that are republished.  One accepted event shows
+ * the queues place events again. */
+static size_t in_flight_limit(const loop_t *L)
+{
+    return L->probing ? 1 : (size_t)L->opts->window;
 }
 
 /* A refusal is logged loudly once per republish round, with the first
@@ -216,6 +231,7 @@ static hms_status_t connect_amqp(loop_t *L, hms_err_t *err)
     hms_log(HMS_LOG_INFO, "connected to RabbitMQ", "target", hms_pub_target(L->pub), "exchange",
             L->opts->pub.exchange, NULL);
     L->amqp_backoff = 0;
+    L->probing = true;
     return HMS_OK;
 }
 
@@ -249,7 +265,14 @@ static void pg_streaming(loop_t *L)
                 "slot", ro->slot, "lsn", lsn, NULL);
         hms_outq_clear(L->q);
         hms_tracker_reset(L->trk, hms_repl_start_lsn(L->repl));
+    } else if (hms_repl_verdict(L->repl) == HMS_RESUME_RECREATE) {
+        /* A new slot past everything we held (repl.c's fence): the events
+         * still in flight are published as they stand, but their confirms
+         * no longer decide what the new slot may forget. */
+        hms_tracker_reset(L->trk, hms_repl_start_lsn(L->repl));
     }
+    if (hms_repl_verdict(L->repl) == HMS_RESUME_RECREATE)
+        L->m.slot_recreations++;
     hms_changes_note_identity(&L->ch, hms_repl_identity_table(L->repl), hms_repl_identity(L->repl));
     hms_log(HMS_LOG_INFO, "streaming from replication slot", "target", hms_repl_target(L->repl),
             "slot", ro->slot, "publication", ro->publication, "lsn", lsn, NULL);
@@ -319,6 +342,7 @@ static void pg_begin(loop_t *L, int64_t now)
         return;
     hms_repl_want_t want = {.first = L->pg_first_pending,
                             .confirmed = hms_tracker_flush_lsn(L->trk),
+                            .decoded = hms_tracker_newest_end(L->trk),
                             .sysid = L->sysid,
                             .dbname = L->dbname};
     hms_status_t st = hms_repl_begin(&L->opts->repl, &want, now, &L->pg_attempt, &err);
@@ -423,8 +447,7 @@ static void publish(loop_t *L)
     }
     if (L->pub == NULL)
         return;
-    while ((s = hms_outq_next(L->q)) != NULL &&
-           hms_outq_outstanding(L->q) < (size_t)L->opts->window &&
+    while ((s = hms_outq_next(L->q)) != NULL && hms_outq_outstanding(L->q) < in_flight_limit(L) &&
            hms_pub_writable(L->pub, s->ev.body.len + s->ev.routing_key.len)) {
         uint64_t tag;
         if (hms_pub_publish(L->pub, &s->ev, &tag, &err) != HMS_OK) {
@@ -466,6 +489,7 @@ static void maybe_republish(loop_t *L, int64_t now)
         }
         if (L->pub != NULL)
             L->m.channel_reopens++;
+        L->probing = true;
         hms_outq_rewind(L->q);
     }
 }
@@ -681,7 +705,7 @@ static void loop_once(loop_t *L)
     if (L->pub != NULL) {
         short ev = POLLIN;
         hms_outq_slot_t *s = hms_outq_next(L->q);
-        if (s != NULL && hms_outq_outstanding(L->q) < (size_t)L->opts->window &&
+        if (s != NULL && hms_outq_outstanding(L->q) < in_flight_limit(L) &&
             !hms_pub_blocked(L->pub) && !hms_pub_writable(L->pub, s->ev.body.len))
             ev |= POLLOUT;
         watch(fds, &nfds, hms_pub_fd(L->pub), ev);

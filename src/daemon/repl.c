@@ -23,6 +23,7 @@ struct hms_repl {
     hms_repl_opts_t opts;
     bool first;            /* want->first */
     uint64_t confirmed;    /* want->confirmed */
+    uint64_t decoded;      /* want->decoded */
     char want_sysid[32];   /* want->sysid */
     char want_dbname[128]; /* want->dbname */
     hms_pg_connecting_t attempt;
@@ -301,6 +302,80 @@ static hms_status_t create_slot(hms_repl_t *r, uint64_t *lsn_out, hms_err_t *err
     return HMS_OK;
 }
 
+/* Runs one statement on the replication connection that returns nothing
+ * the caller reads; a function that migrate has not installed yet is a
+ * configuration error that names the fix. */
+static hms_status_t exec_step(hms_repl_t *r, const char *sql, ExecStatusType want, const char *what,
+                              hms_err_t *err)
+{
+    char line[600];
+    PGresult *res = PQexec(r->conn, sql);
+    hms_status_t st = HMS_OK;
+    if (PQresultStatus(res) != want) {
+        const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        bool missing = code != NULL && (strcmp(code, "42883") == 0 || strcmp(code, "42P01") == 0);
+        st = hms_err_set(err, missing ? HMS_ERR_CONFIG : HMS_ERR_PG, "pg: %s on %s failed: %s%s",
+                         what, r->target,
+                         hms_pg_one_line(PQerrorMessage(r->conn), line, sizeof(line)),
+                         missing ? " (run hms-sync migrate)" : "");
+    }
+    PQclear(res);
+    return st;
+}
+
+/* on_slot_loss = resnapshot: the slot is gone (the standby it was not
+ * copied to was promoted, or someone dropped it).  In this order, so that a
+ * crash at any step is repaired by running the steps again:
+ *   1. fence: the server's WAL moves past every position this process and
+ *      the progress row know were published, so the new slot's event ids
+ *      never repeat one that subscribers hold (sql/011_slot_fence.sql);
+ *   2. a new initial snapshot request replaces one still under way;
+ *   3. the slot is created: its changes stream, the snapshot re-sends the
+ *      rows whose changes it will never see.
+ * *lsn_out gets the new slot's position. */
+static hms_status_t recreate_slot(hms_repl_t *r, const hms_resume_facts_t *f, uint64_t *lsn_out,
+                                  hms_err_t *err)
+{
+    uint64_t fence = f->ours;
+    if (r->decoded > fence)
+        fence = r->decoded;
+    if (f->remembered && f->progress_lsn > fence)
+        fence = f->progress_lsn;
+    char fence_s[HMS_LSN_STR_MAX], sql[256];
+    hms_lsn_format(fence, fence_s);
+    hms_log(HMS_LOG_WARN,
+            "replication slot is missing (failover?); recreating the replication slot and "
+            "re-snapshotting every row (on_slot_loss = resnapshot)",
+            "slot", r->opts.slot, "target", r->target, "fence", fence_s, NULL);
+    snprintf(sql, sizeof(sql), "SELECT hms_sync.fence_wal('%s')", fence_s);
+    hms_status_t st = exec_step(r, sql, PGRES_TUPLES_OK, "fencing the WAL", err);
+    char *lit = st == HMS_OK ? PQescapeLiteral(r->conn, r->opts.slot, strlen(r->opts.slot)) : NULL;
+    char *cancel = lit != NULL ? hms_snapsql_cancel_initial(lit) : NULL;
+    PQfreemem(lit);
+    if (st == HMS_OK && cancel == NULL)
+        st = hms_err_set(err, HMS_ERR_NOMEM, "pg: out of memory");
+    if (st == HMS_OK)
+        st = exec_step(r, cancel, PGRES_COMMAND_OK, "cancelling the lost slot's snapshot", err);
+    free(cancel);
+    if (st == HMS_OK)
+        st = request_initial_snapshot(r, err);
+    if (st == HMS_OK)
+        st = create_slot(r, lsn_out, err);
+    if (st != HMS_OK)
+        return st;
+    char from[HMS_LSN_STR_MAX], to[HMS_LSN_STR_MAX];
+    hms_lsn_format(f->first ? f->progress_lsn : f->ours, from);
+    hms_lsn_format(*lsn_out, to);
+    /* The old slot's last confirmed position and the new slot's start are
+     * on different timelines, but the window tells an operator how much
+     * went by: a row deleted in it is still live at subscribers. */
+    hms_log(HMS_LOG_WARN,
+            "changes between the lost slot's last confirmed position and the new slot reach "
+            "subscribers only as snapshot rows; a row deleted in between stays at subscribers",
+            "slot", r->opts.slot, "from", from, "to", to, NULL);
+    return HMS_OK;
+}
+
 /* The message of each refusal: what happened and what the operator does. */
 static hms_status_t refuse(hms_repl_t *r, hms_resume_verdict_t v, const hms_resume_facts_t *f,
                            hms_err_t *err)
@@ -386,8 +461,10 @@ done:
  * repl.h). */
 static hms_status_t setup(hms_repl_t *r, hms_err_t *err)
 {
-    hms_resume_facts_t f = {
-        .first = r->first, .may_create = r->first && r->opts.create_slot, .ours = r->confirmed};
+    hms_resume_facts_t f = {.first = r->first,
+                            .may_create = r->first && r->opts.create_slot,
+                            .resnapshot = r->opts.resnapshot,
+                            .ours = r->confirmed};
     bool busy = false;
     int holder = 0;
     uint64_t request, start;
@@ -412,6 +489,10 @@ static hms_status_t setup(hms_repl_t *r, hms_err_t *err)
             return st;
         f.slot_exists = true;
         v = hms_resume_decide(&f, &request, &start);
+    } else if (v == HMS_RESUME_RECREATE) {
+        if ((st = recreate_slot(r, &f, &start, err)) != HMS_OK)
+            return st;
+        request = 0; /* the new slot's own position */
     }
     if (hms_resume_refused(v))
         return refuse(r, v, &f, err);
@@ -437,6 +518,7 @@ hms_status_t hms_repl_begin(const hms_repl_opts_t *opts, const hms_repl_want_t *
     r->opts = *opts;
     r->first = want->first;
     r->confirmed = want->confirmed;
+    r->decoded = want->decoded;
     if (!want->first) {
         snprintf(r->want_sysid, sizeof(r->want_sysid), "%s", want->sysid);
         snprintf(r->want_dbname, sizeof(r->want_dbname), "%s", want->dbname);

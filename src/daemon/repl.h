@@ -26,6 +26,9 @@ typedef struct {
     /* A slot the first start creates gets an initial snapshot request in
      * hms_sync.snapshots, written just before the slot. */
     bool initial_snapshot;
+    /* on_slot_loss = resnapshot: a slot lost to a failover is created again,
+     * after a fence and a snapshot request (core/resume.h). */
+    bool resnapshot;
     /* The captured tables, whose replica identity the setup checks (NULL,
      * 0: none).  Borrowed like the strings. */
     const hms_capture_t *captures;
@@ -37,6 +40,7 @@ typedef struct {
 typedef struct {
     bool first;         /* no session yet: the slot's position becomes ours */
     uint64_t confirmed; /* our confirmed position; unused when first */
+    uint64_t decoded;   /* the end of the newest transaction we took from the stream (0: none) */
     const char *sysid;  /* the first session's system and database; unused when first */
     const char *dbname;
 } hms_repl_want_t;

@@ -553,8 +553,9 @@ double fault_marker(fault_sc_t *S, double since, int timeout_ms)
 /* ---- the comparison ---- */
 
 typedef struct {
-    size_t first, last; /* arrival indexes */
-    size_t change;      /* ledger index, or SIZE_MAX */
+    size_t first, last;       /* arrival indexes */
+    size_t fresh, fresh_last; /* the same among copies not marked redelivered; SIZE_MAX: none */
+    size_t change;            /* ledger index, or SIZE_MAX */
     uint64_t hash;
 } idinfo_t;
 
@@ -572,13 +573,25 @@ static int ord_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-static size_t inversions(ord_t *o, size_t n)
+/* Counts the inversions and shows the first few: which copies, how far apart
+ * and whether the broker marked them redelivered, the facts that tell a
+ * publisher's reordering from a consumer's. */
+static size_t inversions(ord_t *o, size_t n, const fault_sc_t *S, const char *which)
 {
     qsort(o, n, sizeof *o, ord_cmp);
     size_t inv = 0;
     for (size_t i = 1; i < n; i++)
-        if (strcmp(o[i].subj, o[i - 1].subj) == 0 && o[i].change < o[i - 1].change)
-            inv++;
+        if (strcmp(o[i].subj, o[i - 1].subj) == 0 && o[i].change < o[i - 1].change) {
+            if (inv++ < 3) {
+                const fault_arrival_t *a = &S->arr.v[o[i - 1].seq], *b = &S->arr.v[o[i].seq];
+                fprintf(stderr,
+                        "fault: %s: %s copies out of order: incident %s: %s (change #%zu, "
+                        "arrival %zu%s) before %s (change #%zu, arrival %zu%s, %.0f ms later)\n",
+                        S->name, which, a->subj, a->id, o[i - 1].change, o[i - 1].seq,
+                        a->redelivered ? ", redelivered" : "", b->id, o[i].change, o[i].seq,
+                        b->redelivered ? ", redelivered" : "", b->t_ms - a->t_ms);
+            }
+        }
     return inv;
 }
 
@@ -614,6 +627,11 @@ void fault_check(fault_sc_t *S, int timeout_ms, fault_row_t *row)
             if (known) {
                 idinfo_t *in = &info[*known];
                 in->last = cursor;
+                if (!x.redelivered) {
+                    if (in->fresh == SIZE_MAX)
+                        in->fresh = cursor;
+                    in->fresh_last = cursor;
+                }
                 if (x.redelivered)
                     redeliv++;
                 else
@@ -628,6 +646,7 @@ void fault_check(fault_sc_t *S, int timeout_ms, fault_row_t *row)
             }
             idinfo_t *in = &info[ninfo];
             in->first = in->last = cursor;
+            in->fresh = in->fresh_last = x.redelivered ? SIZE_MAX : cursor;
             in->hash = x.hash;
             change_key(key, sizeof key, x.subj, x.op, x.version);
             size_t *ci = map_get(&keys, key);
@@ -683,18 +702,34 @@ void fault_check(fault_sc_t *S, int timeout_ms, fault_row_t *row)
             }
     }
 
-    /* Per-incident order, by commit order in the ledger (one writer). */
+    /* Per-incident order, by commit order in the ledger (one writer), of
+     * the copies as the queue holds them.  A copy the broker marks
+     * redelivered went to a consumer of the checker's that failed (its
+     * connection's node died or was cut off) and comes back after copies
+     * placed behind it: that reorders the checker's own consumption, not
+     * the stream, so it is counted apart. */
     ord_t *o = calloc(ninfo + 1, sizeof *o);
     size_t no = 0;
     for (size_t i = 0; i < ninfo; i++)
-        if (info[i].change != SIZE_MAX)
-            o[no++] = (ord_t){S->arr.v[info[i].first].subj, info[i].first, info[i].change};
-    row->first_inversions = inversions(o, no);
+        if (info[i].change != SIZE_MAX && info[i].fresh != SIZE_MAX)
+            o[no++] = (ord_t){S->arr.v[info[i].fresh].subj, info[i].fresh, info[i].change};
+    row->first_inversions = inversions(o, no, S, "first");
+    no = 0;
+    for (size_t i = 0; i < ninfo; i++)
+        if (info[i].change != SIZE_MAX && info[i].fresh != SIZE_MAX)
+            o[no++] =
+                (ord_t){S->arr.v[info[i].fresh_last].subj, info[i].fresh_last, info[i].change};
+    row->last_inversions = inversions(o, no, S, "last");
     no = 0;
     for (size_t i = 0; i < ninfo; i++)
         if (info[i].change != SIZE_MAX)
-            o[no++] = (ord_t){S->arr.v[info[i].last].subj, info[i].last, info[i].change};
-    row->last_inversions = inversions(o, no);
+            o[no++] = (ord_t){S->arr.v[info[i].first].subj, info[i].first, info[i].change};
+    size_t with_redelivered = inversions(o, no, S, "received (redeliveries included)");
+    if (with_redelivered > row->first_inversions)
+        fault_note(S,
+                   "%zu more incidents' events reached the checker out of order through copies "
+                   "its broker redelivered after its consumer's connection failed",
+                   with_redelivered - row->first_inversions);
     free(o);
     row->contract_bad = S->arr.contract_bad;
     if (S->arr.contract_bad)

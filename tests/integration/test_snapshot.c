@@ -10,7 +10,6 @@
  * snapshot. */
 #include <check.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,21 +31,6 @@ static struct {
     it_proc_t conn, sub;
     long events, snapshot_events, applied;
 } E;
-
-static long num(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static long num(PGconn *c, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    char *v = it_pg_value(c, "%s", sql);
-    ck_assert_msg(v != NULL, "query failed: %s", sql);
-    long n = atol(v);
-    free(v);
-    return n;
-}
 
 static void start_connector(const char *tag)
 {
@@ -244,7 +228,8 @@ static void await_warehouse(void)
 {
     long last = -1, n;
     for (double stop = it_now_ms() + 180000; it_now_ms() < stop; it_sleep_ms(1000)) {
-        n = num(g_sub.pg, "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = '%s'", E.queue);
+        n = it_pg_count(g_sub.pg, "SELECT count(*) FROM hms_sync.inbox WHERE subscriber = '%s'",
+                        E.queue);
         if (n == last && n > 0)
             return;
         last = n;
@@ -347,7 +332,8 @@ START_TEST(test_targeted_and_empty)
                                 "('%s', 'region = ''q1''', '%s')",
                                 E.slot, tq),
                      0);
-    long want = num(g_env.pg, "SELECT count(*) FROM incidents WHERE region = 'q1'");
+    long want = it_pg_count(g_env.pg, "SELECT count(*) FROM incidents WHERE region = 'q1'");
+    ck_assert_int_ge(want, 0);
     long got = 0;
     it_msg_t m;
     char why[512];
@@ -451,7 +437,8 @@ START_TEST(test_changed_mid_chunk_and_cancel)
                                 E.slot),
                      0);
     it_sleep_ms(4000);
-    long total = num(g_env.pg, "SELECT count(*) FROM incidents");
+    long total = it_pg_count(g_env.pg, "SELECT count(*) FROM incidents");
+    ck_assert_int_ge(total, 0);
     state_of(E.slot, st, sizeof st);
     ck_assert_msg(strncmp(st, "cancelled ", 10) == 0, "after the cancel: %s", st);
     ck_assert_msg(it_proc_wait(&E.conn, 0) < 0, "the connector exited");

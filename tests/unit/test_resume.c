@@ -85,6 +85,26 @@ static const case_t cases[] = {
     {"again: the row may lag the slot (written once a second)",
      {AGAIN, .ours = 1000, .slot_lsn = 3000, .remembered = true, .progress_lsn = 2000},
      {HMS_RESUME_TAKEOVER, 1000, 3000}},
+    /* on_slot_loss = resnapshot: only a missing slot changes. */
+    {"resnapshot: a never-used slot is still only created",
+     {.first = true, .may_create = true, .resnapshot = true},
+     {HMS_RESUME_CREATE, 0, 0}},
+    {"resnapshot: missing but remembered at start (failover while stopped)",
+     {.first = true,
+      .may_create = true,
+      .resnapshot = true,
+      .remembered = true,
+      .progress_lsn = 700},
+     {HMS_RESUME_RECREATE, 0, 0}},
+    {"resnapshot: vanished while we ran (failover)",
+     {.same_source = true, .resnapshot = true, .ours = 100},
+     {HMS_RESUME_RECREATE, 0, 0}},
+    {"resnapshot: never for another system or database",
+     {.resnapshot = true, .ours = 100, .remembered = true, .progress_lsn = 100},
+     {HMS_RESUME_OTHER_SOURCE, 0, 0}},
+    {"resnapshot: a slot that is there is weighed as always",
+     {AGAIN, .resnapshot = true, .ours = 1000, .slot_lsn = 1001},
+     {HMS_RESUME_SLOT_AHEAD, 0, 0}},
 };
 
 START_TEST(test_cases)
@@ -105,6 +125,7 @@ START_TEST(test_refused)
     ck_assert(!hms_resume_refused(HMS_RESUME_STREAM));
     ck_assert(!hms_resume_refused(HMS_RESUME_CREATE));
     ck_assert(!hms_resume_refused(HMS_RESUME_TAKEOVER));
+    ck_assert(!hms_resume_refused(HMS_RESUME_RECREATE));
     ck_assert(hms_resume_refused(HMS_RESUME_VANISHED));
     ck_assert(hms_resume_refused(HMS_RESUME_DROPPED));
     ck_assert(hms_resume_refused(HMS_RESUME_OTHER_SOURCE));
@@ -119,7 +140,7 @@ START_TEST(test_invariants)
     static const uint64_t lsns[] = {0, 100, 200, 300};
     enum { N = sizeof(lsns) / sizeof(lsns[0]) };
     int combos = 0;
-    for (int bits = 0; bits < 32; bits++)
+    for (int bits = 0; bits < 64; bits++)
         for (int o = 0; o < N; o++)
             for (int s = 0; s < N; s++)
                 for (int p = 0; p < N; p++) {
@@ -128,6 +149,7 @@ START_TEST(test_invariants)
                                             .same_source = bits & 4,
                                             .slot_exists = bits & 8,
                                             .remembered = bits & 16,
+                                            .resnapshot = bits & 32,
                                             .ours = lsns[o],
                                             .slot_lsn = lsns[s],
                                             .progress_lsn = (bits & 16) ? lsns[p] : 0};
@@ -136,10 +158,19 @@ START_TEST(test_invariants)
                     combos++;
                     if (!f.slot_exists) {
                         ck_assert(v == HMS_RESUME_CREATE || v == HMS_RESUME_DROPPED ||
-                                  v == HMS_RESUME_VANISHED);
+                                  v == HMS_RESUME_VANISHED || v == HMS_RESUME_RECREATE ||
+                                  v == HMS_RESUME_OTHER_SOURCE);
                         ck_assert(v != HMS_RESUME_CREATE || (f.may_create && !f.remembered));
+                        /* A lost slot is made again only when asked to, and
+                         * only on the stream's own system and database. */
+                        ck_assert(v != HMS_RESUME_RECREATE ||
+                                  (f.resnapshot && (f.first || f.same_source)));
+                        ck_assert(v != HMS_RESUME_OTHER_SOURCE || f.resnapshot);
+                    } else {
+                        ck_assert(v != HMS_RESUME_RECREATE);
                     }
-                    if (hms_resume_refused(v) || v == HMS_RESUME_CREATE) {
+                    if (hms_resume_refused(v) || v == HMS_RESUME_CREATE ||
+                        v == HMS_RESUME_RECREATE) {
                         ck_assert_uint_eq(req, 0);
                         ck_assert_uint_eq(start, 0);
                         continue;
@@ -162,7 +193,7 @@ START_TEST(test_invariants)
                     else
                         ck_assert_int_eq(v, HMS_RESUME_STREAM);
                 }
-    ck_assert_int_eq(combos, 32 * N * N * N);
+    ck_assert_int_eq(combos, 64 * N * N * N);
 }
 END_TEST
 

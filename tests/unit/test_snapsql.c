@@ -93,6 +93,12 @@ START_TEST(initial_request)
     has(sql, "VALUES ('hms_sync', true)", 1);
     has(sql, "ON CONFLICT (slot) WHERE initial AND state IN ('pending', 'running') DO NOTHING", 1);
     free(sql);
+    /* The cancel covers exactly the rows that index keeps unique, so the
+     * insert after it always adds a request. */
+    sql = hms_snapsql_cancel_initial("'hms_sync'");
+    has(sql, "SET state = 'cancelled'", 1);
+    has(sql, "WHERE slot = 'hms_sync' AND initial AND state IN ('pending', 'running')", 1);
+    free(sql);
 }
 END_TEST
 

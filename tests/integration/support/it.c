@@ -550,6 +550,21 @@ char *it_pg_value(PGconn *c, const char *fmt, ...)
     return v;
 }
 
+long it_pg_count(PGconn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PGresult *r = it_pg_vquery(c, fmt, ap);
+    va_end(ap);
+    if (!r)
+        return -1;
+    long n = -1;
+    if (PQntuples(r) > 0 && PQnfields(r) > 0 && !PQgetisnull(r, 0, 0))
+        n = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
 json_object *it_pg_column(PGconn *c, const char *fmt, ...)
 {
     va_list ap;
@@ -1355,20 +1370,18 @@ static void it_rm_rf(const char *dir)
         }
 }
 
-int it_cluster_start(it_env_t *env, it_cluster_t *c, const char *const initdb_extra[],
-                     const char *conf)
+/* A fresh /var/tmp directory owned by postgres, registered with the atexit
+ * handler before anything is put in it: whatever happens next, it is removed.
+ * -1 after it_fail (c->dir set: it_cluster_stop removes it). */
+static int it_cluster_mkdir(it_env_t *env, it_cluster_t *c)
 {
     memset(c, 0, sizeof *c);
-    char pgbin[256];
-    const char *b = getenv("HMS_TEST_PGBIN");
-    snprintf(pgbin, sizeof pgbin, "%s", b && *b ? b : "/usr/lib/postgresql/15/bin");
     snprintf(c->dir, sizeof c->dir, "/var/tmp/hms-it-%s-XXXXXX", env->name);
     if (!mkdtemp(c->dir)) {
         it_fail("mkdtemp %s: %s", c->dir, strerror(errno));
         c->dir[0] = '\0';
         return -1;
     }
-    /* Register at once: from here on the directory is removed at exit. */
     int slot = -1;
     for (int i = 0; i < IT_MAX_CLUSTERS && slot < 0; i++)
         if (!it_live_clusters[i].dir[0])
@@ -1376,6 +1389,7 @@ int it_cluster_start(it_env_t *env, it_cluster_t *c, const char *const initdb_ex
     if (slot < 0) {
         it_fail("more than %d throwaway clusters at once", IT_MAX_CLUSTERS);
         it_rm_rf(c->dir);
+        c->dir[0] = '\0';
         return -1;
     }
     if (!it_clusters_hooked) {
@@ -1388,8 +1402,31 @@ int it_cluster_start(it_env_t *env, it_cluster_t *c, const char *const initdb_ex
         struct passwd *pw = getpwnam("postgres");
         if (!pw || chown(c->dir, pw->pw_uid, pw->pw_gid) != 0) {
             it_fail("chown %s to postgres: %s", c->dir, pw ? strerror(errno) : "no such user");
-            goto fail;
+            return -1;
         }
+    }
+    return 0;
+}
+
+/* Keeps the atexit handler's copy of c in step with c (its running flag
+ * decides whether the handler stops a server). */
+static void it_cluster_sync(const it_cluster_t *c)
+{
+    for (int i = 0; i < IT_MAX_CLUSTERS; i++)
+        if (c->dir[0] && strcmp(it_live_clusters[i].dir, c->dir) == 0)
+            it_live_clusters[i] = *c;
+}
+
+int it_cluster_start(it_env_t *env, it_cluster_t *c, const char *const initdb_extra[],
+                     const char *conf)
+{
+    char pgbin[256];
+    const char *b = getenv("HMS_TEST_PGBIN");
+    snprintf(pgbin, sizeof pgbin, "%s", b && *b ? b : "/usr/lib/postgresql/15/bin");
+    if (it_cluster_mkdir(env, c) != 0) {
+        if (c->dir[0])
+            goto fail;
+        return -1;
     }
     char initdb[300], pg_ctl[300], logfile[300];
     snprintf(initdb, sizeof initdb, "%s/initdb", pgbin);
@@ -1430,13 +1467,43 @@ int it_cluster_start(it_env_t *env, it_cluster_t *c, const char *const initdb_ex
         goto fail;
     }
     c->running = true;
-    it_live_clusters[slot] = *c;
     it_cluster_conninfo(c, "postgres", "postgres", c->super_conninfo, sizeof c->super_conninfo);
-    it_live_clusters[slot] = *c;
+    it_cluster_sync(c);
     return 0;
 fail:
     it_cluster_stop(c);
     return -1;
+}
+
+/* pg_ctl stop -m immediate (as user postgres when root), quietly: it runs
+ * from atexit too, where no env is at hand.  Returns pg_ctl's exit code,
+ * or -1 when it could not run. */
+static int it_stop_immediate(const char *datadir)
+{
+    char pg_ctl[300];
+    const char *b = getenv("HMS_TEST_PGBIN");
+    snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", b && *b ? b : "/usr/lib/postgresql/15/bin");
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        if (geteuid() == 0)
+            execl("/usr/sbin/runuser", "runuser", "-u", "postgres", "--", pg_ctl, "-D", datadir,
+                  "-m", "immediate", "-w", "stop", (char *)NULL);
+        else
+            execl(pg_ctl, "pg_ctl", "-D", datadir, "-m", "immediate", "-w", "stop", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0)
+        return -1;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 void it_cluster_stop(it_cluster_t *c)
@@ -1446,27 +1513,7 @@ void it_cluster_stop(it_cluster_t *c)
     char dir[sizeof c->dir];
     snprintf(dir, sizeof dir, "%s", c->dir);
     if (c->running) {
-        char pg_ctl[300];
-        const char *b = getenv("HMS_TEST_PGBIN");
-        snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", b && *b ? b : "/usr/lib/postgresql/15/bin");
-        pid_t pid = fork();
-        if (pid == 0) {
-            int devnull = open("/dev/null", O_WRONLY);
-            if (devnull >= 0) {
-                dup2(devnull, 1);
-                dup2(devnull, 2);
-            }
-            if (geteuid() == 0)
-                execl("/usr/sbin/runuser", "runuser", "-u", "postgres", "--", pg_ctl, "-D",
-                      c->datadir, "-m", "immediate", "-w", "stop", (char *)NULL);
-            else
-                execl(pg_ctl, "pg_ctl", "-D", c->datadir, "-m", "immediate", "-w", "stop",
-                      (char *)NULL);
-            _exit(127);
-        }
-        if (pid > 0)
-            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-            }
+        it_stop_immediate(c->datadir);
         c->running = false;
     }
     it_rm_rf(dir);
@@ -1481,6 +1528,117 @@ void it_cluster_conninfo(const it_cluster_t *c, const char *user, const char *db
 {
     snprintf(out, n, "host=127.0.0.1 port=%d user=%s dbname=%s connect_timeout=10", c->port, user,
              dbname);
+}
+
+/* ---- standbys and failover ---- */
+
+/* The server programs' directory, as it_cluster_start finds it. */
+static void it_pgbin_path(const char *prog, char *out, size_t n)
+{
+    const char *b = getenv("HMS_TEST_PGBIN");
+    snprintf(out, n, "%s/%s", b && *b ? b : "/usr/lib/postgresql/15/bin", prog);
+}
+
+/* pg_basebackup needs a replication connection from loopback; initdb
+ * --auth=trust writes that rule (PG 10 and later), but a changed
+ * pg_hba.conf would make the backup fail with a less obvious message. */
+static int it_check_replication_hba(const it_cluster_t *primary)
+{
+    PGconn *pg = it_pg_connect(primary->super_conninfo);
+    if (!pg)
+        return -1;
+    char *v = it_pg_value(pg, "SELECT count(*) FROM pg_hba_file_rules WHERE type = 'host' "
+                              "AND 'replication' = ANY (database) AND address = '127.0.0.1' "
+                              "AND auth_method = 'trust'");
+    PQfinish(pg);
+    bool ok = v && strcmp(v, "0") != 0;
+    free(v);
+    if (!ok)
+        it_fail("pg_hba.conf of %s does not trust replication from 127.0.0.1", primary->datadir);
+    return ok ? 0 : -1;
+}
+
+int it_cluster_standby(it_env_t *env, const it_cluster_t *primary, it_cluster_t *standby,
+                       const char *conf)
+{
+    char basebackup[300], pg_ctl[300], logfile[300], port[16], path[400];
+    if (it_cluster_mkdir(env, standby) != 0)
+        goto fail;
+    if (it_check_replication_hba(primary) != 0)
+        goto fail;
+    it_pgbin_path("pg_basebackup", basebackup, sizeof basebackup);
+    it_pgbin_path("pg_ctl", pg_ctl, sizeof pg_ctl);
+    snprintf(logfile, sizeof logfile, "%s/server.log", standby->dir);
+    snprintf(port, sizeof port, "%d", primary->port);
+    /* -R: standby.signal and primary_conninfo, so it streams at once;
+     * -X stream: the WAL written during the copy comes along; -c fast: no
+     * wait for the primary's next checkpoint. */
+    const char *backup[] = {
+        basebackup, "-D", standby->datadir, "-h", "127.0.0.1", "-p", port, "-U", "postgres",
+        "-R",       "-X", "stream",         "-c", "fast",      "-N", NULL};
+    if (it_pg_tool(env, "pg_basebackup", 120000, backup) != 0) {
+        it_fail("pg_basebackup of port %d into %s failed", primary->port, standby->datadir);
+        goto fail;
+    }
+    /* The copied postgresql.conf names the primary's port and socket
+     * directory: the last setting of a name wins, so appended lines take
+     * over (postgresql.auto.conf, read later still, holds only
+     * primary_conninfo). */
+    standby->port = it_free_port();
+    snprintf(path, sizeof path, "%s/postgresql.conf", standby->datadir);
+    FILE *f = fopen(path, "a");
+    if (!f || standby->port < 0) {
+        it_fail("cannot configure %s", path);
+        if (f)
+            fclose(f);
+        goto fail;
+    }
+    fprintf(
+        f, "\n# hms-sync integration test standby\nport = %d\nunix_socket_directories = '%s'\n%s\n",
+        standby->port, standby->dir, conf ? conf : "");
+    fclose(f);
+    const char *start[] = {pg_ctl, "-D", standby->datadir, "-l", logfile, "-w",
+                           "-t",   "60", "start",          NULL};
+    if (it_pg_tool(env, "pg_ctl-start-standby", 90000, start) != 0) {
+        it_fail("pg_ctl start of standby %s failed", standby->datadir);
+        it_print_file(logfile, "standby server log");
+        goto fail;
+    }
+    standby->running = true;
+    it_cluster_conninfo(standby, "postgres", "postgres", standby->super_conninfo,
+                        sizeof standby->super_conninfo);
+    it_cluster_sync(standby);
+    return 0;
+fail:
+    it_cluster_stop(standby);
+    return -1;
+}
+
+int it_cluster_crash(it_cluster_t *c)
+{
+    if (!c->running) {
+        it_fail("%s is not running", c->datadir);
+        return -1;
+    }
+    if (it_stop_immediate(c->datadir) != 0) {
+        it_fail("pg_ctl stop -m immediate of %s failed", c->datadir);
+        return -1;
+    }
+    c->running = false;
+    it_cluster_sync(c);
+    return 0;
+}
+
+int it_cluster_promote(it_env_t *env, it_cluster_t *c)
+{
+    char pg_ctl[300];
+    it_pgbin_path("pg_ctl", pg_ctl, sizeof pg_ctl);
+    const char *promote[] = {pg_ctl, "-D", c->datadir, "-w", "-t", "60", "promote", NULL};
+    if (it_pg_tool(env, "pg_ctl-promote", 90000, promote) != 0) {
+        it_fail("pg_ctl promote of %s failed", c->datadir);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- more AMQP ---- */

@@ -116,6 +116,9 @@ PGconn *it_pg_connect(const char *conninfo);
 int it_pg_exec(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The first column of the first row; NULL on error, no row, or SQL NULL. */
 char *it_pg_value(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The first value of the first row as a number (a count); -1 when the query
+ * failed (its reason on stderr) or gave no row or NULL. */
+long it_pg_count(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Every row's first column, in order, as a json array of strings (NULL
  * values become json null); NULL on error.  Caller puts the array. */
 json_object *it_pg_column(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -261,6 +264,24 @@ void it_cluster_stop(it_cluster_t *c);
 /* A conninfo for the cluster as user to dbname, into out. */
 void it_cluster_conninfo(const it_cluster_t *c, const char *user, const char *dbname, char *out,
                          size_t n);
+
+/* Failover: a real streaming standby of a throwaway cluster, a crash, a
+ * promotion. */
+
+/* A hot standby of primary: pg_basebackup (-R -X stream -c fast, as user
+ * postgres from 127.0.0.1) into a fresh directory under /var/tmp, on a port
+ * of its own, started with pg_ctl -w.  conf: lines appended to its
+ * postgresql.conf (may be NULL); the primary's own lines are copied with
+ * the data.  Stopped and removed like any it_cluster_t.  Returns 0 or -1
+ * (having cleaned up). */
+int it_cluster_standby(it_env_t *env, const it_cluster_t *primary, it_cluster_t *standby,
+                       const char *conf);
+/* Stops the server as a crash would (pg_ctl stop -m immediate: no shutdown
+ * checkpoint, walsenders cut off) and keeps its directory until
+ * it_cluster_stop. */
+int it_cluster_crash(it_cluster_t *c);
+/* Promotes a standby (pg_ctl promote -w): it accepts writes on return. */
+int it_cluster_promote(it_env_t *env, it_cluster_t *c);
 
 /* ---- more AMQP ---- */
 

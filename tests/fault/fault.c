@@ -1036,7 +1036,8 @@ static void write_results(const char *path, double secs)
           "last checkpoint; *redelivered* copies the broker redelivered to the checker itself; "
           "*order inv.* per-incident inversions of first arrivals (reported) and of last copies "
           "(must be 0), among the copies not marked redelivered (a redelivered copy comes back "
-          "after the checker's own consumer failed, and is noted apart); *contract* events failing the schemas or the AMQP property checks; "
+          "after the checker's own consumer failed, and is noted apart); *contract* events failing "
+          "the schemas or the AMQP property checks; "
           "*detect* how long a silent stall went unnoticed; *recovery* from the fault's end "
           "until a change committed then arrived.\n\n",
           f);

@@ -552,16 +552,14 @@ char *it_pg_value(PGconn *c, const char *fmt, ...)
 
 long it_pg_count(PGconn *c, const char *fmt, ...)
 {
+    char sql[4096];
     va_list ap;
     va_start(ap, fmt);
-    PGresult *r = it_pg_vquery(c, fmt, ap);
+    vsnprintf(sql, sizeof sql, fmt, ap);
     va_end(ap);
-    if (!r)
-        return -1;
-    long n = -1;
-    if (PQntuples(r) > 0 && PQnfields(r) > 0 && !PQgetisnull(r, 0, 0))
-        n = atol(PQgetvalue(r, 0, 0));
-    PQclear(r);
+    char *v = it_pg_value(c, "%s", sql);
+    long n = v ? atol(v) : -1;
+    free(v);
     return n;
 }
 

@@ -319,6 +319,13 @@ static void committed(cons_t *C, const char *outcome, const hms_cbatch_item_t *i
         C->n.applied++;
     } else if (strcmp(outcome, "stale") == 0) {
         C->n.stale++;
+        /* Rare and worth a line each: a redelivered copy is the broker
+         * handing back a failed consumer's messages after newer ones went
+         * out (a quorum queue does after losing a node); a first delivery
+         * means the stream itself arrived out of order. */
+        hms_log(HMS_LOG_INFO, "skipped a stale event: older than the applied version", "id",
+                it->message_id, "routing_key", it->routing_key, "redelivered",
+                it->redelivered ? "true" : "false", NULL);
     } else if (strcmp(outcome, "duplicate") == 0) {
         C->n.duplicate++;
     } else {

@@ -260,8 +260,9 @@ done:
 /* Before a new slot is made: a request for a snapshot of every row, so
  * that the rows that exist before the slot reach subscribers too.  Written
  * first, so that no crash leaves a new slot without it (a request without
- * a slot only runs once the slot exists). */
-static hms_status_t request_initial_snapshot(hms_repl_t *r, hms_err_t *err)
+ * a slot only runs once the slot exists).  A failure names the way out:
+ * the setting that asked for the snapshot is the one to change. */
+static hms_status_t request_initial_snapshot(hms_repl_t *r, const char *setting, hms_err_t *err)
 {
     char *lit = PQescapeLiteral(r->conn, r->opts.slot, strlen(r->opts.slot));
     char *sql = lit != NULL ? hms_snapsql_initial(lit) : NULL;
@@ -273,8 +274,8 @@ static hms_status_t request_initial_snapshot(hms_repl_t *r, hms_err_t *err)
     if (res == NULL) {
         char why[sizeof(err->msg)];
         snprintf(why, sizeof(why), "%s", err->msg);
-        return hms_err_set(err, HMS_ERR_CONFIG,
-                           "%s (run hms-sync migrate, or set snapshot = never)", why);
+        return hms_err_set(err, HMS_ERR_CONFIG, "%s (run hms-sync migrate, or set %s)", why,
+                           setting);
     }
     hms_log(HMS_LOG_INFO, "initial snapshot requested: the new slot's first events are every row",
             "slot", r->opts.slot, NULL);
@@ -358,7 +359,7 @@ static hms_status_t recreate_slot(hms_repl_t *r, const hms_resume_facts_t *f, ui
         st = exec_step(r, cancel, PGRES_COMMAND_OK, "cancelling the lost slot's snapshot", err);
     free(cancel);
     if (st == HMS_OK)
-        st = request_initial_snapshot(r, err);
+        st = request_initial_snapshot(r, "on_slot_loss = fail", err);
     if (st == HMS_OK)
         st = create_slot(r, lsn_out, err);
     if (st != HMS_OK)
@@ -483,7 +484,8 @@ static hms_status_t setup(hms_repl_t *r, hms_err_t *err)
         f.first || (strcmp(r->sysid, r->want_sysid) == 0 && strcmp(r->dbname, r->want_dbname) == 0);
     hms_resume_verdict_t v = hms_resume_decide(&f, &request, &start);
     if (v == HMS_RESUME_CREATE) {
-        if (r->opts.initial_snapshot && (st = request_initial_snapshot(r, err)) != HMS_OK)
+        if (r->opts.initial_snapshot &&
+            (st = request_initial_snapshot(r, "snapshot = never", err)) != HMS_OK)
             return st;
         if ((st = create_slot(r, &f.slot_lsn, err)) != HMS_OK)
             return st;

@@ -154,8 +154,25 @@ static void failover(fault_sc_t *S, sub_t *u, double t0, const char *what)
     fault_note(S, "%s: publisher %.0f ms, subscriber %.0f ms", what, pub, sub);
 }
 
-/* After the load: the warehouse converges to the source, every event
- * applied in order (none stale). */
+/* Counts the subscriber's stale-event lines: first deliveries and
+ * redelivered copies. */
+static void stale_lines(const it_proc_t *p, int *fresh, int *again)
+{
+    char *log = it_proc_output(p);
+    const char *key = "msg=\"skipped a stale event";
+    for (const char *q = log; q != NULL && (q = strstr(q, key)) != NULL; q++) {
+        const char *eol = strchr(q, '\n');
+        const char *r = strstr(q, "redelivered=true");
+        if (r != NULL && (eol == NULL || r < eol))
+            (*again)++;
+        else
+            (*fresh)++;
+    }
+    free(log);
+}
+
+/* After the load: the warehouse converges to the source, and no event
+ * arrives stale on its first delivery. */
 static void sub_finish(fault_sc_t *S, sub_t *u)
 {
     fault_sc_stop_load(S);
@@ -187,8 +204,22 @@ static void sub_finish(fault_sc_t *S, sub_t *u)
             fault_note(S, "subscriber: warehouse equals the source (%s events taken in, %s stale)",
                        taken ? taken : "?", stale ? stale : "?");
         }
-        if (!stale || strcmp(stale, "0") != 0)
-            fault_note(S, "FAIL: %s events applied out of order (stale)", stale ? stale : "?");
+        /* A first delivery older than what was applied is the stream out
+         * of order.  A redelivered one is RabbitMQ handing back the
+         * messages of the subscriber's failed consumer after newer ones
+         * went out; last-write-wins skips it and the table ends right. */
+        int fresh = 0, again = 0;
+        stale_lines(&u->proc, &fresh, &again);
+        if (!stale || atoi(stale) != fresh + again)
+            fault_note(S, "FAIL: the inbox holds %s stale events, the subscriber logged %d",
+                       stale ? stale : "?", fresh + again);
+        if (fresh > 0)
+            fault_note(S, "FAIL: %d events applied out of order (stale on first delivery)", fresh);
+        if (again > 0)
+            fault_note(S,
+                       "subscriber: %d redelivered events arrived after newer ones and were "
+                       "skipped as stale",
+                       again);
         free(src);
         free(dst);
         free(stale);
@@ -243,12 +274,16 @@ static void scenario(const char *name, kind_t kind, int rounds)
      * one's.  Emptied before the slot exists, the table compares whole. */
     if (it_pg_exec(g_env.pg, "TRUNCATE incidents") != 0)
         fault_note(&S, "FAIL: cannot empty the source table");
-    if (fault_sc_start(&S, true) != 0 || sub_start(&S, &u) != 0) {
+    /* The load starts once the subscriber's queue is bound: an event
+     * published before would reach the checker's queue only, and the
+     * warehouse could never equal the source. */
+    if (fault_sc_start(&S, false) != 0 || sub_start(&S, &u) != 0) {
         fault_note(&S, "FAIL: setup");
         sub_finish(&S, &u);
         fault_sc_finish(&S, 0, true, 1000);
         return;
     }
+    fault_sc_start_load(&S);
     for (int r = 0; r < rounds; r++) {
         it_sleep_ms(fault_rnd(1500, 3000));
         char leader[16];

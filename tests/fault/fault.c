@@ -265,11 +265,15 @@ int fault_sc_start(fault_sc_t *S, bool load)
         fault_dump_tail(&S->conn, "connector");
         return -1;
     }
-    if (load) {
-        pthread_create(&S->lg_thr, NULL, fault_loadgen_main, S);
-        S->lg_running = true;
-    }
+    if (load)
+        fault_sc_start_load(S);
     return 0;
+}
+
+void fault_sc_start_load(fault_sc_t *S)
+{
+    pthread_create(&S->lg_thr, NULL, fault_loadgen_main, S);
+    S->lg_running = true;
 }
 
 void fault_sc_stop_load(fault_sc_t *S)

@@ -135,6 +135,8 @@ void fault_note(fault_sc_t *S, const char *fmt, ...) __attribute__((format(print
 void fault_sc_init(fault_sc_t *S, const char *name, const char *super, const char *conn_pg);
 /* Starts checker, connector and (when load) the load generator. */
 int fault_sc_start(fault_sc_t *S, bool load);
+/* Starts the load generator of a scenario started without it. */
+void fault_sc_start_load(fault_sc_t *S);
 void fault_sc_stop_load(fault_sc_t *S);
 /* Stops the load, checks, records the summary row, tears down.  alive:
  * the connector should still be running. */

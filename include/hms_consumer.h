@@ -90,6 +90,9 @@ typedef struct {
     int partitions;
     int partition;
     const char *apply;                /* SQL function f(event jsonb) returns text */
+    /* Directory of emitted types' data schemas (<type>.json), checked
+     * like run checks them; NULL: none. */
+    const char *schemas;
     const char *const *binds;         /* binding keys; nbinds of them (at least one) */
     size_t nbinds;                    /* */
     const char *origin;               /* skip events with this origin; NULL: none */

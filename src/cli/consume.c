@@ -129,6 +129,7 @@ int hms_cli_consume(const hms_config_t *cfg, const hms_cli_flags_t *flags)
         .exchange = cfg->exchange,
         .queue = cfg->queue,
         .apply = cfg->apply,
+        .schemas = cfg->schemas,
         .binds = binds,
         .nbinds = nbinds,
         .origin = cfg->origin,

@@ -645,6 +645,10 @@ hms_consumer_status_t hms_consumer_run(const hms_consumer_opts_t *opts,
         st = HMS_ERR_CONFIG;
         goto done;
     }
+    size_t ntypes;
+    if (opts->schemas != NULL &&
+        (st = hms_cval_load_types(C.val, opts->schemas, &ntypes, &e)) != HMS_OK)
+        goto done;
     if ((st = hms_capply_new(opts->pg_conninfo, opts->queue, opts->apply, opts->connect_timeout_ms,
                              &C.pg, &e)) != HMS_OK)
         goto done;

@@ -109,6 +109,8 @@ typedef struct {
     char *publication;
     char *exchange;
     char *fanout_exchange; /* bound to exchange for fanout clients; NULL: none */
+    char *events_exchange; /* where hms_sync.emit's events go */
+    char *schemas;         /* directory of emitted types' data schemas; NULL: none */
     int window;
     int max_event_bytes; /* larger events go to the rejected exchange as a reference */
     int64_t feedback_interval_ms;

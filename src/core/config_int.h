@@ -27,6 +27,7 @@ typedef enum {
     HMS_CONFIG_T_IDENT,    /* PostgreSQL object name: [a-z0-9_], min..max chars */
     HMS_CONFIG_T_EXCHANGE, /* AMQP exchange name: [A-Za-z0-9._:-], min..max chars */
     HMS_CONFIG_T_PATH,
+    HMS_CONFIG_T_DIR, /* a directory, read by the command that uses it */
     HMS_CONFIG_T_INT,
     HMS_CONFIG_T_DURATION, /* stored as int64_t milliseconds */
     HMS_CONFIG_T_ENUM,     /* stored as int: index into choices */

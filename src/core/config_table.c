@@ -80,6 +80,22 @@ const hms_config_setting_t hms_config_settings[] = {
      "binds a queue to a plain fanout exchange with '' receives every event unchanged, as "
      "integration guides that predate topic routing teach.  Off by default; the demo and "
      "deploy/ set it to incidents."},
+    {"events_exchange", HMS_CONFIG_T_EXCHANGE, OFF(events_exchange), "hms.events", 1, 200, NULL,
+     HMS_CMD_RUN, 0, 0, NULL, "RabbitMQ topic exchange for emitted events",
+     "The durable topic exchange run publishes the application's own events to (each call of "
+     "hms_sync.emit in a committed transaction), with the event's type as the routing key.  "
+     "run also declares <events_exchange>.unrouted, its alternate exchange, and a queue of "
+     "that name bound to it: an event of a type no queue is bound for waits there instead "
+     "of holding the stream back.  consume reads emitted events with --exchange set to this "
+     "name and --bind set to the types it wants."},
+    {"schemas", HMS_CONFIG_T_DIR, OFF(schemas), NULL, 0, 0, NULL, HMS_CMD_RUN | HMS_CMD_CONSUME,
+     0, 0, "/etc/hms-sync/schemas", "directory of data schemas of emitted types (none)",
+     "Each file <type>.json here (e.g. org.example.cases.InvestigatorAssigned.v1.json) is "
+     "the JSON Schema (2020-12, with an $id) of the data of that emitted type.  run puts the "
+     "$id in those events' dataschema and checks their data against it: an event that fails "
+     "goes to the rejected exchange instead, and the stream goes on.  consume checks what it "
+     "receives the same way.  A file not named after a type, or that does not parse, stops "
+     "the command at start.  Unset: emitted data is any JSON value."},
     {"window", HMS_CONFIG_T_INT, OFF(window), "1000", 1, 65535, NULL, HMS_CMD_RUN, 0, 0, NULL,
      "most unconfirmed events in flight",
      "How many published events may await the broker's confirm at once.  A larger window "

@@ -109,6 +109,7 @@ void hms_config_format_allowed(const hms_config_setting_t *s, char *out, size_t 
                  (long long)s->min, (long long)s->max);
         return;
     case HMS_CONFIG_T_PATH: snprintf(out, n, "a file path"); return;
+    case HMS_CONFIG_T_DIR: snprintf(out, n, "a directory path"); return;
     case HMS_CONFIG_T_LISTEN:
         snprintf(out, n,
                  "HOST:PORT or [IPV6]:PORT, e.g. 127.0.0.1:9187, [::1]:9187 or "
@@ -149,6 +150,7 @@ const char *hms_config_type_metavar(const hms_config_setting_t *s)
     case HMS_CONFIG_T_IDENT:
     case HMS_CONFIG_T_EXCHANGE: return "NAME";
     case HMS_CONFIG_T_PATH: return "FILE";
+    case HMS_CONFIG_T_DIR: return "DIR";
     case HMS_CONFIG_T_LISTEN: return "HOST:PORT";
     case HMS_CONFIG_T_KEYS: return "KEY";
     case HMS_CONFIG_T_FUNC: return "SQLFUNC";
@@ -167,7 +169,8 @@ const char *hms_config_type_name(const hms_config_setting_t *s)
     case HMS_CONFIG_T_URL: return "AMQP URL";
     case HMS_CONFIG_T_IDENT: return "identifier";
     case HMS_CONFIG_T_EXCHANGE: return "exchange name";
-    case HMS_CONFIG_T_PATH: return "path";
+    case HMS_CONFIG_T_PATH:
+    case HMS_CONFIG_T_DIR: return "path";
     case HMS_CONFIG_T_LISTEN: return "listen address";
     case HMS_CONFIG_T_KEYS: return "binding keys";
     case HMS_CONFIG_T_FUNC: return "SQL function";

@@ -189,7 +189,8 @@ static bool parse_value(const hms_config_setting_t *s, const char *value, void *
             return false;
         }
         break;
-    case HMS_CONFIG_T_PATH: break;
+    case HMS_CONFIG_T_PATH:
+    case HMS_CONFIG_T_DIR: break;
     case HMS_CONFIG_T_LISTEN: {
         hms_hostport_t hp;
         char detail[120];

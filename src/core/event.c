@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/event_int.h"
 #include "core/lsn.h"
 #include "core/pgvalue.h"
 
@@ -91,44 +92,6 @@ static char *dup_str(const char *s)
     if (p != NULL)
         memcpy(p, s, n);
     return p;
-}
-
-static hms_status_t put_u64(hms_buf_t *b, uint64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof tmp;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return hms_buf_append(b, tmp + i, sizeof tmp - i);
-}
-
-/* lsn.c has these too; a private copy keeps this pure module free of a link
- * dependency and hand-rolled hex avoids printf on the hot path. */
-static size_t put_hex(char *out, uint32_t v, int min_digits)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    char tmp[8];
-    int n = 0;
-    do {
-        tmp[n++] = hex[v & 15];
-        v >>= 4;
-    } while (v != 0);
-    while (n < min_digits)
-        tmp[n++] = '0';
-    for (int i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return (size_t)n;
-}
-
-static size_t lsn_text(uint64_t lsn, char *out)
-{
-    size_t n = put_hex(out, (uint32_t)(lsn >> 32), 1);
-    out[n++] = '/';
-    n += put_hex(out + n, (uint32_t)lsn, 1);
-    out[n] = '\0';
-    return n;
 }
 
 /* ---- encoder and relation cache ---- */
@@ -377,15 +340,6 @@ void hms_encoder_free(hms_encoder_t *e)
     free(e);
 }
 
-void hms_event_free(hms_event_t *ev)
-{
-    hms_buf_free(&ev->body);
-    hms_buf_free(&ev->routing_key);
-    hms_buf_free(&ev->queue);
-    hms_buf_free(&ev->reason);
-    hms_buf_free(&ev->subject);
-}
-
 /* ---- encoding one change ---- */
 
 /* What one encode call works on. */
@@ -591,55 +545,6 @@ static hms_status_t contract_check(const encctx_t *c)
                        c->ri->missing, rel_nspname(c->rel), c->rel->relname, c->id);
 }
 
-/* "<commit LSN, 16 hex>-<ordinal>" into ev->id. */
-static void put_event_id(hms_event_t *ev, const hms_txctx_t *tx)
-{
-    size_t n = put_hex(ev->id, (uint32_t)(tx->commit_lsn >> 32), 8);
-    n += put_hex(ev->id + n, (uint32_t)tx->commit_lsn, 8);
-    ev->id[n++] = '-';
-    char ord[12];
-    size_t k = sizeof ord;
-    uint32_t o = tx->ordinal;
-    do {
-        ord[--k] = (char)('0' + o % 10);
-        o /= 10;
-    } while (o != 0);
-    memcpy(ev->id + n, ord + k, sizeof ord - k);
-    ev->id[n + sizeof ord - k] = '\0';
-}
-
-/* Empties ev: no id, body, routing key, queue or subject. */
-static void event_clear(hms_event_t *ev)
-{
-    ev->id[0] = '\0';
-    hms_buf_reset(&ev->body);
-    hms_buf_reset(&ev->routing_key);
-    hms_buf_reset(&ev->queue);
-    hms_buf_reset(&ev->subject);
-}
-
-/* Empties ev and writes its id, then the commit time as RFC 3339 into ts
- * and as Unix seconds into ev->time_unix. */
-static hms_status_t event_start(hms_event_t *ev, const hms_txctx_t *tx, char *ts, hms_err_t *err)
-{
-    event_clear(ev);
-    ev->type = NULL;
-    ev->time_unix = 0;
-    /* The id first, so that every later error can name the event. */
-    put_event_id(ev, tx);
-    if (tx->commit_time > INT64_MAX - HMS_PG_EPOCH_OFFSET_USEC ||
-        tx->commit_time < INT64_MIN + HMS_PG_EPOCH_OFFSET_USEC)
-        return hms_err_set(err, HMS_ERR_ENCODE, "commit time %lld out of range (event %s)",
-                           (long long)tx->commit_time, ev->id);
-    int64_t unix_usec = tx->commit_time + HMS_PG_EPOCH_OFFSET_USEC;
-    if (!hms_pgvalue_format_rfc3339(unix_usec, ts))
-        return hms_err_set(err, HMS_ERR_ENCODE, "commit time %lld out of range (event %s)",
-                           (long long)tx->commit_time, ev->id);
-    /* Whole seconds rounded down: C's division truncates toward zero. */
-    ev->time_unix = unix_usec / USEC_PER_SEC - (unix_usec % USEC_PER_SEC < 0);
-    return HMS_OK;
-}
-
 /* The envelope up to and including txid: head, id, subject, time, lsn.
  * The subject also goes to ev->subject (the header partitions hash), unless
  * the caller wrote it there already and passes that. */
@@ -648,7 +553,7 @@ static hms_status_t put_envelope(hms_buf_t *b, const hms_buf_t *head, hms_event_
                                  const hms_txctx_t *tx)
 {
     char lsn[HMS_LSN_STR_MAX];
-    size_t lsn_len = lsn_text(tx->commit_lsn, lsn);
+    size_t lsn_len = hms_ev_lsn_text(tx->commit_lsn, lsn);
     hms_status_t st;
     if (subject != ev->subject.data) {
         hms_buf_reset(&ev->subject);
@@ -665,18 +570,7 @@ static hms_status_t put_envelope(hms_buf_t *b, const hms_buf_t *head, hms_event_
         (st = hms_buf_append(b, lsn, lsn_len)) != HMS_OK ||
         (st = hms_buf_append_str(b, "\",\"txid\":")) != HMS_OK)
         return st;
-    return put_u64(b, tx->xid);
-}
-
-/* Never leave half an event where a caller might publish it. */
-static hms_status_t event_fail(hms_event_t *ev, hms_status_t st, hms_err_t *err)
-{
-    hms_buf_reset(&ev->body);
-    hms_buf_reset(&ev->routing_key);
-    hms_buf_reset(&ev->subject);
-    if (st == HMS_ERR_NOMEM)
-        hms_err_set(err, st, "encoder: out of memory encoding event %s", ev->id);
-    return st;
+    return hms_ev_put_u64(b, tx->xid);
 }
 
 /* Whether an Update moves its row to another key: the old row (or old key)
@@ -754,7 +648,7 @@ hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
     char ts[HMS_PGVALUE_RFC3339_LEN + 1];
 
     *nparts = 1;
-    event_clear(ev);
+    hms_ev_clear(ev);
     ev->type = NULL;
     ev->time_unix = 0;
     if (msg->kind != HMS_PGO_INSERT && msg->kind != HMS_PGO_UPDATE && msg->kind != HMS_PGO_DELETE)
@@ -771,7 +665,7 @@ hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
     c.rel = rel;
     if ((st = choose_kind(&c, msg, part, &kind, nparts)) != HMS_OK)
         return st;
-    if ((st = event_start(ev, tx, ts, err)) != HMS_OK)
+    if ((st = hms_ev_start(ev, tx, ts, err)) != HMS_OK)
         return st;
     ev->type = e->names[ri->cap].type[kind];
 
@@ -800,7 +694,7 @@ hms_status_t hms_encoder_encode_part(hms_encoder_t *e, const hms_txctx_t *tx,
         (st = put_data(&c, &ev->body)) != HMS_OK ||
         (st = put_routing_key(&ev->routing_key, &e->captures[ri->cap], kind, region, ev->id,
                               err)) != HMS_OK)
-        return event_fail(ev, st, err);
+        return hms_ev_fail(ev, st, err);
     return HMS_OK;
 }
 
@@ -819,7 +713,7 @@ hms_status_t hms_encoder_encode_truncate(hms_encoder_t *e, const hms_txctx_t *tx
         return hms_err_set(err, HMS_ERR_STATE, "encoder: truncated relation is not captured");
     }
     size_t ci = (size_t)(cap - e->captures);
-    if ((st = event_start(ev, tx, ts, err)) != HMS_OK)
+    if ((st = hms_ev_start(ev, tx, ts, err)) != HMS_OK)
         return st;
     ev->type = e->names[ci].type[KIND_TRUNCATED];
     /* The subject is the table: "public.incidents". */
@@ -833,7 +727,7 @@ hms_status_t hms_encoder_encode_truncate(hms_encoder_t *e, const hms_txctx_t *tx
         (st = hms_buf_append(b, ts, HMS_PGVALUE_RFC3339_LEN)) != HMS_OK ||
         (st = hms_buf_append_str(b, "\",\"origin\":\"" TRUNCATE_ORIGIN "\",\"data\":{}}")) !=
             HMS_OK)
-        return event_fail(ev, st, err);
+        return hms_ev_fail(ev, st, err);
     return HMS_OK;
 }
 
@@ -846,14 +740,14 @@ hms_status_t hms_encoder_encode_snapshot(hms_encoder_t *e, const hms_txctx_t *tx
     relinfo_t *ri;
     hms_status_t st;
     char ts[HMS_PGVALUE_RFC3339_LEN + 1];
-    event_clear(ev);
+    hms_ev_clear(ev);
     if ((st = relinfo_get(e, rel, &ri)) != HMS_OK)
         return hms_err_set(err, st, "encoder: out of memory describing a snapshot's columns");
     if (ri == NULL)
         return hms_err_set(err, HMS_ERR_STATE, "encoder: snapshot of %s.%s, which is not captured",
                            rel_nspname(rel), rel->relname);
     c.ri = ri;
-    if ((st = event_start(ev, tx, ts, err)) != HMS_OK)
+    if ((st = hms_ev_start(ev, tx, ts, err)) != HMS_OK)
         return st;
     ev->type = e->names[ri->cap].type[KIND_SNAPSHOT];
     if (row->ncols != rel->ncols || (row->ncols > 0 && row->values == NULL))
@@ -878,6 +772,6 @@ hms_status_t hms_encoder_encode_snapshot(hms_encoder_t *e, const hms_txctx_t *tx
         (st = put_routing_key(&ev->routing_key, &e->captures[ri->cap], KIND_SNAPSHOT, region,
                               ev->id, err)) != HMS_OK ||
         (queue != NULL && (st = hms_buf_append_str(&ev->queue, queue)) != HMS_OK))
-        return event_fail(ev, st, err);
+        return hms_ev_fail(ev, st, err);
     return HMS_OK;
 }

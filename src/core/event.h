@@ -2,8 +2,8 @@
  * (structured JSON mode) as docs/event-contract.md and schemas/ define it.
  *
  * Pure: no I/O.  What is captured and how it is named comes from a table of
- * hms_capture_t entries, so more tables (and later an outbox table) are a
- * matter of configuration, not of code. */
+ * hms_capture_t entries, so more tables are a matter of configuration, not
+ * of code.  An application's own events (hms_sync.emit) are core/emit.h's. */
 #ifndef HMS_CORE_EVENT_H
 #define HMS_CORE_EVENT_H
 
@@ -66,8 +66,12 @@ typedef struct {
      * also sent as header "subject" so that a consistent-hash exchange can
      * keep each incident's events on one queue.  Empty for a rejection. */
     hms_buf_t subject;
-    char id[40];       /* "<commit LSN, 16 hex>-<ordinal>" */
-    const char *type;  /* e.g. "gov.hms.ehr.IncidentCreated.v1"; owned by the encoder */
+    /* An application's own event (core/emit.h): published to the events
+     * exchange (hms.events) with its type as the routing key. */
+    bool emitted;
+    hms_buf_t own_type; /* an emitted event's type, which ev->type points to */
+    char id[40];        /* "<commit LSN, 16 hex>-<ordinal>" */
+    const char *type;   /* e.g. "gov.hms.ehr.IncidentCreated.v1"; the encoder's or own_type */
     int64_t time_unix; /* commit time, seconds since the Unix epoch */
 } hms_event_t;
 

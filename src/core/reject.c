@@ -113,6 +113,7 @@ hms_status_t hms_reject_build(const hms_reject_t *r, hms_event_t *ev, hms_err_t 
     hms_buf_reset(&ev->queue);
     hms_buf_reset(&ev->reason);
     hms_buf_reset(&ev->subject);
+    ev->emitted = false;
     ev->type = HMS_REJECT_TYPE;
     ev->time_unix = 0;
     if ((unsigned)r->reason >= HMS_REJECT_NREASONS ||

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "core/emit.h"
 #include "core/lsn.h"
 #include "core/rowtext.h"
 #include "core/walproto.h"
@@ -74,6 +75,36 @@ static uint64_t parse_version(const char *s, size_t len)
     return v;
 }
 
+/* An application's hms_sync.emit call becomes one event on the events
+ * exchange.  It counts among the transaction's changes (the id rule); the
+ * messages hms-sync's own triggers write do not. */
+static hms_status_t on_emit(hms_changes_t *c, const hms_pgo_msg_t *m, hms_err_t *err)
+{
+    hms_txctx_t tx = c->tx;
+    c->tx.ordinal++;
+    hms_outq_slot_t *slot = hms_outq_reserve(c->q);
+    if (slot == NULL) /* the loop reads only while there is room */
+        return hms_err_set(err, HMS_ERR_STATE, "internal: outbound queue full");
+    hms_emit_t e;
+    hms_status_t st = hms_emit_parse(m->u.message.content, m->u.message.len, &e, err);
+    if (st == HMS_OK) {
+        char type[256];
+        snprintf(type, sizeof(type), "%.*s", (int)e.type_len, e.type);
+        const char *schema = c->gate != NULL ? hms_gate_dataschema(c->gate, type) : NULL;
+        st = hms_emit_encode(c->source, &tx, &e, schema, &slot->ev, err);
+    } else {
+        st = HMS_ERR_ENCODE;
+        slot->ev.type = NULL; /* no type was read: the slot's last one is not this */
+    }
+    if (c->gate != NULL)
+        st = hms_gate_pass_emitted(c->gate, st, &tx, st == HMS_ERR_ENCODE ? NULL : &e, &slot->ev,
+                                   err);
+    if (st != HMS_OK)
+        return encode_failed(err);
+    uint64_t seq;
+    return queue_event(c, &seq, err);
+}
+
 /* Keeps the trigger's old row until the change it belongs to arrives: the
  * trigger fires just before the row's own WAL record, so only the newest
  * one can match. */
@@ -88,6 +119,8 @@ static hms_status_t on_message(hms_changes_t *c, const hms_pgo_msg_t *m, hms_err
         }
         return HMS_OK;
     }
+    if (strcmp(m->u.message.prefix, HMS_EMIT_PREFIX) == 0)
+        return on_emit(c, m, err);
     if (strcmp(m->u.message.prefix, TRUNCATE_VERSION_PREFIX) == 0) {
         c->truncate_version = parse_version(m->u.message.content, m->u.message.len);
         return HMS_OK;

@@ -1,7 +1,7 @@
 /* changes.h -- the walsender's CopyData turned into queued events, in
  * stream order: walproto tells XLogData from keepalives, the pgoutput
- * decoder reads the change, the encoder writes its event into the outbound
- * queue, and the LSN tracker numbers it and closes its transaction at the
+ * decoder reads the change (or an application's hms_sync.emit message),
+ * the encoder writes its event into the outbound queue, and the LSN tracker numbers it and closes its transaction at the
  * commit.  No I/O besides the log.
  *
  * Ownership: the struct borrows the decoder, encoder, tracker and queue
@@ -51,6 +51,9 @@ typedef struct {
      * rows there.  Borrowed. */
     hms_snapshot_t *snap;
     bool snap_in_tx;         /* this transaction carried snapshot rows */
+    /* "/hms-ehr/<system identifier>/<database>": where emitted events come
+     * from (set with the encoder). */
+    char source[200];
     uint64_t key_generation; /* the relation whose key column is key_col */
     int key_col;
 } hms_changes_t;

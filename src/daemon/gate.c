@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/validate.h"
 #include "core/buf.h"
+#include "core/emit.h"
 #include "core/lsn.h"
 
 struct hms_gate {
@@ -149,9 +150,50 @@ static void log_rejection(const hms_reject_t *r, const hms_event_t *ev)
             hms_reject_reason_name(r->reason), "detail", ev->reason.data, NULL);
 }
 
-hms_status_t hms_gate_pass(hms_gate_t *g, hms_status_t st, const hms_txctx_t *tx,
-                           const hms_pgo_relation_t *rel, const hms_pgo_tuple_t *row,
-                           hms_event_t *ev, hms_err_t *err)
+hms_status_t hms_gate_load_types(hms_gate_t *g, const char *dir, hms_err_t *err)
+{
+    size_t n;
+    hms_status_t st = hms_cval_load_types(g->val, dir, &n, err);
+    if (st == HMS_OK) {
+        char count[24];
+        snprintf(count, sizeof(count), "%zu", n);
+        hms_log(HMS_LOG_INFO, "data schemas of emitted types installed", "schemas_dir", dir,
+                "types", count, NULL);
+    }
+    return st;
+}
+
+const char *hms_gate_dataschema(const hms_gate_t *g, const char *type)
+{
+    return hms_cval_type_schema_id(g->val, type);
+}
+
+/* Fills r's table, source and subject for an emitted event. */
+static hms_status_t describe_emitted(hms_gate_t *g, const hms_emit_t *m, hms_reject_t *r)
+{
+    hms_status_t st;
+    hms_buf_reset(&g->source);
+    hms_buf_reset(&g->subject);
+    if ((st = hms_buf_printf(&g->source, "/hms-ehr/%s/%s/%s", g->sysid ? g->sysid : "0",
+                             g->dbname ? g->dbname : "?", HMS_EMIT_ORIGIN)) != HMS_OK)
+        return st;
+    r->table = HMS_EMIT_ORIGIN;
+    r->source = g->source.data;
+    r->subject = NULL;
+    if (m != NULL && m->subject_len > 0) {
+        if ((st = hms_buf_append(&g->subject, m->subject, m->subject_len)) != HMS_OK)
+            return st;
+        r->subject = g->subject.data;
+        r->subject_len = g->subject.len;
+    }
+    return HMS_OK;
+}
+
+/* The check of ev, or its rejection.  rel and row describe a change; m
+ * (when rel is NULL) an emitted event, or neither. */
+static hms_status_t pass(hms_gate_t *g, hms_status_t st, const hms_txctx_t *tx,
+                         const hms_pgo_relation_t *rel, const hms_pgo_tuple_t *row,
+                         const hms_emit_t *m, hms_event_t *ev, hms_err_t *err)
 {
     char detail[HMS_ERR_MSG_MAX + 64];
     hms_reject_t r = {.tx = tx, .intended_type = ev->type, .rel = rel, .row = row};
@@ -177,7 +219,8 @@ hms_status_t hms_gate_pass(hms_gate_t *g, hms_status_t st, const hms_txctx_t *tx
         snprintf(detail, sizeof(detail), "%s", why.msg);
     }
     r.detail = detail;
-    if ((st = describe(g, rel, row, &r)) != HMS_OK)
+    st = rel == NULL && m != NULL ? describe_emitted(g, m, &r) : describe(g, rel, row, &r);
+    if (st != HMS_OK)
         return hms_err_set(err, st, "out of memory rejecting a change");
     if (r.reason == HMS_REJECT_INVALID) {
         /* The event becomes the rejection's content: keep its bytes aside. */
@@ -194,4 +237,18 @@ hms_status_t hms_gate_pass(hms_gate_t *g, hms_status_t st, const hms_txctx_t *tx
     g->rejected[r.reason]++;
     log_rejection(&r, ev);
     return HMS_OK;
+}
+
+hms_status_t hms_gate_pass(hms_gate_t *g, hms_status_t st, const hms_txctx_t *tx,
+                           const hms_pgo_relation_t *rel, const hms_pgo_tuple_t *row,
+                           hms_event_t *ev, hms_err_t *err)
+{
+    return pass(g, st, tx, rel, row, NULL, ev, err);
+}
+
+hms_status_t hms_gate_pass_emitted(hms_gate_t *g, hms_status_t st, const hms_txctx_t *tx,
+                                   const hms_emit_t *m, hms_event_t *ev, hms_err_t *err)
+{
+    static const hms_emit_t unread = {0};
+    return pass(g, st, tx, NULL, NULL, m != NULL ? m : &unread, ev, err);
 }

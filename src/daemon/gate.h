@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/emit.h"
 #include "core/event.h"
 #include "core/pgoutput.h"
 #include "core/reject.h"
@@ -44,6 +45,19 @@ hms_status_t hms_gate_attach(hms_gate_t *g, const hms_encoder_t *enc, const char
 hms_status_t hms_gate_pass(hms_gate_t *g, hms_status_t st, const hms_txctx_t *tx,
                            const hms_pgo_relation_t *rel, const hms_pgo_tuple_t *row,
                            hms_event_t *ev, hms_err_t *err);
+
+/* As hms_gate_pass, for the event an hms_sync.emit message m became (m
+ * NULL: the message could not be read; st is then HMS_ERR_ENCODE).  Its
+ * rejection names table hms_sync.emit and the event's subject. */
+hms_status_t hms_gate_pass_emitted(hms_gate_t *g, hms_status_t st, const hms_txctx_t *tx,
+                                   const hms_emit_t *m, hms_event_t *ev, hms_err_t *err);
+
+/* Installs the data schemas of emitted types from dir (see
+ * hms_cval_load_types), logging how many.  HMS_ERR_CONFIG naming the file. */
+hms_status_t hms_gate_load_types(hms_gate_t *g, const char *dir, hms_err_t *err);
+
+/* The $id of the data schema installed for emitted type type, or NULL. */
+const char *hms_gate_dataschema(const hms_gate_t *g, const char *type);
 
 /* Rejections so far, by reason (counted when made: a change sent again
  * after a lost connection counts again). */

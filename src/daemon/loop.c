@@ -250,6 +250,7 @@ static void pg_streaming(loop_t *L)
         snprintf(L->dbname, sizeof(L->dbname), "%s", hms_repl_dbname(L->repl));
         hms_tracker_reset(L->trk, hms_repl_start_lsn(L->repl));
         L->enc = L->ch.enc = hms_encoder_new(L->sysid, L->dbname, &hms_capture_incidents, 1);
+        snprintf(L->ch.source, sizeof(L->ch.source), "/hms-ehr/%s/%s", L->sysid, L->dbname);
         if (L->enc == NULL || hms_gate_attach(L->gate, L->enc, L->sysid, L->dbname) != HMS_OK) {
             hms_err_t err;
             hms_err_set(&err, HMS_ERR_FATAL, "out of memory");
@@ -832,6 +833,8 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
         st = HMS_ERR_FATAL;
         goto done;
     }
+    if (opts->schemas != NULL && (st = hms_gate_load_types(L.gate, opts->schemas, err)) != HMS_OK)
+        goto done;
     hms_signals_install(NULL);
     hms_notify_init();
     if (opts->metrics != NULL &&

@@ -23,6 +23,7 @@ typedef struct {
     hms_pub_opts_t pub;
     int window;                 /* unconfirmed publishes in flight */
     size_t max_event_bytes;     /* larger events are rejected as a reference */
+    const char *schemas;        /* data schemas of emitted types (a directory); NULL: none */
     int snapshot_chunk;         /* rows per snapshot chunk */
     int feedback_interval_ms;   /* standby status at least this often */
     int replication_timeout_ms; /* silence from PostgreSQL that counts as a dead link; 0: never */

@@ -45,6 +45,7 @@ struct hms_pub {
     amqp_connection_state_t conn;
     char *exchange;
     char *rejected; /* exchange + HMS_PUB_REJECTED_SUFFIX */
+    char *events;   /* where emitted events go */
     char target[300];
     int node;         /* index of the node in the URL list */
     uint16_t channel; /* the confirm channel; a new number on each reopen */
@@ -127,22 +128,66 @@ static void client_properties(amqp_table_t *props, amqp_table_entry_t *entries,
     props->entries = entries;
 }
 
-/* Declares a durable exchange of type on the channel; the message says
- * what conflicts when the broker refuses. */
-static hms_status_t declare(hms_pub_t *p, const char *name, const char *type, hms_err_t *err)
+/* Declares a durable exchange of type with args on the channel; the
+ * message says what conflicts when the broker refuses. */
+static hms_status_t declare_with(hms_pub_t *p, const char *name, const char *type,
+                                 amqp_table_t args, hms_err_t *err)
 {
     char why[256];
     amqp_exchange_declare(p->conn, p->channel, amqp_cstring_bytes(name), amqp_cstring_bytes(type),
-                          0, 1, 0, 0, amqp_empty_table);
+                          0, 1, 0, 0, args);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(p->conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return HMS_OK;
     hms_amqp_reply_text(r, why, sizeof(why));
     return hms_err_set(err, HMS_ERR_AMQP,
-                       "amqp: cannot declare exchange %s (%s, durable) on %s: %s (an existing "
-                       "exchange of another type or durability conflicts; the user needs "
-                       "configure permission on it)",
-                       name, type, p->target, why);
+                       "amqp: cannot declare exchange %s (%s, durable%s) on %s: %s (an existing "
+                       "exchange of another type, durability or arguments conflicts; the user "
+                       "needs configure permission on it)",
+                       name, type, args.num_entries > 0 ? ", with an alternate exchange" : "",
+                       p->target, why);
+}
+
+static hms_status_t declare(hms_pub_t *p, const char *name, const char *type, hms_err_t *err)
+{
+    return declare_with(p, name, type, amqp_empty_table, err);
+}
+
+/* The events exchange, and where it puts an event of a type no queue is
+ * bound for: its alternate exchange <name>.unrouted (fanout) and a durable
+ * quorum queue of that name.  An application may emit a type before its
+ * first subscriber exists; the event waits there instead of being returned
+ * and holding every later change back. */
+static hms_status_t declare_events(hms_pub_t *p, const char *name, hms_err_t *err)
+{
+    char unrouted[256 + sizeof(HMS_PUB_UNROUTED_SUFFIX)], why[256];
+    snprintf(unrouted, sizeof(unrouted), "%s%s", name, HMS_PUB_UNROUTED_SUFFIX);
+    hms_status_t st = declare(p, unrouted, "fanout", err);
+    if (st != HMS_OK)
+        return st;
+    amqp_table_entry_t qtype = {
+        .key = amqp_cstring_bytes("x-queue-type"),
+        .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("quorum")}};
+    amqp_queue_declare(p->conn, p->channel, amqp_cstring_bytes(unrouted), 0, 1, 0, 0,
+                       (amqp_table_t){1, &qtype});
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(p->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+        amqp_queue_bind(p->conn, p->channel, amqp_cstring_bytes(unrouted),
+                        amqp_cstring_bytes(unrouted), amqp_empty_bytes, amqp_empty_table);
+        r = amqp_get_rpc_reply(p->conn);
+    }
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        hms_amqp_reply_text(r, why, sizeof(why));
+        return hms_err_set(err, HMS_ERR_AMQP,
+                           "amqp: cannot declare queue %s (quorum, durable) and bind it to "
+                           "exchange %s on %s: %s (the user needs configure and write "
+                           "permission on it)",
+                           unrouted, unrouted, p->target, why);
+    }
+    amqp_table_entry_t ae = {
+        .key = amqp_cstring_bytes("alternate-exchange"),
+        .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(unrouted)}};
+    return declare_with(p, name, "topic", (amqp_table_t){1, &ae}, err);
 }
 
 /* Opens channel number ch and puts it in confirm mode. */
@@ -179,10 +224,11 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, int first_node, hms_pub
         goto fail;
     }
     p->exchange = strdup(opts->exchange);
+    p->events = strdup(opts->events_exchange != NULL ? opts->events_exchange : "hms.events");
     size_t rlen = strlen(opts->exchange) + sizeof(HMS_PUB_REJECTED_SUFFIX);
     if (p->exchange != NULL && (p->rejected = malloc(rlen)) != NULL)
         snprintf(p->rejected, rlen, "%s%s", opts->exchange, HMS_PUB_REJECTED_SUFFIX);
-    if (p->exchange == NULL || p->rejected == NULL) {
+    if (p->exchange == NULL || p->rejected == NULL || p->events == NULL) {
         st = hms_err_set(err, HMS_ERR_NOMEM, "amqp: out of memory");
         goto fail;
     }
@@ -200,7 +246,8 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, int first_node, hms_pub
     if (st != HMS_OK || (st = open_channel(p, 1, err)) != HMS_OK)
         goto fail;
     if ((st = declare(p, opts->exchange, "topic", err)) != HMS_OK ||
-        (st = declare(p, p->rejected, "fanout", err)) != HMS_OK)
+        (st = declare(p, p->rejected, "fanout", err)) != HMS_OK ||
+        (st = declare_events(p, p->events, err)) != HMS_OK)
         goto fail;
     if (opts->fanout_exchange != NULL) {
         /* Every event the topic exchange routes also reaches the fanout
@@ -254,6 +301,7 @@ void hms_pub_close(hms_pub_t *p)
     hms_buf_free(&p->out);
     free(p->exchange);
     free(p->rejected);
+    free(p->events);
     free(p);
 }
 
@@ -374,7 +422,7 @@ hms_status_t hms_pub_publish(hms_pub_t *p, const hms_event_t *ev, uint64_t *tag,
     amqp_bytes_t body = {ev->body.len, ev->body.data};
     /* An event for one queue goes through the default exchange, which
      * routes by queue name (mandatory: a missing queue is returned). */
-    const char *exchange = p->exchange;
+    const char *exchange = ev->emitted ? p->events : p->exchange;
     if (ev->queue.len > 0) {
         exchange = "";
         rk = (amqp_bytes_t){ev->queue.len, ev->queue.data};

@@ -22,6 +22,9 @@
 /* The fanout exchange rejected changes go to is named after the topic one:
  * hms.incidents.rejected beside hms.incidents. */
 #define HMS_PUB_REJECTED_SUFFIX ".rejected"
+/* The alternate exchange of the events exchange, and its queue:
+ * hms.events.unrouted beside hms.events. */
+#define HMS_PUB_UNROUTED_SUFFIX ".unrouted"
 
 typedef struct {
     const char *url;      /* amqp:// or amqps://; a cluster's nodes comma-separated */
@@ -30,6 +33,9 @@ typedef struct {
     /* Declared fanout, durable, and bound to exchange with '#', so clients
      * of a plain fanout exchange get every event; NULL: none. */
     const char *fanout_exchange;
+    /* Declared topic, durable, with <events_exchange>.unrouted as its
+     * alternate exchange: emitted events go here; NULL: hms.events. */
+    const char *events_exchange;
     int heartbeat_s; /* 0 disables */
     int connect_timeout_ms;
 } hms_pub_opts_t;
@@ -53,8 +59,9 @@ hms_status_t hms_pub_check_url(const char *url, hms_err_t *err);
 /* Connects to the first node of opts->url that answers, trying them in
  * order from first_node (an index into the list, wrapping around), logs in
  * (advertising connection.blocked), opens channel 1, enables confirms and
- * declares the exchange, its rejected exchange (fanout, durable) and the
- * fanout exchange when there is one.  On success *out owns the connection;
+ * declares the exchange, its rejected exchange (fanout, durable), the
+ * events exchange with its unrouted exchange and queue, and the fanout
+ * exchange when there is one.  On success *out owns the connection;
  * release it with hms_pub_close(). */
 hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, int first_node, hms_pub_t **out,
                              hms_err_t *err);
@@ -71,7 +78,7 @@ bool hms_pub_writable(hms_pub_t *p, size_t len);
 bool hms_pub_blocked(const hms_pub_t *p);
 
 /* Publishes ev (persistent, mandatory) and returns its delivery tag in *tag.
- * A rejection (ev->reason not empty) goes to the rejected exchange instead,
+ * An emitted event goes to the events exchange.  A rejection (ev->reason not empty) goes to the rejected exchange instead,
  * not mandatory, with header x-reason and content type application/json.
  * On plain TCP the frames wait in a batch until hms_pub_flush(); call it
  * after the last publish of a turn.  Any failure means the connection is

@@ -400,7 +400,8 @@ START_TEST(schema_sets)
                          "https://hms.gov/schemas/ehr/IncidentDeleted.v1.json",
                          "https://hms.gov/schemas/ehr/IncidentsTruncated.v1.json",
                          "https://hms.gov/schemas/ehr/IncidentSnapshot.v1.json",
-                         "https://hms.gov/schemas/ehr/RejectedChange.v1.json"};
+                         "https://hms.gov/schemas/ehr/RejectedChange.v1.json",
+                         "https://hms.gov/schemas/ehr/emitted-envelope.v1.json"};
     ck_assert_uint_eq(n, sizeof ids / sizeof ids[0]);
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         const hms_schema_t *s = hms_schema_set_find(set, ids[i]);

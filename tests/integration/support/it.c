@@ -852,6 +852,18 @@ int it_amqp_declare_rejected(it_amqp_t *a, const char *exchange)
     return it_amqp_check(a->conn, amqp_get_rpc_reply(a->conn), "exchange.declare (rejected)");
 }
 
+/* Declares an exclusive, auto-delete, server-named queue with args into
+ * a->queue. */
+static int declare_own_queue(it_amqp_t *a, amqp_table_t args)
+{
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(a->conn, 1, amqp_empty_bytes, 0, 0, 1, 1, args);
+    if (it_amqp_check(a->conn, amqp_get_rpc_reply(a->conn), "queue.declare") != 0 || !ok)
+        return -1;
+    snprintf(a->queue, sizeof a->queue, "%.*s", (int)ok->queue.len, (const char *)ok->queue.bytes);
+    return 0;
+}
+
 int it_amqp_queue(it_amqp_t *a, const char *exchange, long max_length, bool reject_publish)
 {
     amqp_table_entry_t e[2];
@@ -868,20 +880,28 @@ int it_amqp_queue(it_amqp_t *a, const char *exchange, long max_length, bool reje
         e[n].value.value.bytes = amqp_cstring_bytes("reject-publish");
         n++;
     }
-    amqp_table_t args = {n, e};
-    amqp_queue_declare_ok_t *ok =
-        amqp_queue_declare(a->conn, 1, amqp_empty_bytes, 0, 0, 1, 1, args);
-    if (it_amqp_check(a->conn, amqp_get_rpc_reply(a->conn), "queue.declare") != 0 || !ok)
+    if (declare_own_queue(a, (amqp_table_t){n, e}) != 0)
         return -1;
-    snprintf(a->queue, sizeof a->queue, "%.*s", (int)ok->queue.len, (const char *)ok->queue.bytes);
     return it_amqp_bind(a, exchange);
 }
 
 int it_amqp_bind(it_amqp_t *a, const char *exchange)
 {
+    return it_amqp_bind_key(a, exchange, "#");
+}
+
+int it_amqp_bind_key(it_amqp_t *a, const char *exchange, const char *key)
+{
     amqp_queue_bind(a->conn, 1, amqp_cstring_bytes(a->queue), amqp_cstring_bytes(exchange),
-                    amqp_cstring_bytes("#"), amqp_empty_table);
+                    amqp_cstring_bytes(key), amqp_empty_table);
     return it_amqp_check(a->conn, amqp_get_rpc_reply(a->conn), "queue.bind");
+}
+
+int it_amqp_tap_key(it_amqp_t *a, const char *url, const char *exchange, const char *key)
+{
+    if (it_amqp_open(a, url) != 0 || declare_own_queue(a, amqp_empty_table) != 0)
+        return -1;
+    return it_amqp_bind_key(a, exchange, key) == 0 && it_amqp_consume(a) == 0 ? 0 : -1;
 }
 
 long it_amqp_ready(it_amqp_t *a)

@@ -188,6 +188,8 @@ int it_amqp_declare_rejected(it_amqp_t *a, const char *exchange);
 int it_amqp_queue(it_amqp_t *a, const char *exchange, long max_length, bool reject_publish);
 /* Binds the queue to another exchange with '#'. */
 int it_amqp_bind(it_amqp_t *a, const char *exchange);
+/* Binds the queue to exchange with binding key key. */
+int it_amqp_bind_key(it_amqp_t *a, const char *exchange, const char *key);
 /* Messages ready in the queue, or -1. */
 long it_amqp_ready(it_amqp_t *a);
 /* Starts basic.consume with manual ack and a prefetch of 1000. */
@@ -195,6 +197,8 @@ int it_amqp_consume(it_amqp_t *a);
 /* it_amqp_open, it_amqp_queue (no limit) and it_amqp_consume in one: a tap
  * that sees a copy of everything published to exchange from now on. */
 int it_amqp_tap(it_amqp_t *a, const char *url, const char *exchange);
+/* As it_amqp_tap, bound with key instead of '#'. */
+int it_amqp_tap_key(it_amqp_t *a, const char *url, const char *exchange, const char *key);
 /* Waits up to timeout_ms for one delivery; 1 = got one into m (free with
  * it_msg_free after use), 0 = timeout, -1 = error.  Acks the message. */
 int it_amqp_get(it_amqp_t *a, int timeout_ms, it_msg_t *m);

@@ -1,10 +1,10 @@
 # bench/lib.sh -- what every benchmark script shares: settings, servers and binaries, the database
 # and topology, helpers, the measurements more than one stage makes, clean-up and the report.
-# Sourced, not run.  Each stage script (drain.sh, memory.sh, live.sh, snapshot.sh, subscriber.sh,
-# callgrind.sh, validate.sh) defines STAGE_stage (its measurements), STAGE_results (its part of the
-# JSON) and STAGE_table (its rows of the table) and ends in bench_alone, so it runs alone;
-# bench/run.sh sources them all and calls bench_main once, so that they share one set-up, one
-# table and one JSON.
+# Sourced, not run.  Each stage script (drain.sh, outbox.sh, memory.sh, live.sh, snapshot.sh,
+# subscriber.sh, callgrind.sh, validate.sh) defines STAGE_stage (its measurements), STAGE_results
+# (its part of the JSON) and STAGE_table (its rows of the table) and ends in bench_alone, so it
+# runs alone; bench/run.sh sources them all and calls bench_main once, so that they share one
+# set-up, one table and one JSON.
 #
 # Settings (environment; the smoke mode's defaults in brackets):
 #   HMS_BENCH_N            events per backlog case (200000 [2000])
@@ -30,8 +30,9 @@
 #   HMS_BENCH_VALIDATE_N   the validate stage's events per native round, 5 rounds [3] (200000 [2000])
 #   HMS_BENCH_VALIDATE_CG  its events per side under callgrind, over a run of one (1000 [100]); 0 skips
 #                          the instruction counts
-#   HMS_BENCH_STAGES       which stages bench/run.sh runs ("drain memory live snapshot subscriber
-#                          callgrind validate"); a stage script runs its own stage whatever this says
+#   HMS_BENCH_STAGES       which stages bench/run.sh runs ("drain outbox memory live snapshot
+#                          subscriber callgrind validate"); a stage script runs its own stage whatever
+#                          this says
 #   HMS_BENCH_WINDOW       unconfirmed messages in flight, connector and ceiling (1000)
 #   HMS_BENCH_POLL_MS      how often the slot position is sampled (10)
 #   HMS_BENCH_TIMEOUT      longest a single measurement may take, seconds (900)
@@ -48,7 +49,7 @@ BENCH_LIB=${BASH_SOURCE[0]}
 ROOT=$(cd "$(dirname "$BENCH_LIB")/.." && pwd)
 # The order the stages run in when one run holds several: the live stage's broker ceiling uses
 # the event size the drain stage measured, when it ran first.
-BENCH_ORDER="drain memory live snapshot subscriber callgrind validate"
+BENCH_ORDER="drain outbox memory live snapshot subscriber callgrind validate"
 # Names the log lines and the results file: run.sh writes run-<UTC>.json, drain.sh drain-<UTC>.json.
 BENCH_NAME=$(basename "$0" .sh)
 
@@ -151,6 +152,10 @@ bench_settings() { # [--smoke]
     BG_PIDS=
     CREATED_DB=
     CREATED_TOPOLOGY=
+    # Every connector's --events-exchange, so that what run declares for emitted events carries
+    # the run's name too, and whether a connector or the outbox stage declared it.
+    EVENTS_EXCHANGE=$EXCHANGE.events
+    CREATED_EVENTS=
     # The subscriber stage's: consume's pid, its database and role, its queues, the DLX.
     SUB_PID=
     SUB_DB=
@@ -244,12 +249,15 @@ stop_pid() { # PID NAME: SIGTERM (a clean stop), SIGKILL after 15 s
 }
 
 # Starts hms-sync on $SLOT_RUN in the background as $CONN_PID, its output in LOG; ARGS go before
-# --log-level (the drain stage picks the sink there).
+# --log-level (the drain stage picks the sink there).  It declares EVENTS_EXCHANGE and
+# EVENTS_EXCHANGE.unrouted (exchange and queue), which clean-up removes.
 start_connector() { # LOG [ARGS...]
     local logf=$1
     shift
+    CREATED_EVENTS=1
     HMS_SYNC_PG=$CONNECTOR_PG HMS_SYNC_AMQP=$AMQP HMS_SYNC_SNAPSHOT=never "$BIN" run --slot "$SLOT_RUN" \
-        --exchange "$EXCHANGE" --window "$WINDOW" "$@" --log-level warn >"$logf" 2>&1 &
+        --exchange "$EXCHANGE" --events-exchange "$EVENTS_EXCHANGE" \
+        --window "$WINDOW" "$@" --log-level warn >"$logf" 2>&1 &
     CONN_PID=$!
 }
 # Waits until the connector holds its slot; dies if it exits first or takes 30 s.
@@ -339,6 +347,12 @@ cleanup() {
         "$RMQCTL" -q delete_queue "$p" >/dev/null 2>&1
     done
     [ -n "$SUB_DLX" ] && ceiling --exchange "$EXCHANGE.dlx" --queue "$EXCHANGE.dlxq" --count 0 --delete >/dev/null
+    # The events exchange every connector declares, and the fanout exchange and quorum queue
+    # EXCHANGE.events.unrouted beside it.
+    if [ -n "$CREATED_EVENTS" ]; then
+        ceiling --exchange "$EVENTS_EXCHANGE.unrouted" --queue "$EVENTS_EXCHANGE.unrouted" --count 0 --delete >/dev/null
+        ceiling --exchange "$EVENTS_EXCHANGE" --count 0 --delete >/dev/null
+    fi
     # The connector declares the fanout exchange EXCHANGE.rejected beside the topic one.
     [ -n "$CREATED_TOPOLOGY" ] && ceiling --exchange "$EXCHANGE.rejected" --count 0 --delete >/dev/null
     [ -n "$CREATED_TOPOLOGY" ] && ceiling --count 0 --delete >/dev/null
@@ -371,8 +385,9 @@ bench_database() {
 -- Autovacuum would otherwise wake up mid-measurement on the freshly filled table.
 ALTER TABLE public.incidents SET (autovacuum_enabled = off);
 
--- Commits n inserted rows, per_tx rows per transaction.
-CREATE PROCEDURE public.bench_fill(n bigint, per_tx bigint)
+-- Commits n items, per_tx per transaction: batch is one statement that makes the items
+-- $1 + 1 .. $1 + $2 (FROM generate_series(1, $2) AS g, item $1 + g).
+CREATE PROCEDURE public.bench_commit(n bigint, per_tx bigint, batch text)
 LANGUAGE plpgsql AS $$
 DECLARE
     done bigint := 0;
@@ -380,16 +395,44 @@ DECLARE
 BEGIN
     WHILE done < n LOOP
         k := least(per_tx, n - done);
-        INSERT INTO public.incidents (region, severity, status, summary, reported_by)
-        SELECT (ARRAY['north', 'south', 'east', 'west', 'metro'])[1 + (done + g) % 5],
-               1 + (done + g) % 5, 'open',
-               'Benchmark incident ' || (done + g) ||
-               ': patient fall near the ward entrance, no injury, follow-up requested',
-               'nurse.' || ((done + g) % 97)
-          FROM generate_series(1, k) AS g;
+        EXECUTE batch USING done, k;
         COMMIT;
         done := done + k;
     END LOOP;
+END
+$$;
+
+-- Commits n inserted rows, per_tx rows per transaction.
+CREATE PROCEDURE public.bench_fill(n bigint, per_tx bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    CALL public.bench_commit(n, per_tx, $b$
+        INSERT INTO public.incidents (region, severity, status, summary, reported_by)
+        SELECT (ARRAY['north', 'south', 'east', 'west', 'metro'])[1 + ($1 + g) % 5],
+               1 + ($1 + g) % 5, 'open',
+               'Benchmark incident ' || ($1 + g) ||
+               ': patient fall near the ward entrance, no injury, follow-up requested',
+               'nurse.' || (($1 + g) % 97)
+          FROM generate_series(1, $2) AS g$b$);
+END
+$$;
+
+-- Commits n calls of hms_sync.emit, per_tx per transaction (the outbox stage's backlog): an
+-- application's own event, its data about 210 bytes of JSON.
+CREATE PROCEDURE public.bench_emit(n bigint, per_tx bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    CALL public.bench_commit(n, per_tx, $b$
+        SELECT hms_sync.emit('org.example.bench.Assigned.v1', 'incidents/' || ($1 + g),
+                    jsonb_build_object(
+                        'incident_id', $1 + g,
+                        'investigator', 'investigator.' || (($1 + g) % 97),
+                        'team', (ARRAY['north', 'south', 'east', 'west', 'metro'])[1 + ($1 + g) % 5]
+                                || ' ward safety review',
+                        'priority', 1 + ($1 + g) % 5,
+                        'due_by', '2026-12-31T17:00:00Z',
+                        'note', 'Assigned after triage: patient fall near the ward entrance, no injury'))
+          FROM generate_series(1, $2) AS g$b$);
 END
 $$;
 
@@ -547,11 +590,12 @@ measure_connector() {
 }
 
 # Commits a backlog of n rows, per_tx per transaction, behind a fresh base slot; sets TARGET.
-make_backlog() {
-    local n=$1 per_tx=$2
+# FILL is the procedure that commits it: bench_fill (inserts), or bench_emit (hms_sync.emit calls).
+make_backlog() { # N PER_TX [FILL]
+    local n=$1 per_tx=$2 fill=${3:-bench_fill}
     psql_db -c "TRUNCATE public.incidents" || die "cannot empty public.incidents"
     create_slot "$SLOT_BASE"
-    psql_db -c "CALL public.bench_fill($n, $per_tx)" || die "committing the backlog failed"
+    psql_db -c "CALL public.$fill($n, $per_tx)" || die "committing the backlog failed"
     # The insert position, not pg_current_wal_lsn(): with synchronous_commit off the last
     # commits may not be written yet, and the target must not fall short of them.
     TARGET=$(psql_db -c "SELECT pg_current_wal_insert_lsn()")
@@ -610,7 +654,7 @@ bench_report() { # STAGE...
                       snapshot_chunk: (if $snap_chunk == "" then null else ($snap_chunk | tonumber) end),
                       subscriber_n: $sub_n, subscriber_batches: $sub_batches, subscriber_live_rate: $sub_rate,
                       subscriber_partitions: $sub_partitions},
-           backlog: [], memory: [], live: [], live_ceiling: null, snapshot: null, subscriber: null,
+           backlog: [], outbox: null, memory: [], live: [], live_ceiling: null, snapshot: null, subscriber: null,
            callgrind: null, validate: null,
            runs: $runs}
         | reduce $parts[] as $part (.; . + $part)' "$RUNS" >"$RESULT"

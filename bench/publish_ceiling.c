@@ -8,6 +8,7 @@
  *
  *   hms_publish_ceiling --url URL --exchange NAME [--routing-key KEY] [--count N] [--size BYTES]
  *                       [--window W] [--queue NAME [--declare] [--purge] [--delete]]
+ *                       [--alternate-exchange NAME]
  *
  * Order of work: declare, purge, publish (--count > 0), report, delete.  Exit codes: 0 every
  * message confirmed, 1 a runtime failure (including any nack or return), 2 a usage error. */
@@ -33,6 +34,7 @@ typedef struct {
     const char *exchange;
     const char *routing_key;
     const char *queue;
+    const char *alternate_exchange;
     uint64_t count;
     size_t size;
     uint64_t window;
@@ -90,6 +92,10 @@ static void usage(FILE *out)
             "  --queue NAME         queue for --declare, --purge, --delete and the queued count\n"
             "  --declare            declare the exchange (topic, durable) and a durable queue "
             "bound with '#'\n"
+            "  --alternate-exchange NAME\n"
+            "                       with --declare: the exchange's alternate-exchange argument, as "
+            "hms-sync\n"
+            "                       run declares its events exchange\n"
             "  --purge              purge the queue before publishing\n"
             "  --delete             delete the queue and the exchange after publishing\n");
 }
@@ -122,6 +128,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
         O_DECLARE,
         O_PURGE,
         O_DELETE,
+        O_AE,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -136,6 +143,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
         {"declare", no_argument, NULL, O_DECLARE},
         {"purge", no_argument, NULL, O_PURGE},
         {"delete", no_argument, NULL, O_DELETE},
+        {"alternate-exchange", required_argument, NULL, O_AE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -157,6 +165,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
         case O_DECLARE: o->declare = true; break;
         case O_PURGE: o->purge = true; break;
         case O_DELETE: o->delete_after = true; break;
+        case O_AE: o->alternate_exchange = optarg; break;
         case O_HELP: return -1;
         case O_COUNT:
             if (!parse_u64(optarg, 0, UINT64_C(100000000), &o->count)) {
@@ -292,12 +301,18 @@ fail:
 }
 
 /* The same topology the connector publishes into: a durable topic exchange (declared with the
- * connector's arguments, so either may declare it first) and a durable classic queue taking
- * every routing key, so mandatory messages are routed and persisted. */
+ * connector's arguments, so either may declare it first: none, or for its events exchange
+ * --alternate-exchange) and a durable classic queue taking every routing key, so mandatory
+ * messages are routed and persisted. */
 static int declare_topology(amqp_connection_state_t conn, const opts_t *o, char *msg, size_t cap)
 {
+    const char *alt = o->alternate_exchange != NULL ? o->alternate_exchange : "";
+    amqp_table_entry_t ae = {
+        .key = amqp_cstring_bytes("alternate-exchange"),
+        .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(alt)}};
+    amqp_table_t args = {alt[0] != '\0' ? 1 : 0, &ae};
     amqp_exchange_declare(conn, CHANNEL, amqp_cstring_bytes(o->exchange),
-                          amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
+                          amqp_cstring_bytes("topic"), 0, 1, 0, 0, args);
     if (!rpc_ok(conn, "exchange.declare", msg, cap))
         return -1;
     amqp_queue_declare(conn, CHANNEL, amqp_cstring_bytes(o->queue), 0, 1, 0, 0, amqp_empty_table);

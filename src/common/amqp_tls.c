@@ -53,6 +53,10 @@ void hms_amqp_reply_text(amqp_rpc_reply_t r, char *out, size_t outlen)
             amqp_connection_close_t *c = r.reply.decoded;
             hms_amqp_bytes_str(c->reply_text, text, sizeof(text));
             snprintf(out, outlen, "broker closed the connection: %u %s", c->reply_code, text);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *c = r.reply.decoded;
+            hms_amqp_bytes_str(c->reply_text, text, sizeof(text));
+            snprintf(out, outlen, "broker closed the channel: %u %s", c->reply_code, text);
         } else {
             snprintf(out, outlen, "unexpected broker method 0x%08x", r.reply.id);
         }

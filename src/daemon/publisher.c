@@ -46,6 +46,9 @@ struct hms_pub {
     char *exchange;
     char *rejected; /* exchange + HMS_PUB_REJECTED_SUFFIX */
     char *events;   /* where emitted events go */
+    /* Why the events exchange could not be declared on this connection
+     * ("" when it was): emitted events then cannot be published. */
+    char events_refused[HMS_ERR_MSG_MAX];
     char target[300];
     int node;         /* index of the node in the URL list */
     uint16_t channel; /* the confirm channel; a new number on each reopen */
@@ -128,10 +131,19 @@ static void client_properties(amqp_table_t *props, amqp_table_entry_t *entries,
     props->entries = entries;
 }
 
+/* Whether r is the broker refusing one request by closing the channel;
+ * the connection lives on. */
+static bool channel_closed(amqp_rpc_reply_t r)
+{
+    return r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+           r.reply.id == AMQP_CHANNEL_CLOSE_METHOD;
+}
+
 /* Declares a durable exchange of type with args on the channel; the
- * message says what conflicts when the broker refuses. */
+ * message says what conflicts when the broker refuses.  *closed (may be
+ * NULL) tells whether the refusal closed only the channel. */
 static hms_status_t declare_with(hms_pub_t *p, const char *name, const char *type,
-                                 amqp_table_t args, hms_err_t *err)
+                                 amqp_table_t args, bool *closed, hms_err_t *err)
 {
     char why[256];
     amqp_exchange_declare(p->conn, p->channel, amqp_cstring_bytes(name), amqp_cstring_bytes(type),
@@ -139,6 +151,8 @@ static hms_status_t declare_with(hms_pub_t *p, const char *name, const char *typ
     amqp_rpc_reply_t r = amqp_get_rpc_reply(p->conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return HMS_OK;
+    if (closed != NULL)
+        *closed = channel_closed(r);
     hms_amqp_reply_text(r, why, sizeof(why));
     return hms_err_set(err, HMS_ERR_AMQP,
                        "amqp: cannot declare exchange %s (%s, durable%s) on %s: %s (an existing "
@@ -150,7 +164,7 @@ static hms_status_t declare_with(hms_pub_t *p, const char *name, const char *typ
 
 static hms_status_t declare(hms_pub_t *p, const char *name, const char *type, hms_err_t *err)
 {
-    return declare_with(p, name, type, amqp_empty_table, err);
+    return declare_with(p, name, type, amqp_empty_table, NULL, err);
 }
 
 /* The events exchange, and where it puts an event of a type no queue is
@@ -158,11 +172,11 @@ static hms_status_t declare(hms_pub_t *p, const char *name, const char *type, hm
  * quorum queue of that name.  An application may emit a type before its
  * first subscriber exists; the event waits there instead of being returned
  * and holding every later change back. */
-static hms_status_t declare_events(hms_pub_t *p, const char *name, hms_err_t *err)
+static hms_status_t declare_events(hms_pub_t *p, const char *name, bool *closed, hms_err_t *err)
 {
     char unrouted[256 + sizeof(HMS_PUB_UNROUTED_SUFFIX)], why[256];
     snprintf(unrouted, sizeof(unrouted), "%s%s", name, HMS_PUB_UNROUTED_SUFFIX);
-    hms_status_t st = declare(p, unrouted, "fanout", err);
+    hms_status_t st = declare_with(p, unrouted, "fanout", amqp_empty_table, closed, err);
     if (st != HMS_OK)
         return st;
     amqp_table_entry_t qtype = {
@@ -177,6 +191,7 @@ static hms_status_t declare_events(hms_pub_t *p, const char *name, hms_err_t *er
         r = amqp_get_rpc_reply(p->conn);
     }
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        *closed = channel_closed(r);
         hms_amqp_reply_text(r, why, sizeof(why));
         return hms_err_set(err, HMS_ERR_AMQP,
                            "amqp: cannot declare queue %s (quorum, durable) and bind it to "
@@ -187,7 +202,7 @@ static hms_status_t declare_events(hms_pub_t *p, const char *name, hms_err_t *er
     amqp_table_entry_t ae = {
         .key = amqp_cstring_bytes("alternate-exchange"),
         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(unrouted)}};
-    return declare_with(p, name, "topic", (amqp_table_t){1, &ae}, err);
+    return declare_with(p, name, "topic", (amqp_table_t){1, &ae}, closed, err);
 }
 
 /* Opens channel number ch and puts it in confirm mode. */
@@ -209,6 +224,28 @@ static hms_status_t open_channel(hms_pub_t *p, uint16_t ch, hms_err_t *err)
     p->next_tag = 1;
     p->ret = RET_NONE;
     return HMS_OK;
+}
+
+/* Declares the events exchange, or notes why it cannot be.  A deployment
+ * that does not use hms_sync.emit need not grant its user anything on
+ * that exchange: the changes stream on without it, and only an emitted
+ * event stops the stream before it (hms_pub_publish), saying why; every
+ * reconnect tries again.  Anything but a refusal of the channel fails. */
+static hms_status_t declare_events_or_note(hms_pub_t *p, hms_err_t *err)
+{
+    bool closed = false;
+    p->events_refused[0] = '\0';
+    hms_status_t st = declare_events(p, p->events, &closed, err);
+    if (st == HMS_OK || !closed)
+        return st;
+    snprintf(p->events_refused, sizeof(p->events_refused), "%s", err->msg);
+    hms_log(HMS_LOG_WARN,
+            "the events exchange cannot be declared: changes stream on, but the first emitted "
+            "event (hms_sync.emit) will stop the stream before it until it can",
+            "events_exchange", p->events, "reason", p->events_refused, NULL);
+    amqp_channel_close_ok_t ok = {0};
+    amqp_send_method(p->conn, p->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    return open_channel(p, (uint16_t)(p->channel + 1), err);
 }
 
 hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, int first_node, hms_pub_t **out,
@@ -247,7 +284,7 @@ hms_status_t hms_pub_connect(const hms_pub_opts_t *opts, int first_node, hms_pub
         goto fail;
     if ((st = declare(p, opts->exchange, "topic", err)) != HMS_OK ||
         (st = declare(p, p->rejected, "fanout", err)) != HMS_OK ||
-        (st = declare_events(p, p->events, err)) != HMS_OK)
+        (st = declare_events_or_note(p, err)) != HMS_OK)
         goto fail;
     if (opts->fanout_exchange != NULL) {
         /* Every event the topic exchange routes also reaches the fanout
@@ -420,6 +457,13 @@ hms_status_t hms_pub_publish(hms_pub_t *p, const hms_event_t *ev, uint64_t *tag,
     props.app_id = amqp_cstring_bytes("hms-sync");
     amqp_bytes_t rk = {ev->routing_key.len, ev->routing_key.data};
     amqp_bytes_t body = {ev->body.len, ev->body.data};
+    if (ev->emitted && p->events_refused[0] != '\0')
+        return hms_err_set(err, HMS_ERR_AMQP,
+                           "amqp: cannot publish emitted event %s: %s; the slot stays before it, "
+                           "so nothing is lost: give the user configure, write and read "
+                           "permission on %s and %s%s",
+                           ev->id, p->events_refused, p->events, p->events,
+                           HMS_PUB_UNROUTED_SUFFIX);
     /* An event for one queue goes through the default exchange, which
      * routes by queue name (mandatory: a missing queue is returned). */
     const char *exchange = ev->emitted ? p->events : p->exchange;

@@ -322,6 +322,17 @@ START_TEST(test_least_privilege_end_to_end)
     if (dead != 1)
         it_proc_dump(&sub, "consume");
     ck_assert_msg(dead == 1, "%s holds %ld messages, want the one dead letter", dlq, dead);
+    /* The user has no permission on the events exchange: run streamed all
+     * the same (a warning at connect), and an emitted event holds the slot
+     * before it, naming what to grant, instead of being lost. */
+    wait_log(&run, "the events exchange cannot be declared", "run without the events exchange");
+    ck_assert_int_eq(
+        it_pg_exec(g_env.pg, "SELECT hms_sync.emit('org.example.cases.Assigned.v1', 'c-1', '{}')"),
+        0);
+    uint64_t emitted_at = it_pg_insert_lsn(g_env.pg);
+    wait_log(&run, "cannot publish emitted event", "run with an emitted event it cannot publish");
+    ck_assert_msg(it_pg_confirmed(g_env.pg, slot) < emitted_at,
+                  "the slot passed an emitted event that was never published");
     it_proc_signal(&run, SIGTERM);
     it_proc_signal(&sub, SIGTERM);
     ck_assert_int_eq(it_proc_wait(&run, 20000), 0);

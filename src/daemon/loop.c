@@ -431,6 +431,16 @@ static void read_pg(loop_t *L, bool readable, bool hangup)
 
 /* ---- publishing and feedback --------------------------------------------- */
 
+/* The type label an event counts under.  The metrics keep the label
+ * pointer, so it must be a string that outlives the event, and the label
+ * set must stay bounded: an application's emitted types are neither (the
+ * type lives in the event's slot, and there may be any number of them), so
+ * they all count as "emitted". */
+static const char *metric_type(const hms_event_t *ev)
+{
+    return ev->emitted ? "emitted" : ev->type;
+}
+
 static void publish(loop_t *L)
 {
     hms_outq_slot_t *s;
@@ -439,7 +449,7 @@ static void publish(loop_t *L)
         return;
     if (L->opts->discard) {
         while ((s = hms_outq_next(L->q)) != NULL) {
-            hms_metrics_count_published(&L->m, s->ev.type);
+            hms_metrics_count_published(&L->m, metric_type(&s->ev));
             hms_outq_sent(L->q, ++L->discard_tag);
             on_ack(L, L->discard_tag, false);
             L->n_published++;
@@ -457,7 +467,7 @@ static void publish(loop_t *L)
         }
         hms_outq_sent(L->q, tag);
         L->n_published++;
-        hms_metrics_count_published(&L->m, s->ev.type);
+        hms_metrics_count_published(&L->m, metric_type(&s->ev));
     }
     if (hms_pub_flush(L->pub, &err) != HMS_OK)
         amqp_lost(L, &err);

@@ -32,6 +32,7 @@ static struct {
     char queue[200], schemas[600];
     it_amqp_t ctl, tap, inc, rej;
     it_proc_t conn, sub;
+    int metrics_port;
     hms_schema_t *envelope;
     char emit_source[300]; /* .../hms_sync.emit */
 } E;
@@ -46,7 +47,10 @@ static void write_file(const char *path, const char *text)
 
 static void start_connector(void)
 {
-    const char *extra[] = {"--events-exchange", E.events, "--schemas", E.schemas, NULL};
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", E.metrics_port);
+    const char *extra[] = {"--events-exchange", E.events, "--schemas", E.schemas,
+                           "--metrics",         listen,   NULL};
     ck_assert_int_eq(it_conn_start(&g_env, &E.conn, "emit-conn", E.slot, E.exchange, extra), 0);
     if (it_pg_wait_slot_active(g_env.pg, E.slot, 30000) != 0) {
         it_proc_dump(&E.conn, NULL);
@@ -86,6 +90,8 @@ static void fixture_up(void)
     ck_assert_int_eq(it_amqp_tap(&E.rej, g_env.amqp_url, E.rejected), 0);
     ck_assert_int_eq(it_amqp_tap(&E.inc, g_env.amqp_url, E.exchange), 0);
     ck_assert_int_eq(it_pg_exec(g_env.pg, "DELETE FROM incidents"), 0);
+    E.metrics_port = it_free_port();
+    ck_assert_int_ge(E.metrics_port, 0);
     start_connector();
     /* The connector declared the events exchange; the tap takes the
      * example's types only, so that another type has no queue. */
@@ -361,6 +367,13 @@ START_TEST(test_emit_10000_in_one_transaction)
         it_msg_free(&m);
     }
     nothing_more(&E.tap, 300, "after the bulk transaction");
+    /* The metrics count them all under one bounded label, never under
+     * the application's type. */
+    static char body[1 << 16];
+    ck_assert_int_eq(it_http_get("127.0.0.1", E.metrics_port, "/metrics", body, sizeof body), 200);
+    double emitted = it_metric(body, "hms_sync_events_published_total{type=\"emitted\"}");
+    ck_assert_msg(emitted >= N, "published emitted events: %.0f, want >= %d", emitted, N);
+    ck_assert_ptr_null(strstr(body, ASSIGNED));
 }
 END_TEST
 

@@ -27,7 +27,8 @@ static hms_status_t cli_status(hms_consumer_status_t st)
     }
 }
 
-/* What consume's /metrics and /readyz serve. */
+/* What consume's /metrics and /readyz serve (its status page is still to
+ * come: / answers 404). */
 static hms_status_t render_consume(const void *s, hms_buf_t *out)
 {
     return hms_cmetrics_render(s, HMS_VERSION, out);
@@ -36,8 +37,9 @@ static bool ready_consume(const void *s, char *why, size_t whylen)
 {
     return hms_cmetrics_ready(s, why, whylen);
 }
-static const hms_http_view_t consume_view = {sizeof(hms_consumer_stats_t), render_consume,
-                                             ready_consume};
+static const hms_http_view_t consume_view = {.size = sizeof(hms_consumer_stats_t),
+                                             .render = render_consume,
+                                             .ready = ready_consume};
 
 static void publish(const hms_consumer_stats_t *s, void *http)
 {

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,40 @@ static hms_log_level_t log_level = HMS_LOG_INFO;
 static bool log_json = false;
 
 static const char *level_name[] = {"debug", "info", "warn", "error"};
+
+/* The newest warning or error, for the status page: written by whichever
+ * thread logs, read by the HTTP thread's snapshot. */
+static struct {
+    pthread_mutex_t lock;
+    char when[40];
+    char what[400];
+} last = {PTHREAD_MUTEX_INITIALIZER, "", ""};
+
+/* Keeps msg, and the value of key "error" when the line has one, as the
+ * newest problem. */
+static void note_problem(const char *ts, const char *msg, va_list ap)
+{
+    const char *k, *error = NULL;
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        const char *v = va_arg(ap, const char *);
+        if (strcmp(k, "error") == 0)
+            error = v;
+    }
+    pthread_mutex_lock(&last.lock);
+    snprintf(last.when, sizeof(last.when), "%s", ts);
+    snprintf(last.what, sizeof(last.what), "%s%s%s", msg, error ? ": " : "", error ? error : "");
+    pthread_mutex_unlock(&last.lock);
+}
+
+bool hms_log_last_problem(char *when, size_t whenlen, char *what, size_t whatlen)
+{
+    pthread_mutex_lock(&last.lock);
+    bool any = last.when[0] != '\0';
+    snprintf(when, whenlen, "%s", last.when);
+    snprintf(what, whatlen, "%s", last.what);
+    pthread_mutex_unlock(&last.lock);
+    return any;
+}
 
 void hms_log_setup(hms_log_level_t level, bool json)
 {
@@ -75,6 +110,11 @@ void hms_log_write(hms_log_level_t level, const char *msg, ...)
 
     hms_buf_t b = HMS_BUF_INIT;
     va_list ap;
+    if (level >= HMS_LOG_WARN) {
+        va_start(ap, msg);
+        note_problem(ts, msg, ap);
+        va_end(ap);
+    }
     va_start(ap, msg);
     if (log_json) {
         hms_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_name[level]);

@@ -11,6 +11,7 @@
 #define HMS_COMMON_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "core/status.h"
 
@@ -31,6 +32,12 @@ void hms_log_setup(hms_log_level_t level, bool json);
 hms_status_t hms_log_open(const char *path, hms_err_t *err);
 bool hms_log_enabled(hms_log_level_t level);
 void hms_log_write(hms_log_level_t level, const char *msg, ...) __attribute__((sentinel));
+
+/* The newest warning or error logged (levels below the log level are not
+ * logged, so not kept): its time as the log wrote it and its message, with
+ * the line's "error" value after a colon when it had one.  False, with
+ * both empty, when there was none. */
+bool hms_log_last_problem(char *when, size_t whenlen, char *what, size_t whatlen);
 
 #define hms_log(level, ...)                                                                        \
     do {                                                                                           \

@@ -128,7 +128,9 @@ const hms_config_setting_t hms_config_settings[] = {
      "serve Prometheus metrics, /healthz and /readyz on HOST:PORT",
      "status with this setting also reads the running connector's figures from it.  "
      "When set, run serves GET /metrics (Prometheus text format), /healthz (the process is "
-     "alive) and /readyz (both connections are up and the slot is streaming) over plain "
+     "alive), /readyz (both connections are up and the slot is streaming), a status page at "
+     "/ (for a browser: figures and the last hour's charts, nothing loaded from elsewhere) "
+     "and /status.json (the same for scripts) over plain "
      "HTTP on this address: an IPv4 address (127.0.0.1:9187), an IPv6 address in brackets "
      "([::1]:9187) or a host name, which run listens on at every address it resolves to.  "
      "consume serves the same three paths with the subscriber's figures (events by outcome, "

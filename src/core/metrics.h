@@ -59,6 +59,11 @@ typedef struct {
     uint64_t snapshot_rows_superseded; /* rows read but newer in the stream */
     /* Changes published as rejections instead of events, by reason. */
     uint64_t rejected[HMS_REJECT_NREASONS];
+    /* For the status page: the slot, and the newest warning or error
+     * logged, its time as the log wrote it ("" while there was none). */
+    char slot[64];
+    char problem_when[40];
+    char problem[400];
 } hms_metrics_t;
 
 /* Counts one published event of type name (a string that outlives m).

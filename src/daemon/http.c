@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "core/hostport.h"
 
@@ -21,6 +22,7 @@ struct hms_http {
     pthread_mutex_t lock;
     const hms_http_view_t *view;
     void *snapshot; /* view->size bytes */
+    hms_trend_t trend;
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
@@ -36,6 +38,35 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
     return ret;
 }
 
+/* The status page or /status.json, rendered from copies of the snapshot
+ * and the trend, so that the loop's publish never waits for a render. */
+static enum MHD_Result status_reply(hms_http_t *h, struct MHD_Connection *c, bool page)
+{
+    void *m = malloc(h->view->size);
+    hms_trend_t *t = malloc(sizeof(*t));
+    enum MHD_Result ret;
+    if (m == NULL || t == NULL) {
+        ret = reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", "out of memory\n", 14);
+        goto done;
+    }
+    pthread_mutex_lock(&h->lock);
+    memcpy(m, h->snapshot, h->view->size);
+    *t = h->trend;
+    pthread_mutex_unlock(&h->lock);
+    hms_buf_t b = HMS_BUF_INIT;
+    hms_status_t st = page ? h->view->page(m, t, &b) : h->view->json(m, t, &b);
+    if (st != HMS_OK)
+        ret = reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", "out of memory\n", 14);
+    else
+        ret = reply(c, MHD_HTTP_OK, page ? "text/html; charset=utf-8" : "application/json",
+                    b.data ? b.data : "", b.len);
+    hms_buf_free(&b);
+done:
+    free(m);
+    free(t);
+    return ret;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state)
@@ -46,6 +77,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strcmp(url, "/healthz") == 0)
         return reply(c, MHD_HTTP_OK, "text/plain", "ok\n", 3);
     bool metrics = strcmp(url, "/metrics") == 0;
+    bool page = h->view->page != NULL && strcmp(url, "/") == 0;
+    bool json = h->view->json != NULL && strcmp(url, "/status.json") == 0;
+    if (page || json)
+        return status_reply(h, c, page);
     if (!metrics && strcmp(url, "/readyz") != 0)
         return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "not found: try /metrics\n", 24);
     void *m = malloc(h->view->size);
@@ -124,6 +159,7 @@ hms_status_t hms_http_start(const char *listen, const hms_http_view_t *view, hms
     }
     pthread_mutex_init(&h->lock, NULL);
     h->view = view;
+    hms_trend_init(&h->trend, HMS_HTTP_TREND_EVERY_MS);
     /* Every address the host resolves to, as a name means the host: a
      * scraper of "localhost" may come over either family. */
     for (const struct addrinfo *p = ai; p != NULL && h->ndaemons < LISTEN_MAX; p = p->ai_next) {
@@ -166,7 +202,13 @@ void hms_http_stop(hms_http_t *h)
 
 void hms_http_publish(hms_http_t *h, const void *snap)
 {
+    double v[HMS_TREND_SERIES] = {0};
+    if (h->view->sample != NULL)
+        h->view->sample(snap, v);
+    int64_t now = hms_clock_ms();
     pthread_mutex_lock(&h->lock);
     memcpy(h->snapshot, snap, h->view->size);
+    if (h->view->sample != NULL)
+        hms_trend_add(&h->trend, now, v);
     pthread_mutex_unlock(&h->lock);
 }

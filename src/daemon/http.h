@@ -1,6 +1,7 @@
 /* http.h -- the metrics and health endpoint of `hms-sync run` and
- * `hms-sync consume`: GET /metrics (Prometheus text), /healthz (alive) and
- * /readyz (ready).
+ * `hms-sync consume`: GET /metrics (Prometheus text), /healthz (alive),
+ * /readyz (ready), and, for a view that has them, the status page (GET /)
+ * and /status.json with the last hour's trend.
  *
  * libmicrohttpd serves it from its own thread, so a slow scraper never
  * touches the event loop.  The loop hands over a snapshot of its figures
@@ -14,6 +15,10 @@
 
 #include "core/buf.h"
 #include "core/status.h"
+#include "core/trend.h"
+
+/* How often the trend takes a sample: an hour fits its ring. */
+#define HMS_HTTP_TREND_EVERY_MS 10000
 
 /* How one command's figures are served.  A snapshot is size bytes, copied
  * as they are (so it holds no pointer to memory the loop changes). */
@@ -23,6 +28,11 @@ typedef struct {
     hms_status_t (*render)(const void *snap, hms_buf_t *out);
     /* True when ready; otherwise false with a one-line reason in why. */
     bool (*ready)(const void *snap, char *why, size_t whylen);
+    /* Optional, all three or none: the trend's values for snap; the status
+     * page of snap and trend (HTML); the same as JSON. */
+    void (*sample)(const void *snap, double v[HMS_TREND_SERIES]);
+    hms_status_t (*page)(const void *snap, const hms_trend_t *t, hms_buf_t *out);
+    hms_status_t (*json)(const void *snap, const hms_trend_t *t, hms_buf_t *out);
 } hms_http_view_t;
 
 typedef struct hms_http hms_http_t;
@@ -37,7 +47,8 @@ hms_status_t hms_http_start(const char *listen, const hms_http_view_t *view, hms
                             hms_err_t *err);
 void hms_http_stop(hms_http_t *h);
 
-/* Copies snap (view->size bytes) as the snapshot the next requests see. */
+/* Copies snap (view->size bytes) as the snapshot the next requests see,
+ * and takes it into the trend when a sample is due. */
 void hms_http_publish(hms_http_t *h, const void *snap);
 
 #endif

@@ -23,6 +23,7 @@
 #include "daemon/changes.h"
 #include "daemon/gate.h"
 #include "daemon/http.h"
+#include "daemon/runview.h"
 #include "daemon/notify.h"
 #include "daemon/progress.h"
 #include "daemon/snapshot.h"
@@ -613,17 +614,6 @@ static void check_pg_silence(loop_t *L, int64_t now)
 }
 
 /* Refreshes the gauges and hands a snapshot to the HTTP thread. */
-/* What run's /metrics and /readyz serve: the figures update_metrics fills. */
-static hms_status_t render_run(const void *m, hms_buf_t *out)
-{
-    return hms_metrics_render(m, HMS_VERSION, out);
-}
-static bool ready_run(const void *m, char *why, size_t whylen)
-{
-    return hms_metrics_ready(m, why, whylen);
-}
-static const hms_http_view_t run_view = {sizeof(hms_metrics_t), render_run, ready_run};
-
 static void update_metrics(loop_t *L, int64_t now)
 {
     hms_metrics_t *m = &L->m;
@@ -650,6 +640,8 @@ static void update_metrics(loop_t *L, int64_t now)
             m->lag_seconds = since_pending;
         }
     }
+    snprintf(m->slot, sizeof(m->slot), "%s", L->opts->repl.slot);
+    hms_log_last_problem(m->problem_when, sizeof(m->problem_when), m->problem, sizeof(m->problem));
     m->pg_up = L->repl != NULL;
     m->amqp_up = L->pub != NULL || L->opts->discard;
     snprintf(m->amqp_node, sizeof(m->amqp_node), "%s", L->pub ? hms_pub_target(L->pub) : "");
@@ -848,7 +840,7 @@ hms_status_t hms_run(const hms_run_opts_t *opts, hms_err_t *err)
     hms_signals_install(NULL);
     hms_notify_init();
     if (opts->metrics != NULL &&
-        (st = hms_http_start(opts->metrics, &run_view, &L.http, err)) != HMS_OK)
+        (st = hms_http_start(opts->metrics, &hms_run_view, &L.http, err)) != HMS_OK)
         goto done;
     if (!opts->discard && (st = connect_amqp(&L, err)) != HMS_OK)
         goto done;

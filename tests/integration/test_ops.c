@@ -402,6 +402,23 @@ START_TEST(test_metrics_live)
     static http_resp_t r;
     ck_assert_int_eq(http_get(port, "/readyz", &r), 200);
     ck_assert(b2.up == 1);
+    /* The status page and /status.json say the same, and show why. */
+    ck_assert_int_eq(http_get(port, "/", &r), 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "<p id=\"headline\" class=\"ok\">ready: streaming"));
+    ck_assert_ptr_nonnull(strstr(r.body, "<tr id=\"row-lag_in_wal\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "id=\"chart-lag\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "RabbitMQ blocked publishing"));
+    ck_assert_int_eq(http_get(port, "/status.json", &r), 200);
+    json_object *js = json_tokener_parse(r.body);
+    ck_assert_msg(js != NULL, "status.json is not JSON: %.300s", r.body);
+    ck_assert(json_object_get_boolean(it_json_get(js, "ready")));
+    ck_assert_int_gt(json_object_get_int64(it_json_get(js, "lag_bytes")), 0);
+    ck_assert_int_eq(json_object_get_int64(it_json_get(js, "confirmed_total")), 15);
+    ck_assert_str_eq(it_json_str(js, "slot"), F.slot);
+    ck_assert_ptr_nonnull(strstr(it_json_str(it_json_get(js, "last_problem"), "message"),
+                                 "RabbitMQ blocked publishing"));
+    ck_assert(json_object_is_type(it_json_get(it_json_get(js, "trend"), "age_s"), json_type_array));
+    json_object_put(js);
 
     /* Phase 3: unblock; everything arrives and the lag falls to 0. */
     broker_unblock();

@@ -19,6 +19,7 @@ PKGS=(
     gnuplot-nox jq # bench/run.sh: the latency chart, its JSON
     nodejs         # tests/node: a subscriber written with Node's amqplib
     prometheus     # promtool: scripts/check-deploy.sh checks the alert rules
+    chromium       # tests/integration/test_status_page.c: the status page in a real browser
 )
 
 missing=()

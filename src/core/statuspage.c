@@ -56,6 +56,17 @@ static void human(double v, char *out, size_t n)
     snprintf(out, n, "%.4g%s", v, suffix[i]);
 }
 
+/* The minutes the x axis spans: what the samples cover, in steps of 10,
+ * from 10 to 60, so that a process started a minute ago shows a line,
+ * not a dot at the edge. */
+static int span_minutes(const hms_trend_t *t)
+{
+    size_t n = hms_trend_len(t);
+    int64_t covered = n > 0 ? hms_trend_at(t, n - 1)->t_ms - hms_trend_at(t, 0)->t_ms : 0;
+    int m = (int)((covered + 599999) / 600000) * 10;
+    return m < 10 ? 10 : m > 60 ? 60 : m;
+}
+
 /* The value chart c draws at sample i (a rate needs the sample before). */
 static double value_at(const hms_trend_t *t, const hms_page_chart_t *c, size_t i)
 {
@@ -100,9 +111,10 @@ hms_status_t hms_page_chart(const hms_trend_t *t, const hms_page_chart_t *c, hms
             X1, now, top);
         hms_buf_printf(out, "<polyline class=\"ln\" fill=\"none\" points=\"");
         int64_t newest = hms_trend_at(t, n - 1)->t_ms;
+        double span_s = span_minutes(t) * 60.0;
         for (size_t i = from; i < n; i++) {
             double age_s = (double)(newest - hms_trend_at(t, i)->t_ms) / 1000.0;
-            double x = X1 - (X1 - X0) * (age_s / 3600.0);
+            double x = X1 - (X1 - X0) * (age_s / span_s);
             double y = Y1 - (Y1 - Y0) * (value_at(t, c, i) / scale);
             hms_buf_printf(out, "%s%.1f,%.1f", i > from ? " " : "", x < X0 ? X0 : x, y);
         }
@@ -113,11 +125,11 @@ hms_status_t hms_page_chart(const hms_trend_t *t, const hms_page_chart_t *c, hms
                         "<line class=\"ax\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>"
                         "<text x=\"%d\" y=\"%d\" class=\"ax\" text-anchor=\"end\">%s</text>"
                         "<text x=\"%d\" y=\"%d\" class=\"ax\" text-anchor=\"end\">0</text>"
-                        "<text x=\"%d\" y=\"%d\" class=\"ax\">-60 min</text>"
+                        "<text x=\"%d\" y=\"%d\" class=\"ax\">-%d min</text>"
                         "<text x=\"%d\" y=\"%d\" class=\"ax\" text-anchor=\"end\">now</text>"
                         "</svg>",
                         X0, Y1, X1, Y1, X0, Y0, X0, Y1, X0 - 4, Y0 + 4, top, X0 - 4, Y1, X0,
-                        Y1 + 16, X1, Y1 + 16);
+                        Y1 + 16, span_minutes(t), X1, Y1 + 16);
     return st;
 }
 

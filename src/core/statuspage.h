@@ -48,8 +48,9 @@ typedef struct {
 /* Appends the whole HTML document of pg to out. */
 hms_status_t hms_page_render(const hms_page_t *pg, hms_buf_t *out);
 
-/* Appends one chart as an <svg> element: the trend's last hour, the
- * newest sample at the right edge, the largest value at the top. */
+/* Appends one chart as an <svg> element: the trend's samples, the newest
+ * at the right edge and the x axis as long as they reach back (10 to 60
+ * minutes, in steps of 10), the largest value at the top. */
 hms_status_t hms_page_chart(const hms_trend_t *t, const hms_page_chart_t *c, hms_buf_t *out);
 
 /* Appends the trend as a JSON object: "every_s" (the sampling interval),

@@ -120,6 +120,19 @@ START_TEST(chart_draws_the_hour_newest_at_the_right)
     ck_assert_msg(strstr(out.data, "points=\"56.0,146.0 344.0,87.0 632.0,28.0\"") != NULL, "%s",
                   out.data);
     ck_assert_ptr_nonnull(strstr(out.data, "now 10, max 10"));
+    ck_assert_ptr_nonnull(strstr(out.data, ">-60 min<"));
+}
+END_TEST
+
+START_TEST(chart_axis_follows_what_the_samples_cover)
+{
+    /* Five minutes of samples: the axis spans ten, not sixty. */
+    for (int i = 0; i <= 30; i++)
+        add((int64_t)i * 10000, 0, i);
+    ck_assert_int_eq(hms_page_chart(&trend, &charts[0], &out), HMS_OK);
+    ck_assert_ptr_nonnull(strstr(out.data, ">-10 min<"));
+    /* The oldest sample, 300 s before the newest, halfway along. */
+    ck_assert_msg(strstr(out.data, "points=\"344.0,146.0 ") != NULL, "%s", out.data);
 }
 END_TEST
 
@@ -156,6 +169,7 @@ static Suite *statuspage_suite(void)
     tcase_add_test(tc, trend_rate_of_a_counter);
     tcase_add_test(tc, page_is_self_contained_and_escaped);
     tcase_add_test(tc, chart_draws_the_hour_newest_at_the_right);
+    tcase_add_test(tc, chart_axis_follows_what_the_samples_cover);
     tcase_add_test(tc, chart_says_it_is_collecting);
     tcase_add_test(tc, trend_json_parses);
     suite_add_tcase(s, tc);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "cli/reload.h"
+#include "cli/watch.h"
 #include "common/amqp_tls.h"
 #include "common/pgconn.h"
 #include "daemon/config_load.h"
@@ -51,54 +52,61 @@ int hms_cli_migrate(const hms_config_t *cfg, const hms_cli_flags_t *flags)
     return HMS_EXIT_OK;
 }
 
+/* One status: the slot's figures and, with --metrics, the running
+ * connector's (for JSON as a "connector" member of the same object),
+ * written to out.  *lag_bytes gets the slot's lag (-1 when unknown). */
+static hms_status_t status_once(const hms_config_t *cfg, bool json, FILE *out, double *lag_bytes,
+                                hms_err_t *err)
+{
+    json_object *obj, *m = NULL, *lag;
+    *lag_bytes = -1;
+    if (cfg->metrics != NULL && (m = hms_scrape_metrics(cfg->metrics, err)) == NULL)
+        return HMS_ERR_IO;
+    hms_status_t st = hms_slot_status_read(cfg->pg, cfg->slot, timeout_s(cfg), &obj, err);
+    if (st != HMS_OK) {
+        json_object_put(m);
+        return st;
+    }
+    if (json_object_object_get_ex(obj, "lag_bytes", &lag) && lag != NULL)
+        *lag_bytes = json_object_get_double(lag);
+    if (json && m != NULL) {
+        json_object_object_add(obj, "connector", m);
+        m = NULL;
+    }
+    hms_slot_status_print(obj, json, out);
+    if (m != NULL) {
+        json_object_object_foreach(m, key, val)
+        {
+            fprintf(out, "%-*s %.17g\n", 27, key, json_object_get_double(val));
+        }
+        json_object_put(m);
+    }
+    json_object_put(obj);
+    return HMS_OK;
+}
+
+/* status --watch's way to draw one frame. */
+static hms_status_t watch_frame(const void *arg, bool json, FILE *out, double *lag_bytes,
+                                hms_err_t *err)
+{
+    return status_once(arg, json, out, lag_bytes, err);
+}
+
 int hms_cli_status(const hms_config_t *cfg, const hms_cli_flags_t *flags)
 {
     hms_err_t err;
     hms_status_t st;
     if ((st = hms_pg_check_conninfo(cfg->pg, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
-    if (cfg->metrics == NULL) {
-        if ((st = hms_slot_status(cfg->pg, cfg->slot, timeout_s(cfg), flags->json, stdout, &err)) !=
-            HMS_OK)
+    if (flags->watch != NULL) {
+        int seconds;
+        if ((st = hms_cli_watch_seconds(flags->watch, &seconds, &err)) != HMS_OK)
             return hms_cli_fail(st, &err);
-        return HMS_EXIT_OK;
+        return hms_cli_watch(seconds, flags->json, watch_frame, cfg);
     }
-    /* With --metrics, the running connector's own figures join the slot's:
-     * for JSON as a "connector" member of the same object. */
-    json_object *m = hms_scrape_metrics(cfg->metrics, &err);
-    if (m == NULL)
-        return hms_cli_fail(HMS_ERR_IO, &err);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    st = mem ? hms_slot_status(cfg->pg, cfg->slot, timeout_s(cfg), flags->json, mem, &err)
-             : HMS_ERR_NOMEM;
-    if (mem != NULL)
-        fclose(mem);
-    if (st != HMS_OK) {
-        free(text);
-        json_object_put(m);
+    double lag;
+    if ((st = status_once(cfg, flags->json, stdout, &lag, &err)) != HMS_OK)
         return hms_cli_fail(st, &err);
-    }
-    if (flags->json) {
-        json_object *o = json_tokener_parse(text);
-        if (o != NULL) {
-            json_object_object_add(o, "connector", m);
-            printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-            json_object_put(o);
-        } else {
-            fputs(text, stdout);
-            json_object_put(m);
-        }
-    } else {
-        fputs(text, stdout);
-        json_object_object_foreach(m, key, val)
-        {
-            printf("%-*s %.17g\n", 27, key, json_object_get_double(val));
-        }
-        json_object_put(m);
-    }
-    free(text);
     return HMS_EXIT_OK;
 }
 

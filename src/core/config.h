@@ -162,6 +162,7 @@ typedef struct {
     bool wait;          /* snapshot: follow the request until it ends */
     const char *cancel; /* snapshot: the request to cancel */
     bool list;          /* snapshot: list the slot's requests */
+    const char *watch;  /* status: refresh every this many seconds ("": the default) */
 } hms_cli_flags_t;
 
 /* Fills cfg with the defaults.  Returns HMS_ERR_NOMEM on allocation failure

@@ -73,7 +73,9 @@ typedef struct {
     size_t offset; /* of the field in hms_cli_flags_t */
     unsigned cmds;
     const char *summary;
-    const char *metavar; /* the value's placeholder in --help; NULL: a bool */
+    /* The value's placeholder in --help; NULL: a bool; in brackets, as
+     * "[SECONDS]", the value may be left out. */
+    const char *metavar;
 } hms_config_cli_flag_t;
 
 extern const hms_config_setting_t hms_config_settings[];

@@ -224,6 +224,14 @@ static hms_status_t walk_argv(hms_config_t *cfg, unsigned cmd, int argc, char **
                 *(bool *)field = true;
                 goto next;
             }
+            /* "[SECONDS]": the value may be left out (then ""), and the
+             * next argument is the value only when it is not an option. */
+            bool optional = hms_config_cli_flags[k].metavar[0] == '[';
+            if (optional && value == NULL &&
+                (a + 1 >= argc || hms_config_starts_with(argv[a + 1], "--"))) {
+                *(const char **)field = "";
+                goto next;
+            }
             if (value == NULL && a + 1 < argc)
                 value = argv[++a];
             /* An empty value is more likely a shell variable that was never

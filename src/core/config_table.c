@@ -301,6 +301,10 @@ const hms_config_cli_flag_t hms_config_cli_flags[] = {
      "print the effective settings (secrets redacted) and exit", NULL},
     {"json", offsetof(hms_cli_flags_t, json), HMS_CMD_STATUS | HMS_CMD_SNAPSHOT,
      "print JSON (status; snapshot --list)", NULL},
+    {"watch", offsetof(hms_cli_flags_t, watch), HMS_CMD_STATUS,
+     "print the figures again every SECONDS (default 2, 1 to 3600) with the lag's trend since "
+     "the view started, until interrupted",
+     "[SECONDS]"},
     {"subscriber", offsetof(hms_cli_flags_t, subscriber), HMS_CMD_MIGRATE,
      "install the subscriber-side objects instead of the publisher side", NULL},
     {"where", offsetof(hms_cli_flags_t, where), HMS_CMD_SNAPSHOT,

@@ -203,3 +203,40 @@ hms_status_t hms_page_trend_json(const hms_trend_t *t, const hms_page_chart_t *c
     }
     return hms_buf_printf(out, "}");
 }
+
+hms_status_t hms_page_trend_line(const hms_trend_t *t, int s, const char *unit, size_t width,
+                                 hms_buf_t *out)
+{
+    /* Eight heights of a block, lowest first (UTF-8). */
+    static const char *const bars[] = {"\u2581", "\u2582", "\u2583", "\u2584",
+                                       "\u2585", "\u2586", "\u2587", "\u2588"};
+    size_t n = hms_trend_len(t);
+    if (n < 2)
+        return hms_buf_printf(out, "(a trend after two samples)");
+    const hms_trend_point_t *first = hms_trend_at(t, 0), *last = hms_trend_at(t, n - 1);
+    size_t from = n > width ? n - width : 0;
+    double max = 0, lo = last->v[s], hi = last->v[s];
+    for (size_t i = 0; i < n; i++)
+        max = hms_trend_at(t, i)->v[s] > max ? hms_trend_at(t, i)->v[s] : max;
+    for (size_t i = from; i < n; i++) {
+        double v = hms_trend_at(t, i)->v[s];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    double minutes = (double)(last->t_ms - first->t_ms) / 60000.0;
+    double per_min = minutes > 0 ? (last->v[s] - first->v[s]) / minutes : 0;
+    char a[32], b[32], m[32], d[32];
+    human(first->v[s], a, sizeof(a));
+    human(last->v[s], b, sizeof(b));
+    human(max, m, sizeof(m));
+    human(fabs(per_min), d, sizeof(d));
+    hms_buf_printf(out, "%s -> %s %s (max %s), %s%s %s/min ", a, b, unit, m,
+                   per_min < 0 ? "-" : "+", d, unit);
+    hms_status_t st = HMS_OK;
+    for (size_t i = from; i < n && st == HMS_OK; i++) {
+        double v = hms_trend_at(t, i)->v[s];
+        int k = hi > lo ? (int)((v - lo) / (hi - lo) * 7.0 + 0.5) : 0;
+        st = hms_buf_append_str(out, bars[k < 0 ? 0 : k > 7 ? 7 : k]);
+    }
+    return st;
+}

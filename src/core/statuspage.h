@@ -60,6 +60,14 @@ hms_status_t hms_page_chart(const hms_trend_t *t, const hms_page_chart_t *c, hms
 hms_status_t hms_page_trend_json(const hms_trend_t *t, const hms_page_chart_t *charts,
                                  size_t ncharts, hms_buf_t *out);
 
+/* Appends one line of text about series s of t (values in unit): where it
+ * started, where it is and its largest value, its change per minute since
+ * the first sample, and a sparkline of the newest `width` samples, e.g.
+ * "12 k -> 40.1 k bytes (max 52 k), +13 k bytes/min ▁▂▃▅▇".  With fewer
+ * than two samples it says so. */
+hms_status_t hms_page_trend_line(const hms_trend_t *t, int s, const char *unit, size_t width,
+                                 hms_buf_t *out);
+
 /* Appends s HTML-escaped (&, <, >, ", '). */
 hms_status_t hms_page_escape(hms_buf_t *out, const char *s);
 

@@ -208,8 +208,8 @@ static hms_status_t read_snapshots(PGconn *conn, const char *slot, const char *t
     return HMS_OK;
 }
 
-hms_status_t hms_slot_status(const char *conninfo, const char *slot, int connect_timeout_s,
-                             bool json, FILE *out, hms_err_t *err)
+hms_status_t hms_slot_status_read(const char *conninfo, const char *slot, int connect_timeout_s,
+                                  json_object **out, hms_err_t *err)
 {
     char target[256], line[256];
     PGconn *conn = NULL;
@@ -262,14 +262,8 @@ hms_status_t hms_slot_status(const char *conninfo, const char *slot, int connect
         goto fail;
     }
     snaps = NULL; /* obj holds it */
-
-    if (json)
-        fprintf(out, "%s\n",
-                json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-                                                        JSON_C_TO_STRING_NOSLASHESCAPE));
-    else
-        print_text(obj, out);
-    fflush(out);
+    *out = obj;
+    obj = NULL;
     st = HMS_OK;
 
 fail:
@@ -279,4 +273,27 @@ fail:
     PQclear(sres);
     PQfinish(conn);
     return st;
+}
+
+void hms_slot_status_print(json_object *obj, bool json, FILE *out)
+{
+    if (json)
+        fprintf(out, "%s\n",
+                json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+                                                        JSON_C_TO_STRING_NOSLASHESCAPE));
+    else
+        print_text(obj, out);
+    fflush(out);
+}
+
+hms_status_t hms_slot_status(const char *conninfo, const char *slot, int connect_timeout_s,
+                             bool json, FILE *out, hms_err_t *err)
+{
+    json_object *obj;
+    hms_status_t st = hms_slot_status_read(conninfo, slot, connect_timeout_s, &obj, err);
+    if (st != HMS_OK)
+        return st;
+    hms_slot_status_print(obj, json, out);
+    json_object_put(obj);
+    return HMS_OK;
 }

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <json-c/json.h>
+
 #include "core/status.h"
 
 /* The slot `run` creates when none is named. */
@@ -24,5 +26,11 @@
  * unparsable conninfo or an empty slot name. */
 hms_status_t hms_slot_status(const char *conninfo, const char *slot, int connect_timeout_s,
                              bool json, FILE *out, hms_err_t *err);
+
+/* hms_slot_status in two halves: the figures as one JSON object (*out,
+ * the caller puts it; errors as hms_slot_status), and their printing. */
+hms_status_t hms_slot_status_read(const char *conninfo, const char *slot, int connect_timeout_s,
+                                  json_object **out, hms_err_t *err);
+void hms_slot_status_print(json_object *obj, bool json, FILE *out);
 
 #endif

@@ -843,6 +843,66 @@ START_TEST(test_listen_forms)
 }
 END_TEST
 
+/* ---- status --watch: frames while lag grows, then a clean stop ---- */
+
+/* How many times needle occurs in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+START_TEST(test_status_watch)
+{
+    /* A bad interval is refused at once, with one line. */
+    const char *const bad[] = {"status", "--pg", g_env.conninfo, "--watch", "0", NULL};
+    it_proc_t p;
+    ck_assert_int_eq(it_proc_spawn(&g_env, &p, "watch-bad", bad), 0);
+    ck_assert_int_eq(it_proc_wait(&p, 10000), 2);
+    char *out = it_proc_output(&p);
+    ck_assert_msg(out &&
+                      strstr(out, "--watch: SECONDS must be a whole number from 1 to 3600, got "
+                                  "\"0\"") &&
+                      it_count_lines(out) == 1,
+                  "%s", out ? out : "");
+    free(out);
+
+    /* The slot exists and stands still (no connector), while rows commit:
+     * its lag grows, and the frames' trend says so. */
+    spawn_run(&F.conn, "watch-run", NULL, NULL, NULL);
+    wait_streaming(&F.conn, "watch-run");
+    it_proc_signal(&F.conn, SIGTERM);
+    ck_assert_int_eq(it_proc_wait(&F.conn, 20000), 0);
+    const char *const watch[] = {"status", "--pg", g_env.conninfo, "--slot", F.slot, "--watch",
+                                 "1",      NULL};
+    ck_assert_int_eq(it_proc_spawn(&g_env, &p, "watch", watch), 0);
+    for (int i = 0; i < 8; i++) {
+        insert_rows(20, "watch");
+        it_sleep_ms(500);
+    }
+    it_proc_signal(&p, SIGINT);
+    ck_assert_int_eq(it_proc_wait(&p, 10000), 0);
+    out = it_proc_output(&p);
+    ck_assert_ptr_nonnull(out);
+    int frames = count_of(out, "hms-sync status --watch 1: ");
+    ck_assert_msg(frames >= 3, "%d frames:\n%s", frames, out);
+    ck_assert_int_eq(count_of(out, "confirmed_flush_lsn:"), frames);
+    ck_assert_ptr_null(strstr(out, "\033[")); /* not a terminal: no screen control */
+    /* The last frame's trend: the lag rose since the view started. */
+    const char *last = strstr(out, "lag trend since ");
+    for (const char *q = last; q != NULL; q = strstr(q + 1, "lag trend since "))
+        last = q;
+    ck_assert_msg(last != NULL && strstr(last, " bytes/min ") != NULL &&
+                      strstr(last, ", +") != NULL,
+                  "no rising trend in the last frame:\n%s", out);
+    fprintf(stderr, "ops: status --watch: %d frames; %.*s", frames, (int)strcspn(last, "\n") + 1,
+            last);
+    free(out);
+}
+END_TEST
+
 static TCase *tcase(const char *name, const TTest *fn, bool servers)
 {
     TCase *tc = tcase_create(name);
@@ -870,6 +930,7 @@ static Suite *ops_suite(void)
     suite_add_tcase(s, tcase("sd_notify", test_sd_notify, true));
     suite_add_tcase(s, tcase("ha", test_ha_takeover, true));
     suite_add_tcase(s, tcase("listen", test_listen_forms, true));
+    suite_add_tcase(s, tcase("watch", test_status_watch, true));
     return s;
 }
 

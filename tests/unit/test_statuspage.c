@@ -146,6 +146,23 @@ START_TEST(chart_says_it_is_collecting)
 }
 END_TEST
 
+START_TEST(trend_line_in_a_terminal)
+{
+    ck_assert_int_eq(hms_page_trend_line(&trend, 0, "bytes", 5, &out), HMS_OK);
+    ck_assert_str_eq(out.data, "(a trend after two samples)");
+    hms_buf_reset(&out);
+    /* Two minutes: 12000 -> 36000 bytes, max 52000, with a dip. */
+    add(0, 12000, 0);
+    add(30000, 52000, 0);
+    add(60000, 20000, 0);
+    add(90000, 28000, 0);
+    add(120000, 36000, 0);
+    ck_assert_int_eq(hms_page_trend_line(&trend, 0, "bytes", 3, &out), HMS_OK);
+    ck_assert_str_eq(out.data, "12 k -> 36 k bytes (max 52 k), +12 k bytes/min "
+                               "\u2581\u2585\u2588");
+}
+END_TEST
+
 START_TEST(trend_json_parses)
 {
     add(0, 100, 1);
@@ -171,6 +188,7 @@ static Suite *statuspage_suite(void)
     tcase_add_test(tc, chart_draws_the_hour_newest_at_the_right);
     tcase_add_test(tc, chart_axis_follows_what_the_samples_cover);
     tcase_add_test(tc, chart_says_it_is_collecting);
+    tcase_add_test(tc, trend_line_in_a_terminal);
     tcase_add_test(tc, trend_json_parses);
     suite_add_tcase(s, tc);
     return s;

@@ -3,11 +3,11 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/consumeview.h"
 #include "cli/reload.h"
 #include "cli/workers.h"
 #include "common/pgconn.h"
 #include "core/hostport.h"
-#include "consumer/metrics.h"
 #include "daemon/http.h"
 #include "daemon/publisher.h"
 #include "hms_consumer.h"
@@ -27,25 +27,6 @@ static hms_status_t cli_status(hms_consumer_status_t st)
     }
 }
 
-/* What consume's /metrics and /readyz serve (its status page is still to
- * come: / answers 404). */
-static hms_status_t render_consume(const void *s, hms_buf_t *out)
-{
-    return hms_cmetrics_render(s, HMS_VERSION, out);
-}
-static bool ready_consume(const void *s, char *why, size_t whylen)
-{
-    return hms_cmetrics_ready(s, why, whylen);
-}
-static const hms_http_view_t consume_view = {.size = sizeof(hms_consumer_stats_t),
-                                             .render = render_consume,
-                                             .ready = ready_consume};
-
-static void publish(const hms_consumer_stats_t *s, void *http)
-{
-    hms_http_publish(http, s);
-}
-
 /* One consumer: its metrics listener (when metrics is set), then the
  * library until a stop signal.  An exit code. */
 static int run_one(hms_consumer_opts_t *o, const char *metrics)
@@ -54,9 +35,9 @@ static int run_one(hms_consumer_opts_t *o, const char *metrics)
     hms_status_t st;
     hms_http_t *http = NULL;
     if (metrics != NULL) {
-        if ((st = hms_http_start(metrics, &consume_view, &http, &err)) != HMS_OK)
+        if ((st = hms_http_start(metrics, &hms_consume_view, &http, &err)) != HMS_OK)
             return hms_cli_fail(st, &err);
-        o->stats = publish;
+        o->stats = hms_consume_view_publish;
         o->stats_arg = http;
     }
     hms_consumer_err_t cerr;

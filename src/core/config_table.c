@@ -133,7 +133,7 @@ const hms_config_setting_t hms_config_settings[] = {
      "and /status.json (the same for scripts) over plain "
      "HTTP on this address: an IPv4 address (127.0.0.1:9187), an IPv6 address in brackets "
      "([::1]:9187) or a host name, which run listens on at every address it resolves to.  "
-     "consume serves the same three paths with the subscriber's figures (events by outcome, "
+     "consume serves the same paths with the subscriber's figures (events by outcome, "
      "latency, queue depth); its /readyz wants its PostgreSQL session and its RabbitMQ "
      "connection up.  Give each process its own port.  Bind it to loopback or a management "
      "network."},

@@ -3,6 +3,7 @@
 #include "core/statuspage.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -133,6 +134,24 @@ hms_status_t hms_page_chart(const hms_trend_t *t, const hms_page_chart_t *c, hms
     return st;
 }
 
+void hms_page_row(hms_page_row_t *row, const char *label, bool warn, const char *fmt, ...)
+{
+    va_list ap;
+    row->label = label;
+    row->warn = warn;
+    va_start(ap, fmt);
+    vsnprintf(row->value, sizeof(row->value), fmt, ap);
+    va_end(ap);
+}
+
+void hms_page_problem_row(hms_page_row_t *row, const char *when, const char *problem)
+{
+    if (when[0] != '\0')
+        hms_page_row(row, "Last error or warning", true, "%s %s", when, problem);
+    else
+        hms_page_row(row, "Last error or warning", false, "none since start");
+}
+
 /* The document's own look: no style sheet comes from anywhere else. */
 static const char style[] =
     "body{font-family:sans-serif;margin:1.5em;color:#222;background:#fff}"
@@ -202,6 +221,23 @@ hms_status_t hms_page_trend_json(const hms_trend_t *t, const hms_page_chart_t *c
         hms_buf_printf(out, "]");
     }
     return hms_buf_printf(out, "}");
+}
+
+hms_status_t hms_page_json_end(const char *when, const char *problem, const hms_trend_t *t,
+                               const hms_page_chart_t *charts, size_t ncharts, hms_buf_t *out)
+{
+    if (when[0] != '\0') {
+        hms_buf_printf(out, ",\"last_problem\":{\"time\":");
+        hms_buf_append_json_str(out, when, strlen(when));
+        hms_buf_printf(out, ",\"message\":");
+        hms_buf_append_json_str(out, problem, strlen(problem));
+        hms_buf_printf(out, "}");
+    } else {
+        hms_buf_printf(out, ",\"last_problem\":null");
+    }
+    hms_buf_printf(out, ",\"trend\":");
+    hms_page_trend_json(t, charts, ncharts, out);
+    return hms_buf_printf(out, "}\n");
 }
 
 hms_status_t hms_page_trend_line(const hms_trend_t *t, int s, const char *unit, size_t width,

@@ -45,6 +45,13 @@ typedef struct {
     int refresh_s; /* the page reloads itself this often */
 } hms_page_t;
 
+/* Fills *row: its label, whether it warns, and its value formatted. */
+void hms_page_row(hms_page_row_t *row, const char *label, bool warn, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Fills *row with the figure every page ends with: the newest warning or
+ * error logged (when is its time; "" when there was none). */
+void hms_page_problem_row(hms_page_row_t *row, const char *when, const char *problem);
+
 /* Appends the whole HTML document of pg to out. */
 hms_status_t hms_page_render(const hms_page_t *pg, hms_buf_t *out);
 
@@ -59,6 +66,12 @@ hms_status_t hms_page_chart(const hms_trend_t *t, const hms_page_chart_t *c, hms
  * but a letter or digit (a rate's first sample is null). */
 hms_status_t hms_page_trend_json(const hms_trend_t *t, const hms_page_chart_t *charts,
                                  size_t ncharts, hms_buf_t *out);
+
+/* Appends what every /status.json ends with, and closes its object:
+ * "last_problem" ({"time", "message"}, or null when when is "") and
+ * "trend" (hms_page_trend_json). */
+hms_status_t hms_page_json_end(const char *when, const char *problem, const hms_trend_t *t,
+                               const hms_page_chart_t *charts, size_t ncharts, hms_buf_t *out);
 
 /* Appends one line of text about series s of t (values in unit): where it
  * started, where it is and its largest value, its change per minute since

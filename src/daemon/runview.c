@@ -79,36 +79,30 @@ static hms_status_t page(const void *snap, const hms_trend_t *t, hms_buf_t *out)
     bool ok = hms_metrics_ready(m, why, sizeof(why));
     hms_page_row_t rows[12];
     size_t n = 0;
-#define ROW(label_, warn_, ...)                                                                    \
-    do {                                                                                           \
-        rows[n].label = (label_);                                                                  \
-        rows[n].warn = (warn_);                                                                    \
-        snprintf(rows[n].value, sizeof(rows[n].value), __VA_ARGS__);                               \
-        n++;                                                                                       \
-    } while (0)
     hms_lsn_format(m->confirmed_flush_lsn, lsn);
-    ROW("Slot", false, "%s", m->slot);
-    ROW("Confirmed LSN", false, "%s", lsn);
-    ROW("Lag", m->lag_seconds >= LAG_WARN_SECONDS, "%.1f s", m->lag_seconds);
-    ROW("Lag in WAL", false, "%llu bytes", (unsigned long long)m->lag_bytes);
+    hms_page_row(&rows[n++], "Slot", false, "%s", m->slot);
+    hms_page_row(&rows[n++], "Confirmed LSN", false, "%s", lsn);
+    hms_page_row(&rows[n++], "Lag", m->lag_seconds >= LAG_WARN_SECONDS, "%.1f s", m->lag_seconds);
+    hms_page_row(&rows[n++], "Lag in WAL", false, "%llu bytes", (unsigned long long)m->lag_bytes);
     rate_text(last_rate(t, S_PUBLISHED), rate, sizeof(rate));
-    ROW("Published", false, "%s (%llu in all)", rate, (unsigned long long)published_total(m));
+    hms_page_row(&rows[n++], "Published", false, "%s (%llu in all)", rate,
+                 (unsigned long long)published_total(m));
     rate_text(last_rate(t, S_CONFIRMED), rate, sizeof(rate));
-    ROW("Confirmed", false, "%s (%llu in all)", rate, (unsigned long long)m->confirms);
-    ROW("In flight", false, "%llu", (unsigned long long)m->inflight);
-    ROW("RabbitMQ node", !m->amqp_up, "%s", m->amqp_node[0] ? m->amqp_node : "(disconnected)");
-    ROW("PostgreSQL", !m->pg_up, "%s", m->pg_up ? "connected" : "disconnected");
-    ROW("Rejected changes", rejected_total(m) > 0, "%llu", (unsigned long long)rejected_total(m));
+    hms_page_row(&rows[n++], "Confirmed", false, "%s (%llu in all)", rate,
+                 (unsigned long long)m->confirms);
+    hms_page_row(&rows[n++], "In flight", false, "%llu", (unsigned long long)m->inflight);
+    hms_page_row(&rows[n++], "RabbitMQ node", !m->amqp_up, "%s",
+                 m->amqp_node[0] ? m->amqp_node : "(disconnected)");
+    hms_page_row(&rows[n++], "PostgreSQL", !m->pg_up, "%s",
+                 m->pg_up ? "connected" : "disconnected");
+    hms_page_row(&rows[n++], "Rejected changes", rejected_total(m) > 0, "%llu",
+                 (unsigned long long)rejected_total(m));
     if (m->snapshot_id[0] != '\0')
-        ROW("Snapshot", false, "%s: %lld of %lld rows", m->snapshot_id,
-            (long long)m->snapshot_rows_done, (long long)m->snapshot_rows_total);
+        hms_page_row(&rows[n++], "Snapshot", false, "%s: %lld of %lld rows", m->snapshot_id,
+                     (long long)m->snapshot_rows_done, (long long)m->snapshot_rows_total);
     else
-        ROW("Snapshot", false, "none in progress");
-    if (m->problem_when[0] != '\0')
-        ROW("Last error or warning", true, "%s %s", m->problem_when, m->problem);
-    else
-        ROW("Last error or warning", false, "none since start");
-#undef ROW
+        hms_page_row(&rows[n++], "Snapshot", false, "none in progress");
+    hms_page_problem_row(&rows[n++], m->problem_when, m->problem);
     hms_page_t pg = {.title = "hms-sync run",
                      .headline = ok ? "ready: streaming" : why,
                      .ok = ok,
@@ -154,17 +148,7 @@ static hms_status_t json(const void *snap, const hms_trend_t *t, hms_buf_t *out)
     } else {
         hms_buf_printf(out, ",\"snapshot\":null");
     }
-    if (m->problem_when[0] != '\0') {
-        hms_buf_printf(out, ",\"last_problem\":{\"time\":");
-        hms_buf_append_json_str(out, m->problem_when, strlen(m->problem_when));
-        json_str(out, "message", m->problem);
-        hms_buf_printf(out, "}");
-    } else {
-        hms_buf_printf(out, ",\"last_problem\":null");
-    }
-    hms_buf_printf(out, ",\"trend\":");
-    hms_page_trend_json(t, charts, NCHARTS, out);
-    return hms_buf_printf(out, "}\n");
+    return hms_page_json_end(m->problem_when, m->problem, t, charts, NCHARTS, out);
 }
 
 const hms_http_view_t hms_run_view = {

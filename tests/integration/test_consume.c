@@ -717,6 +717,24 @@ START_TEST(test_metrics)
     ck_assert_msg(batches >= events / 10 && batches < events / 2, "%g batches", batches);
     snprintf(series, sizeof series, "hms_sync_consumer_up{queue=\"%s\"}", q);
     ck_assert(sub_metric(port, series) == 1);
+    /* The status page and /status.json show the same figures. */
+    static char page[1 << 17];
+    ck_assert_int_eq(it_http_get("127.0.0.1", port, "/", page, sizeof page), 200);
+    ck_assert_ptr_nonnull(strstr(page, "<p id=\"headline\" class=\"ok\">ready: consuming"));
+    char row[128];
+    snprintf(row, sizeof row,
+             "<tr id=\"row-dead_lettered\"><th>Dead-lettered</th><td "
+             "class=\"v\">0</td>");
+    ck_assert_msg(strstr(page, row) != NULL, "no %s in %.3000s", row, page);
+    ck_assert_ptr_nonnull(strstr(page, "id=\"chart-queue_depth\""));
+    ck_assert_int_eq(it_http_get("127.0.0.1", port, "/status.json", page, sizeof page), 200);
+    json_object *js = json_tokener_parse(page);
+    ck_assert_msg(js != NULL, "status.json: %.300s", page);
+    ck_assert_str_eq(it_json_str(js, "queue"), q);
+    ck_assert_int_eq(json_object_get_int64(it_json_get(js, "applied_total")), events);
+    ck_assert_int_eq(json_object_get_int64(it_json_get(js, "queue_messages")), 0);
+    ck_assert(json_object_get_boolean(it_json_get(js, "ready")));
+    json_object_put(js);
     free(stop_sub(1));
     fprintf(stderr, "consume: metrics: %ld events in %g batches, depth seen while draining\n",
             events, batches);

@@ -69,6 +69,18 @@ hms_status_t hms_metrics_render(const hms_metrics_t *m, const char *version, hms
         hms_prom_label_value(out, m->amqp_node);
         hms_buf_append_str(out, "\"} 1\n");
     }
+    hms_prom_family(out, "hms_sync_slot_wal_retained_bytes", "gauge",
+                    "WAL the server keeps for the slot (current WAL - restart_lsn), read every "
+                    "10 s; no sample before the first reading.");
+    if (m->wal_retained_bytes >= 0)
+        hms_buf_printf(out, "hms_sync_slot_wal_retained_bytes %lld\n",
+                       (long long)m->wal_retained_bytes);
+    hms_prom_family(out, "hms_sync_slot_wal_keep_max_bytes", "gauge",
+                    "The server's max_slot_wal_keep_size in bytes: a slot that needs more WAL "
+                    "is lost; no sample when there is no limit or before the first reading.");
+    if (m->wal_keep_max_bytes >= 0)
+        hms_buf_printf(out, "hms_sync_slot_wal_keep_max_bytes %lld\n",
+                       (long long)m->wal_keep_max_bytes);
     hms_prom_gauge(out, "hms_sync_inflight_events",
                    "Events published and awaiting the broker's verdict.", (double)m->inflight);
     hms_prom_gauge(out, "hms_sync_replication_lag_bytes",

@@ -59,6 +59,12 @@ typedef struct {
     uint64_t snapshot_rows_superseded; /* rows read but newer in the stream */
     /* Changes published as rejections instead of events, by reason. */
     uint64_t rejected[HMS_REJECT_NREASONS];
+    /* The slot's WAL retention, read every 10 s: bytes kept (current WAL -
+     * restart_lsn; -1 until read), the server's max_slot_wal_keep_size in
+     * bytes (-1: no limit) and wal_status ("" until read). */
+    int64_t wal_retained_bytes;
+    int64_t wal_keep_max_bytes;
+    char wal_status[16];
     /* For the status page: the slot, and the newest warning or error
      * logged, its time as the log wrote it ("" while there was none). */
     char slot[64];

@@ -15,6 +15,9 @@
 #include "core/pgoutput.h"
 
 #define PROGRESS_INTERVAL_MS 1000
+/* How often the slot's WAL retention is read for the status page and
+ * /metrics: it moves with the WAL, not with every event. */
+#define WAL_INTERVAL_MS 10000
 #define PROGRESS_RETRY_MS 30000
 #define PROGRESS_FINAL_WAIT_MS 2000
 
@@ -30,6 +33,9 @@ struct hms_progress {
     int64_t retry_at_ms;
     int64_t written_commit_time;
     bool warned;
+    bool reading_wal;    /* the request in flight is the WAL query */
+    int64_t wal_read_ms; /* when it was last sent */
+    hms_progress_wal_t wal;
 };
 
 hms_progress_t *hms_progress_new(const char *conninfo, const char *slot, int connect_timeout_s)
@@ -78,6 +84,19 @@ static void give_up_for_now(hms_progress_t *p, const char *why, int64_t now_ms)
     p->retry_at_ms = now_ms + PROGRESS_RETRY_MS;
 }
 
+/* The WAL query's one row: retained bytes, wal_status, the limit in MB. */
+static void take_wal(hms_progress_t *p, const PGresult *res)
+{
+    if (PQntuples(res) != 1)
+        return;
+    p->wal.known = true;
+    p->wal.retained_bytes = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    snprintf(p->wal.status, sizeof(p->wal.status), "%s",
+             PQgetisnull(res, 0, 1) ? "" : PQgetvalue(res, 0, 1));
+    long long mb = PQgetisnull(res, 0, 2) ? -1 : strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    p->wal.keep_max_bytes = mb < 0 ? -1 : mb * 1024 * 1024;
+}
+
 static void collect(hms_progress_t *p, int64_t now_ms)
 {
     int flushed = PQflush(p->conn);
@@ -92,13 +111,16 @@ static void collect(hms_progress_t *p, int64_t now_ms)
     bool ok = true;
     char why[300] = "";
     while ((res = PQgetResult(p->conn)) != NULL) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        if (p->reading_wal && PQresultStatus(res) == PGRES_TUPLES_OK) {
+            take_wal(p, res);
+        } else if (PQresultStatus(res) != PGRES_COMMAND_OK) {
             ok = false;
             snprintf(why, sizeof(why), "%s", PQresultErrorMessage(res));
         }
         PQclear(res);
     }
     p->busy = false;
+    p->reading_wal = false;
     if (!ok)
         give_up_for_now(p, why, now_ms);
     else
@@ -146,6 +168,33 @@ int hms_progress_fd(const hms_progress_t *p, short *events, int64_t *deadline_ms
     return PQsocket(p->conn);
 }
 
+/* Asks how much WAL the slot keeps, its wal_status, and the server's
+ * limit (max_slot_wal_keep_size in MB, -1: none). */
+static void send_wal_query(hms_progress_t *p, int64_t now_ms)
+{
+    const char *params[] = {p->slot};
+    int sent = PQsendQueryParams(
+        p->conn,
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status, "
+        "(SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = "
+        "'max_slot_wal_keep_size') FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+        1, NULL, params, NULL, NULL, 0);
+    int flushed = sent ? PQflush(p->conn) : -1;
+    p->wal_read_ms = now_ms;
+    if (flushed < 0) {
+        give_up_for_now(p, PQerrorMessage(p->conn), now_ms);
+        return;
+    }
+    p->busy = true;
+    p->reading_wal = true;
+    p->flushing = flushed == 1;
+}
+
+const hms_progress_wal_t *hms_progress_wal(const hms_progress_t *p)
+{
+    return &p->wal;
+}
+
 void hms_progress_tick(hms_progress_t *p, short revents, uint64_t confirmed_lsn,
                        int64_t commit_time, int64_t now_ms)
 {
@@ -154,12 +203,17 @@ void hms_progress_tick(hms_progress_t *p, short revents, uint64_t confirmed_lsn,
         if (p->busy)
             return;
     }
-    if (commit_time == 0 || commit_time == p->written_commit_time)
+    if (now_ms < p->retry_at_ms)
         return;
-    if (now_ms - p->last_write_ms < PROGRESS_INTERVAL_MS || now_ms < p->retry_at_ms)
+    bool write = commit_time != 0 && commit_time != p->written_commit_time &&
+                 now_ms - p->last_write_ms >= PROGRESS_INTERVAL_MS;
+    bool read_wal = p->wal_read_ms == 0 || now_ms - p->wal_read_ms >= WAL_INTERVAL_MS;
+    if ((!write && !read_wal) || !connected(p, revents, now_ms))
         return;
-    if (!connected(p, revents, now_ms))
+    if (!write) {
+        send_wal_query(p, now_ms);
         return;
+    }
     char lsn[HMS_LSN_STR_MAX], ts[32];
     hms_lsn_format(confirmed_lsn, lsn);
     /* Seconds since the Unix epoch with microseconds: to_timestamp() takes
@@ -195,6 +249,7 @@ void hms_progress_final(hms_progress_t *p, uint64_t confirmed_lsn, int64_t commi
     short revents = 0;
     for (;;) {
         p->last_write_ms = 0; /* the once-a-second limit does not apply now */
+        p->wal_read_ms = now; /* and no WAL reading is due: stopping is */
         hms_progress_tick(p, revents, confirmed_lsn, commit_time, now);
         short events;
         int64_t deadline;

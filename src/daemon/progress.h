@@ -7,13 +7,28 @@
  * without blocking (one upsert in flight at a time, at most one a second,
  * and only when the confirmed commit changed, so an idle database sees no
  * writes), and never stops the stream: if the server is away, the table is
- * missing or the write fails it says so once and keeps trying now and then. */
+ * missing or the write fails it says so once and keeps trying now and then.
+ *
+ * On the same connection it reads, every 10 s, how much WAL the slot keeps
+ * and the server's limit, for the status page and /metrics. */
 #ifndef HMS_DAEMON_PROGRESS_H
 #define HMS_DAEMON_PROGRESS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct hms_progress hms_progress_t;
+
+/* The slot's WAL retention, as last read. */
+typedef struct {
+    bool known;             /* read at least once */
+    int64_t retained_bytes; /* current WAL - restart_lsn; -1 unknown */
+    int64_t keep_max_bytes; /* max_slot_wal_keep_size; -1: no limit */
+    char status[16];        /* wal_status: reserved, extended, unreserved, lost */
+} hms_progress_wal_t;
+
+/* The newest reading (known false before the first). */
+const hms_progress_wal_t *hms_progress_wal(const hms_progress_t *p);
 
 /* Both strings are copied.  NULL on out of memory.  Connects lazily, with
  * common/pgconn.h's policy (connect_timeout_s its default limit). */

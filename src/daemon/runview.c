@@ -72,12 +72,37 @@ static void rate_text(double r, char *out, size_t n)
         snprintf(out, n, "%.1f events/s", r);
 }
 
+/* Where the slot's WAL stands against the server's limit; a warning once
+ * it is past 80 % of it, or no longer "reserved" (section 4.3 of
+ * docs/operations.md). */
+static void wal_row(hms_page_row_t *row, const hms_metrics_t *m)
+{
+    if (m->wal_retained_bytes < 0) {
+        hms_page_row(row, "WAL retained", false, "not read yet");
+        return;
+    }
+    bool unreserved = m->wal_status[0] != '\0' && strcmp(m->wal_status, "reserved") != 0;
+    if (m->wal_keep_max_bytes < 0) {
+        hms_page_row(row, "WAL retained", unreserved,
+                     "%lld bytes (max_slot_wal_keep_size: no limit; wal_status %s)",
+                     (long long)m->wal_retained_bytes, m->wal_status);
+        return;
+    }
+    double share = m->wal_keep_max_bytes > 0
+                       ? (double)m->wal_retained_bytes / (double)m->wal_keep_max_bytes
+                       : 1;
+    hms_page_row(row, "WAL retained", unreserved || share > 0.8,
+                 "%lld of %lld bytes (%.1f %% of max_slot_wal_keep_size; wal_status %s)",
+                 (long long)m->wal_retained_bytes, (long long)m->wal_keep_max_bytes, share * 100.0,
+                 m->wal_status);
+}
+
 static hms_status_t page(const void *snap, const hms_trend_t *t, hms_buf_t *out)
 {
     const hms_metrics_t *m = snap;
     char why[400], lsn[HMS_LSN_STR_MAX], rate[48];
     bool ok = hms_metrics_ready(m, why, sizeof(why));
-    hms_page_row_t rows[12];
+    hms_page_row_t rows[14];
     size_t n = 0;
     hms_lsn_format(m->confirmed_flush_lsn, lsn);
     hms_page_row(&rows[n++], "Slot", false, "%s", m->slot);
@@ -90,6 +115,7 @@ static hms_status_t page(const void *snap, const hms_trend_t *t, hms_buf_t *out)
     rate_text(last_rate(t, S_CONFIRMED), rate, sizeof(rate));
     hms_page_row(&rows[n++], "Confirmed", false, "%s (%llu in all)", rate,
                  (unsigned long long)m->confirms);
+    wal_row(&rows[n++], m);
     hms_page_row(&rows[n++], "In flight", false, "%llu", (unsigned long long)m->inflight);
     hms_page_row(&rows[n++], "RabbitMQ node", !m->amqp_up, "%s",
                  m->amqp_node[0] ? m->amqp_node : "(disconnected)");
@@ -140,6 +166,14 @@ static hms_status_t json(const void *snap, const hms_trend_t *t, hms_buf_t *out)
                    (unsigned long long)m->inflight, (unsigned long long)rejected_total(m),
                    m->pg_up ? "true" : "false", m->amqp_up ? "true" : "false");
     json_str(out, "amqp_node", m->amqp_node);
+    if (m->wal_retained_bytes >= 0) {
+        hms_buf_printf(out, ",\"wal_retained_bytes\":%lld,\"wal_keep_max_bytes\":%lld",
+                       (long long)m->wal_retained_bytes, (long long)m->wal_keep_max_bytes);
+        json_str(out, "wal_status", m->wal_status);
+    } else {
+        hms_buf_printf(out, ",\"wal_retained_bytes\":null,\"wal_keep_max_bytes\":null,"
+                            "\"wal_status\":null");
+    }
     if (m->snapshot_id[0] != '\0') {
         hms_buf_printf(out, ",\"snapshot\":{\"id\":");
         hms_buf_append_json_str(out, m->snapshot_id, strlen(m->snapshot_id));

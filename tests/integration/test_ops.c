@@ -362,6 +362,8 @@ START_TEST(test_metrics_live)
         "# TYPE hms_sync_confirmed_flush_lsn gauge",
         "# TYPE hms_sync_last_feedback_timestamp_seconds gauge",
         "# TYPE hms_sync_build_info gauge",
+        "# TYPE hms_sync_slot_wal_retained_bytes gauge",
+        "# TYPE hms_sync_slot_wal_keep_max_bytes gauge",
     };
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         ck_assert_msg(strstr(s.text, families[i]), "missing \"%s\"", families[i]);

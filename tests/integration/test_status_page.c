@@ -190,6 +190,12 @@ START_TEST(test_page_in_a_browser)
     ck_assert(it_lsn_parse(v, &lsn_page));
     ck_assert(it_lsn_parse(it_json_str(js, "confirmed_lsn"), &lsn_json));
     ck_assert_uint_ge(lsn_page, lsn_json);
+    /* The WAL the slot keeps, read on the progress connection. */
+    cell(dom, "wal_retained", v, sizeof v);
+    ck_assert_msg(strstr(v, " bytes") != NULL && strstr(v, "wal_status reserved") != NULL,
+                  "WAL retained: %s", v);
+    ck_assert_str_eq(it_json_str(js, "wal_status"), "reserved");
+    ck_assert_int_gt(json_object_get_int64(it_json_get(js, "wal_retained_bytes")), 0);
     cell(dom, "lag", v, sizeof v);
     ck_assert_msg(strstr(v, " s") != NULL, "lag: %s", v);
     snprintf(want, sizeof want, "%s", "none since start");

@@ -31,7 +31,7 @@ skip() {
 }
 
 # ---- JSON ----
-for f in deploy/rabbitmq/definitions.json schemas/*.json; do
+for f in deploy/rabbitmq/definitions.json deploy/grafana/*.json schemas/*.json; do
     if python3 -m json.tool "$f" >/dev/null 2>/tmp/check-deploy.$$; then
         ok "$f parses"
     else

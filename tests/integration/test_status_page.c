@@ -55,11 +55,7 @@ static void fixture_up(void)
 
 static void fixture_down(void)
 {
-    if (F.load != NULL) {
-        PQrequestCancel(F.load);
-        PQfinish(F.load);
-        F.load = NULL;
-    }
+    it_pg_load_stop(&F.load);
     it_proc_kill(&F.conn);
     if (F.tap.conn) {
         it_amqp_delete_exchange(&F.tap, F.exchange);
@@ -141,12 +137,8 @@ static int chart_points(const char *dom, const char *id)
 START_TEST(test_page_in_a_browser)
 {
     /* Load: inserts, 200 a second, on a session of their own. */
-    F.load = PQconnectdb(g_env.super_conninfo);
-    ck_assert_int_eq(PQstatus(F.load), CONNECTION_OK);
-    ck_assert_int_eq(PQsendQuery(F.load, "DO $$ BEGIN FOR i IN 1..6000 LOOP INSERT INTO incidents "
-                                         "(region, summary) VALUES ('page', 'load ' || i); "
-                                         "COMMIT; PERFORM pg_sleep(0.005); END LOOP; END $$"),
-                     1);
+    F.load = it_pg_load_start(g_env.super_conninfo, "page", 6000, 5);
+    ck_assert_ptr_nonnull(F.load);
     /* Two samples of the trend (one every 10 s) draw every chart. */
     static char body[1 << 17];
     json_object *js = NULL;

@@ -617,6 +617,36 @@ const char *it_lsn_str(uint64_t lsn)
     return b;
 }
 
+PGconn *it_pg_load_start(const char *conninfo, const char *region, int rows, int pause_ms)
+{
+    char sql[512];
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "it: load: cannot connect: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    snprintf(sql, sizeof sql,
+             "DO $$ BEGIN FOR i IN 1..%d LOOP INSERT INTO incidents (region, summary) VALUES "
+             "('%s', 'load ' || i); COMMIT; PERFORM pg_sleep(%g); END LOOP; END $$",
+             rows, region, pause_ms / 1000.0);
+    if (!PQsendQuery(c, sql)) {
+        fprintf(stderr, "it: load: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+void it_pg_load_stop(PGconn **c)
+{
+    if (*c == NULL)
+        return;
+    PQrequestCancel(*c);
+    PQfinish(*c);
+    *c = NULL;
+}
+
 uint64_t it_pg_insert_lsn(PGconn *c)
 {
     char *v = it_pg_value(c, "SELECT pg_current_wal_insert_lsn()");

@@ -124,6 +124,14 @@ long it_pg_count(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 
 json_object *it_pg_column(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* pg_current_wal_insert_lsn(). 0 on error. */
 uint64_t it_pg_insert_lsn(PGconn *c);
+/* Starts a background load on a session of its own (superuser conninfo):
+ * rows inserts into incidents with region `region`, each committed alone,
+ * pause_ms apart.  Returns the session, or NULL after a line on stderr;
+ * stop it with it_pg_load_stop. */
+PGconn *it_pg_load_start(const char *conninfo, const char *region, int rows, int pause_ms);
+/* Cancels the load (if still running) and closes its session; safe on
+ * NULL, and sets *c to NULL. */
+void it_pg_load_stop(PGconn **c);
 /* The slot's confirmed_flush_lsn; 0 when it does not exist or is NULL. */
 uint64_t it_pg_confirmed(PGconn *c, const char *slot);
 /* Waits until the slot's confirmed_flush_lsn >= lsn; returns 0, or -1 on

@@ -15,6 +15,7 @@ typedef struct {
     hms_consumer_stats_t s;
     char problem_when[40];
     char problem[400];
+    double problem_age_s;
 } snap_t;
 
 /* The trend's series. */
@@ -32,7 +33,7 @@ void hms_consume_view_publish(const hms_consumer_stats_t *s, void *http)
     snap_t snap;
     snap.s = *s;
     hms_log_last_problem(snap.problem_when, sizeof(snap.problem_when), snap.problem,
-                         sizeof(snap.problem));
+                         sizeof(snap.problem), &snap.problem_age_s);
     hms_http_publish(http, &snap);
 }
 
@@ -115,7 +116,7 @@ static hms_status_t page(const void *snap, const hms_trend_t *t, hms_buf_t *out)
                  s->amqp_node[0] ? s->amqp_node : "(disconnected)");
     hms_page_row(&rows[n++], "PostgreSQL", !s->pg_up, "%s",
                  s->pg_up ? "connected" : "disconnected");
-    hms_page_problem_row(&rows[n++], sn->problem_when, sn->problem);
+    hms_page_problem_row(&rows[n++], sn->problem_when, sn->problem, sn->problem_age_s);
     hms_page_t pg = {.title = "hms-sync consume",
                      .headline = ok ? "ready: consuming" : why,
                      .ok = ok,
@@ -150,7 +151,8 @@ static hms_status_t json(const void *snap, const hms_trend_t *t, hms_buf_t *out)
                    (long long)s->queue_messages, mean_latency(s), s->last_event_time,
                    s->pg_up ? "true" : "false", s->amqp_up ? "true" : "false");
     hms_buf_append_json_str(out, s->amqp_node, strlen(s->amqp_node));
-    return hms_page_json_end(sn->problem_when, sn->problem, t, charts, NCHARTS, out);
+    return hms_page_json_end(sn->problem_when, sn->problem, sn->problem_age_s, t, charts, NCHARTS,
+                             out);
 }
 
 const hms_http_view_t hms_consume_view = {

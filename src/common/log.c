@@ -27,11 +27,12 @@ static struct {
     pthread_mutex_t lock;
     char when[40];
     char what[400];
-} last = {PTHREAD_MUTEX_INITIALIZER, "", ""};
+    double at; /* seconds since the epoch */
+} last = {PTHREAD_MUTEX_INITIALIZER, "", "", 0};
 
 /* Keeps msg, and the value of key "error" when the line has one, as the
  * newest problem. */
-static void note_problem(const char *ts, const char *msg, va_list ap)
+static void note_problem(const char *ts, double at, const char *msg, va_list ap)
 {
     const char *k, *error = NULL;
     while ((k = va_arg(ap, const char *)) != NULL) {
@@ -42,15 +43,19 @@ static void note_problem(const char *ts, const char *msg, va_list ap)
     pthread_mutex_lock(&last.lock);
     snprintf(last.when, sizeof(last.when), "%s", ts);
     snprintf(last.what, sizeof(last.what), "%s%s%s", msg, error ? ": " : "", error ? error : "");
+    last.at = at;
     pthread_mutex_unlock(&last.lock);
 }
 
-bool hms_log_last_problem(char *when, size_t whenlen, char *what, size_t whatlen)
+bool hms_log_last_problem(char *when, size_t whenlen, char *what, size_t whatlen, double *age_s)
 {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
     pthread_mutex_lock(&last.lock);
     bool any = last.when[0] != '\0';
     snprintf(when, whenlen, "%s", last.when);
     snprintf(what, whatlen, "%s", last.what);
+    *age_s = any ? (double)tv.tv_sec + (double)tv.tv_usec / 1e6 - last.at : 0;
     pthread_mutex_unlock(&last.lock);
     return any;
 }
@@ -112,7 +117,7 @@ void hms_log_write(hms_log_level_t level, const char *msg, ...)
     va_list ap;
     if (level >= HMS_LOG_WARN) {
         va_start(ap, msg);
-        note_problem(ts, msg, ap);
+        note_problem(ts, (double)tv.tv_sec + (double)tv.tv_usec / 1e6, msg, ap);
         va_end(ap);
     }
     va_start(ap, msg);

@@ -35,9 +35,10 @@ void hms_log_write(hms_log_level_t level, const char *msg, ...) __attribute__((s
 
 /* The newest warning or error logged (levels below the log level are not
  * logged, so not kept): its time as the log wrote it and its message, with
- * the line's "error" value after a colon when it had one.  False, with
- * both empty, when there was none. */
-bool hms_log_last_problem(char *when, size_t whenlen, char *what, size_t whatlen);
+ * the line's "error" value after a colon when it had one, and how many
+ * seconds ago it was logged.  False, with both empty, when there was
+ * none. */
+bool hms_log_last_problem(char *when, size_t whenlen, char *what, size_t whatlen, double *age_s);
 
 #define hms_log(level, ...)                                                                        \
     do {                                                                                           \

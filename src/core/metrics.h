@@ -70,6 +70,7 @@ typedef struct {
     char slot[64];
     char problem_when[40];
     char problem[400];
+    double problem_age_s;
 } hms_metrics_t;
 
 /* Counts one published event of type name (a string that outlives m).

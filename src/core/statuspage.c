@@ -144,10 +144,11 @@ void hms_page_row(hms_page_row_t *row, const char *label, bool warn, const char 
     va_end(ap);
 }
 
-void hms_page_problem_row(hms_page_row_t *row, const char *when, const char *problem)
+void hms_page_problem_row(hms_page_row_t *row, const char *when, const char *problem, double age_s)
 {
     if (when[0] != '\0')
-        hms_page_row(row, "Last error or warning", true, "%s %s", when, problem);
+        hms_page_row(row, "Last error or warning", age_s < HMS_PAGE_PROBLEM_RECENT_S,
+                     "%s (%.0f min ago) %s", when, age_s / 60.0, problem);
     else
         hms_page_row(row, "Last error or warning", false, "none since start");
 }
@@ -223,12 +224,14 @@ hms_status_t hms_page_trend_json(const hms_trend_t *t, const hms_page_chart_t *c
     return hms_buf_printf(out, "}");
 }
 
-hms_status_t hms_page_json_end(const char *when, const char *problem, const hms_trend_t *t,
-                               const hms_page_chart_t *charts, size_t ncharts, hms_buf_t *out)
+hms_status_t hms_page_json_end(const char *when, const char *problem, double age_s,
+                               const hms_trend_t *t, const hms_page_chart_t *charts, size_t ncharts,
+                               hms_buf_t *out)
 {
     if (when[0] != '\0') {
         hms_buf_printf(out, ",\"last_problem\":{\"time\":");
         hms_buf_append_json_str(out, when, strlen(when));
+        hms_buf_printf(out, ",\"age_s\":%.1f", age_s);
         hms_buf_printf(out, ",\"message\":");
         hms_buf_append_json_str(out, problem, strlen(problem));
         hms_buf_printf(out, "}");

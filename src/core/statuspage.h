@@ -49,8 +49,10 @@ typedef struct {
 void hms_page_row(hms_page_row_t *row, const char *label, bool warn, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Fills *row with the figure every page ends with: the newest warning or
- * error logged (when is its time; "" when there was none). */
-void hms_page_problem_row(hms_page_row_t *row, const char *when, const char *problem);
+ * error logged (when is its time, "" when there was none; age_s how long
+ * ago).  It warns for HMS_PAGE_PROBLEM_RECENT_S, then reads as history. */
+#define HMS_PAGE_PROBLEM_RECENT_S 600
+void hms_page_problem_row(hms_page_row_t *row, const char *when, const char *problem, double age_s);
 
 /* Appends the whole HTML document of pg to out. */
 hms_status_t hms_page_render(const hms_page_t *pg, hms_buf_t *out);
@@ -68,10 +70,11 @@ hms_status_t hms_page_trend_json(const hms_trend_t *t, const hms_page_chart_t *c
                                  size_t ncharts, hms_buf_t *out);
 
 /* Appends what every /status.json ends with, and closes its object:
- * "last_problem" ({"time", "message"}, or null when when is "") and
- * "trend" (hms_page_trend_json). */
-hms_status_t hms_page_json_end(const char *when, const char *problem, const hms_trend_t *t,
-                               const hms_page_chart_t *charts, size_t ncharts, hms_buf_t *out);
+ * "last_problem" ({"time", "age_s", "message"}, or null when when is "")
+ * and "trend" (hms_page_trend_json). */
+hms_status_t hms_page_json_end(const char *when, const char *problem, double age_s,
+                               const hms_trend_t *t, const hms_page_chart_t *charts, size_t ncharts,
+                               hms_buf_t *out);
 
 /* Appends one line of text about series s of t (values in unit): where it
  * started, where it is and its largest value, its change per minute since

@@ -645,7 +645,8 @@ static void update_metrics(loop_t *L, int64_t now)
     m->wal_retained_bytes = w != NULL && w->known ? w->retained_bytes : -1;
     m->wal_keep_max_bytes = w != NULL && w->known ? w->keep_max_bytes : -1;
     snprintf(m->wal_status, sizeof(m->wal_status), "%s", w != NULL ? w->status : "");
-    hms_log_last_problem(m->problem_when, sizeof(m->problem_when), m->problem, sizeof(m->problem));
+    hms_log_last_problem(m->problem_when, sizeof(m->problem_when), m->problem, sizeof(m->problem),
+                         &m->problem_age_s);
     m->pg_up = L->repl != NULL;
     m->amqp_up = L->pub != NULL || L->opts->discard;
     snprintf(m->amqp_node, sizeof(m->amqp_node), "%s", L->pub ? hms_pub_target(L->pub) : "");

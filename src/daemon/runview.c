@@ -128,7 +128,7 @@ static hms_status_t page(const void *snap, const hms_trend_t *t, hms_buf_t *out)
                      (long long)m->snapshot_rows_done, (long long)m->snapshot_rows_total);
     else
         hms_page_row(&rows[n++], "Snapshot", false, "none in progress");
-    hms_page_problem_row(&rows[n++], m->problem_when, m->problem);
+    hms_page_problem_row(&rows[n++], m->problem_when, m->problem, m->problem_age_s);
     hms_page_t pg = {.title = "hms-sync run",
                      .headline = ok ? "ready: streaming" : why,
                      .ok = ok,
@@ -182,7 +182,8 @@ static hms_status_t json(const void *snap, const hms_trend_t *t, hms_buf_t *out)
     } else {
         hms_buf_printf(out, ",\"snapshot\":null");
     }
-    return hms_page_json_end(m->problem_when, m->problem, t, charts, NCHARTS, out);
+    return hms_page_json_end(m->problem_when, m->problem, m->problem_age_s, t, charts, NCHARTS,
+                             out);
 }
 
 const hms_http_view_t hms_run_view = {

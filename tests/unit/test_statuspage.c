@@ -163,6 +163,22 @@ START_TEST(trend_line_in_a_terminal)
 }
 END_TEST
 
+START_TEST(problem_row_warns_while_recent)
+{
+    hms_page_row_t row;
+    hms_page_problem_row(&row, "", "", 0);
+    ck_assert_str_eq(row.value, "none since start");
+    ck_assert(!row.warn);
+    hms_page_problem_row(&row, "2026-12-06T03:12:09.123Z", "lost the RabbitMQ connection", 90);
+    ck_assert_str_eq(row.value,
+                     "2026-12-06T03:12:09.123Z (2 min ago) lost the RabbitMQ connection");
+    ck_assert(row.warn);
+    /* Past ten minutes it is history: shown, not red. */
+    hms_page_problem_row(&row, "2026-12-06T03:12:09.123Z", "x", HMS_PAGE_PROBLEM_RECENT_S + 1);
+    ck_assert(!row.warn);
+}
+END_TEST
+
 START_TEST(trend_json_parses)
 {
     add(0, 100, 1);
@@ -189,6 +205,7 @@ static Suite *statuspage_suite(void)
     tcase_add_test(tc, chart_axis_follows_what_the_samples_cover);
     tcase_add_test(tc, chart_says_it_is_collecting);
     tcase_add_test(tc, trend_line_in_a_terminal);
+    tcase_add_test(tc, problem_row_warns_while_recent);
     tcase_add_test(tc, trend_json_parses);
     suite_add_tcase(s, tc);
     return s;

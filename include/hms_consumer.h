@@ -89,7 +89,7 @@ typedef struct {
      * redelivery through another one is still a duplicate. */
     int partitions;
     int partition;
-    const char *apply;                /* SQL function f(event jsonb) returns text */
+    const char *apply; /* SQL function f(event jsonb) returns text */
     /* Directory of emitted types' data schemas (<type>.json), checked
      * like run checks them; NULL: none. */
     const char *schemas;

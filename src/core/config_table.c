@@ -88,8 +88,8 @@ const hms_config_setting_t hms_config_settings[] = {
      "that name bound to it: an event of a type no queue is bound for waits there instead "
      "of holding the stream back.  consume reads emitted events with --exchange set to this "
      "name and --bind set to the types it wants."},
-    {"schemas", HMS_CONFIG_T_DIR, OFF(schemas), NULL, 0, 0, NULL, HMS_CMD_RUN | HMS_CMD_CONSUME,
-     0, 0, "/etc/hms-sync/schemas", "directory of data schemas of emitted types (none)",
+    {"schemas", HMS_CONFIG_T_DIR, OFF(schemas), NULL, 0, 0, NULL, HMS_CMD_RUN | HMS_CMD_CONSUME, 0,
+     0, "/etc/hms-sync/schemas", "directory of data schemas of emitted types (none)",
      "Each file <type>.json here (e.g. org.example.cases.InvestigatorAssigned.v1.json) is "
      "the JSON Schema (2020-12, with an $id) of the data of that emitted type.  run puts the "
      "$id in those events' dataschema and checks their data against it: an event that fails "

@@ -72,7 +72,7 @@ typedef struct {
     hms_buf_t own_type; /* an emitted event's type, which ev->type points to */
     char id[40];        /* "<commit LSN, 16 hex>-<ordinal>" */
     const char *type;   /* e.g. "gov.hms.ehr.IncidentCreated.v1"; the encoder's or own_type */
-    int64_t time_unix; /* commit time, seconds since the Unix epoch */
+    int64_t time_unix;  /* commit time, seconds since the Unix epoch */
 } hms_event_t;
 
 void hms_event_free(hms_event_t *ev);

@@ -1,8 +1,8 @@
 /* changes.h -- the walsender's CopyData turned into queued events, in
  * stream order: walproto tells XLogData from keepalives, the pgoutput
  * decoder reads the change (or an application's hms_sync.emit message),
- * the encoder writes its event into the outbound queue, and the LSN tracker numbers it and closes its transaction at the
- * commit.  No I/O besides the log.
+ * the encoder writes its event into the outbound queue, and the LSN tracker numbers it and closes
+ * its transaction at the commit.  No I/O besides the log.
  *
  * Ownership: the struct borrows the decoder, encoder, tracker and queue
  * from its caller, who creates and frees them. */
@@ -50,7 +50,7 @@ typedef struct {
      * which keys changed and where its watermarks are, and publishes its
      * rows there.  Borrowed. */
     hms_snapshot_t *snap;
-    bool snap_in_tx;         /* this transaction carried snapshot rows */
+    bool snap_in_tx; /* this transaction carried snapshot rows */
     /* "/hms-ehr/<system identifier>/<database>": where emitted events come
      * from (set with the encoder). */
     char source[200];

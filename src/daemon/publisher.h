@@ -78,8 +78,8 @@ bool hms_pub_writable(hms_pub_t *p, size_t len);
 bool hms_pub_blocked(const hms_pub_t *p);
 
 /* Publishes ev (persistent, mandatory) and returns its delivery tag in *tag.
- * An emitted event goes to the events exchange.  A rejection (ev->reason not empty) goes to the rejected exchange instead,
- * not mandatory, with header x-reason and content type application/json.
+ * An emitted event goes to the events exchange.  A rejection (ev->reason not empty) goes to the
+ * rejected exchange instead, not mandatory, with header x-reason and content type application/json.
  * On plain TCP the frames wait in a batch until hms_pub_flush(); call it
  * after the last publish of a turn.  Any failure means the connection is
  * lost: close it and reconnect. */

@@ -27,6 +27,11 @@ static hms_status_t cli_status(hms_consumer_status_t st)
     }
 }
 
+static void publish(const hms_consumer_stats_t *s, void *http)
+{
+    hms_http_publish(http, s);
+}
+
 /* One consumer: its metrics listener (when metrics is set), then the
  * library until a stop signal.  An exit code. */
 static int run_one(hms_consumer_opts_t *o, const char *metrics)
@@ -37,7 +42,7 @@ static int run_one(hms_consumer_opts_t *o, const char *metrics)
     if (metrics != NULL) {
         if ((st = hms_http_start(metrics, &hms_consume_view, &http, &err)) != HMS_OK)
             return hms_cli_fail(st, &err);
-        o->stats = hms_consume_view_publish;
+        o->stats = publish;
         o->stats_arg = http;
     }
     hms_consumer_err_t cerr;

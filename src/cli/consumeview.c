@@ -9,15 +9,6 @@
 #include "consumer/metrics.h"
 #include "core/statuspage.h"
 
-/* What one snapshot holds: the library's figures, and the newest warning
- * or error logged (the library's struct is public and stays as it is). */
-typedef struct {
-    hms_consumer_stats_t s;
-    char problem_when[40];
-    char problem[400];
-    double problem_age_s;
-} snap_t;
-
 /* The trend's series. */
 enum { S_APPLIED, S_DEPTH, S_DEAD, S_TAKEN };
 
@@ -28,23 +19,14 @@ static const hms_page_chart_t charts[] = {
 };
 #define NCHARTS (sizeof(charts) / sizeof(charts[0]))
 
-void hms_consume_view_publish(const hms_consumer_stats_t *s, void *http)
-{
-    snap_t snap;
-    snap.s = *s;
-    hms_log_last_problem(snap.problem_when, sizeof(snap.problem_when), snap.problem,
-                         sizeof(snap.problem), &snap.problem_age_s);
-    hms_http_publish(http, &snap);
-}
-
 static hms_status_t render(const void *snap, hms_buf_t *out)
 {
-    return hms_cmetrics_render(&((const snap_t *)snap)->s, HMS_VERSION, out);
+    return hms_cmetrics_render(snap, HMS_VERSION, out);
 }
 
 static bool ready(const void *snap, char *why, size_t whylen)
 {
-    return hms_cmetrics_ready(&((const snap_t *)snap)->s, why, whylen);
+    return hms_cmetrics_ready(snap, why, whylen);
 }
 
 /* Events committed: applied, stale or duplicate. */
@@ -55,7 +37,7 @@ static uint64_t taken(const hms_consumer_stats_t *s)
 
 static void sample(const void *snap, double v[HMS_TREND_SERIES])
 {
-    const hms_consumer_stats_t *s = &((const snap_t *)snap)->s;
+    const hms_consumer_stats_t *s = snap;
     v[S_APPLIED] = (double)s->n.applied;
     v[S_DEPTH] = s->queue_messages >= 0 ? (double)s->queue_messages : 0;
     v[S_DEAD] = (double)s->n.dead_lettered;
@@ -80,8 +62,7 @@ static double unix_now(void)
 
 static hms_status_t page(const void *snap, const hms_trend_t *t, hms_buf_t *out)
 {
-    const snap_t *sn = snap;
-    const hms_consumer_stats_t *s = &sn->s;
+    const hms_consumer_stats_t *s = snap;
     char why[400], rate[48];
     bool ok = hms_cmetrics_ready(s, why, sizeof(why));
     size_t len = hms_trend_len(t);
@@ -116,7 +97,9 @@ static hms_status_t page(const void *snap, const hms_trend_t *t, hms_buf_t *out)
                  s->amqp_node[0] ? s->amqp_node : "(disconnected)");
     hms_page_row(&rows[n++], "PostgreSQL", !s->pg_up, "%s",
                  s->pg_up ? "connected" : "disconnected");
-    hms_page_problem_row(&rows[n++], sn->problem_when, sn->problem, sn->problem_age_s);
+    hms_log_problem_t lp;
+    hms_log_last_problem(&lp);
+    hms_page_problem_row(&rows[n++], lp.when, lp.what, lp.age_s);
     hms_page_t pg = {.title = "hms-sync consume",
                      .headline = ok ? "ready: consuming" : why,
                      .ok = ok,
@@ -131,8 +114,7 @@ static hms_status_t page(const void *snap, const hms_trend_t *t, hms_buf_t *out)
 
 static hms_status_t json(const void *snap, const hms_trend_t *t, hms_buf_t *out)
 {
-    const snap_t *sn = snap;
-    const hms_consumer_stats_t *s = &sn->s;
+    const hms_consumer_stats_t *s = snap;
     char why[400];
     bool ok = hms_cmetrics_ready(s, why, sizeof(why));
     hms_buf_printf(out,
@@ -151,12 +133,13 @@ static hms_status_t json(const void *snap, const hms_trend_t *t, hms_buf_t *out)
                    (long long)s->queue_messages, mean_latency(s), s->last_event_time,
                    s->pg_up ? "true" : "false", s->amqp_up ? "true" : "false");
     hms_buf_append_json_str(out, s->amqp_node, strlen(s->amqp_node));
-    return hms_page_json_end(sn->problem_when, sn->problem, sn->problem_age_s, t, charts, NCHARTS,
-                             out);
+    hms_log_problem_t lp;
+    hms_log_last_problem(&lp);
+    return hms_page_json_end(lp.when, lp.what, lp.age_s, t, charts, NCHARTS, out);
 }
 
 const hms_http_view_t hms_consume_view = {
-    .size = sizeof(snap_t),
+    .size = sizeof(hms_consumer_stats_t),
     .render = render,
     .ready = ready,
     .sample = sample,

@@ -9,8 +9,4 @@
 
 extern const hms_http_view_t hms_consume_view;
 
-/* The library's stats callback: hands s, with the newest problem the log
- * kept, to the listener http (an hms_http_t). */
-void hms_consume_view_publish(const hms_consumer_stats_t *s, void *http);
-
 #endif

@@ -47,15 +47,15 @@ static void note_problem(const char *ts, double at, const char *msg, va_list ap)
     pthread_mutex_unlock(&last.lock);
 }
 
-bool hms_log_last_problem(char *when, size_t whenlen, char *what, size_t whatlen, double *age_s)
+bool hms_log_last_problem(hms_log_problem_t *out)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     pthread_mutex_lock(&last.lock);
     bool any = last.when[0] != '\0';
-    snprintf(when, whenlen, "%s", last.when);
-    snprintf(what, whatlen, "%s", last.what);
-    *age_s = any ? (double)tv.tv_sec + (double)tv.tv_usec / 1e6 - last.at : 0;
+    snprintf(out->when, sizeof(out->when), "%s", last.when);
+    snprintf(out->what, sizeof(out->what), "%s", last.what);
+    out->age_s = any ? (double)tv.tv_sec + (double)tv.tv_usec / 1e6 - last.at : 0;
     pthread_mutex_unlock(&last.lock);
     return any;
 }

@@ -38,7 +38,12 @@ void hms_log_write(hms_log_level_t level, const char *msg, ...) __attribute__((s
  * the line's "error" value after a colon when it had one, and how many
  * seconds ago it was logged.  False, with both empty, when there was
  * none. */
-bool hms_log_last_problem(char *when, size_t whenlen, char *what, size_t whatlen, double *age_s);
+typedef struct {
+    char when[40]; /* "" when there was none */
+    char what[400];
+    double age_s;
+} hms_log_problem_t;
+bool hms_log_last_problem(hms_log_problem_t *out);
 
 #define hms_log(level, ...)                                                                        \
     do {                                                                                           \

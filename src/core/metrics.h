@@ -65,12 +65,7 @@ typedef struct {
     int64_t wal_retained_bytes;
     int64_t wal_keep_max_bytes;
     char wal_status[16];
-    /* For the status page: the slot, and the newest warning or error
-     * logged, its time as the log wrote it ("" while there was none). */
-    char slot[64];
-    char problem_when[40];
-    char problem[400];
-    double problem_age_s;
+    char slot[64]; /* for the status page */
 } hms_metrics_t;
 
 /* Counts one published event of type name (a string that outlives m).

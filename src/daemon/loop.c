@@ -21,6 +21,7 @@
 #include "core/pgoutput.h"
 #include "core/tracker.h"
 #include "daemon/changes.h"
+#include "daemon/loop_int.h"
 #include "daemon/gate.h"
 #include "daemon/http.h"
 #include "daemon/runview.h"
@@ -30,61 +31,6 @@
 
 /* rabbitmq-c services heartbeats only when called: never sleep longer. */
 #define MAX_POLL_MS 1000
-#define STATS_INTERVAL_MS 30000
-
-typedef struct {
-    const hms_run_opts_t *opts;
-    hms_repl_t *repl;       /* the replication session, once streaming */
-    hms_repl_t *pg_attempt; /* a session being opened (connecting) */
-    hms_pub_t *pub;
-    hms_pgo_decoder_t *dec;
-    hms_encoder_t *enc;
-    hms_tracker_t *trk;
-    hms_outq_t *q;
-    hms_progress_t *progress;
-    hms_snapshot_t *snap;
-    hms_gate_t *gate;    /* schema and size check before queueing; rejections */
-    uint64_t *confirmed; /* scratch for hms_outq_ack, queue capacity entries */
-    size_t confirmed_cap;
-    char sysid[32];
-    char dbname[128];
-
-    hms_changes_t ch; /* the stream's decoding state; borrows dec, enc, trk, q */
-
-    hms_feedback_t fb; /* its last_recv_ms also serves the silence check */
-
-    int64_t pg_retry_at, amqp_retry_at, republish_at;
-    int pg_backoff, amqp_backoff, republish_backoff;
-    /* One event in flight until the broker accepts one (core/outq.h: why). */
-    bool probing;
-    int amqp_next_node; /* the node of the amqp list the next connect tries first */
-
-    uint64_t discard_tag;
-    bool stopping;
-    int64_t stop_deadline;
-    bool fatal;
-    hms_status_t fatal_st; /* HMS_ERR_CONFIG: the operator must change something (exit 2) */
-    hms_err_t fatal_err;
-
-    /* No replication session yet: the next connect is the first (creates
-     * the encoder, may create the slot).  A standby stays here until the
-     * active connector lets go of the slot. */
-    bool pg_first_pending;
-    bool pg_waiting;         /* said so: waiting for a busy slot (or as a standby) */
-    int64_t slot_wait_until; /* the first start waits this long for a busy slot */
-    uint64_t n_published, n_confirmed, n_nacked, n_returned;
-    hms_metrics_t m;
-    hms_http_t *http;
-    int64_t pending_since_ms;
-    uint64_t refusals_in_round;
-    int64_t last_stats_ms;
-} loop_t;
-
-static const char *u64s(uint64_t v, char *buf, size_t n)
-{
-    snprintf(buf, n, "%llu", (unsigned long long)v);
-    return buf;
-}
 
 static void set_fatal_status(loop_t *L, hms_status_t st, const hms_err_t *err)
 {
@@ -141,8 +87,8 @@ static void on_nack(void *ctx, uint64_t tag, bool multiple)
         hms_log(HMS_LOG_WARN,
                 "RabbitMQ refused an event (basic.nack, e.g. a queue at its length limit); the "
                 "slot will not move past it and it will be republished",
-                "delivery_tag", u64s(tag, t, sizeof(t)), "multiple", multiple ? "true" : "false",
-                NULL);
+                "delivery_tag", hms_loop_u64s(tag, t, sizeof(t)), "multiple",
+                multiple ? "true" : "false", NULL);
 }
 
 static void on_return(void *ctx, const char *message_id, int code, const char *text)
@@ -192,7 +138,8 @@ static void amqp_lost(loop_t *L, const hms_err_t *err)
 {
     char n[24];
     hms_log(HMS_LOG_ERROR, "lost the RabbitMQ connection; unconfirmed events will be republished",
-            "error", err->msg, "unconfirmed", u64s(hms_outq_outstanding(L->q), n, sizeof(n)), NULL);
+            "error", err->msg, "unconfirmed",
+            hms_loop_u64s(hms_outq_outstanding(L->q), n, sizeof(n)), NULL);
     /* Another node of the cluster may serve at once while this one is
      * down; it comes round again after the others. */
     L->amqp_next_node = hms_pub_node(L->pub) + 1;
@@ -235,8 +182,6 @@ static hms_status_t connect_amqp(loop_t *L, hms_err_t *err)
     L->probing = true;
     return HMS_OK;
 }
-
-static void update_metrics(loop_t *L, int64_t now);
 
 /* A session is streaming: on the first, the slot's system, database and
  * position become the stream's. */
@@ -290,7 +235,7 @@ static void pg_streaming(loop_t *L)
     } else {
         snprintf(status, sizeof(status), "streaming from slot %s to exchange %s", ro->slot,
                  L->opts->pub.exchange);
-        update_metrics(L, now);
+        hms_loop_update_metrics(L, now);
         hms_notify_ready(status);
     }
     L->pg_first_pending = L->pg_waiting = false;
@@ -485,7 +430,8 @@ static void maybe_republish(loop_t *L, int64_t now)
         char ms[16], n[24];
         snprintf(ms, sizeof(ms), "%d", L->republish_backoff);
         hms_log(HMS_LOG_WARN, "events were refused by RabbitMQ; republishing after a backoff",
-                "refused", u64s(L->refusals_in_round, n, sizeof(n)), "backoff_ms", ms, NULL);
+                "refused", hms_loop_u64s(L->refusals_in_round, n, sizeof(n)), "backoff_ms", ms,
+                NULL);
         L->refusals_in_round = 0;
         return;
     }
@@ -533,19 +479,6 @@ static void send_feedback(loop_t *L, int64_t now)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     L->m.last_feedback_unix = (double)tv.tv_sec + tv.tv_usec / 1e6;
-}
-
-static void log_stats(loop_t *L, int64_t now)
-{
-    if (now - L->last_stats_ms < STATS_INTERVAL_MS)
-        return;
-    L->last_stats_ms = now;
-    char a[24], b[24], c[24], d[24], e[24], lsn[HMS_LSN_STR_MAX];
-    hms_lsn_format(hms_tracker_flush_lsn(L->trk), lsn);
-    hms_log(HMS_LOG_INFO, "progress", "published", u64s(L->n_published, a, sizeof(a)), "confirmed",
-            u64s(L->n_confirmed, b, sizeof(b)), "nacked", u64s(L->n_nacked, c, sizeof(c)),
-            "returned", u64s(L->n_returned, d, sizeof(d)), "inflight",
-            u64s(hms_outq_outstanding(L->q), e, sizeof(e)), "lsn", lsn, NULL);
 }
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -611,61 +544,6 @@ static void check_pg_silence(loop_t *L, int64_t now)
                 "connection for dead",
                 hms_repl_target(L->repl), L->opts->replication_timeout_ms);
     pg_lost(L, &err);
-}
-
-/* Refreshes the gauges and hands a snapshot to the HTTP thread. */
-static void update_metrics(loop_t *L, int64_t now)
-{
-    hms_metrics_t *m = &L->m;
-    m->inflight = hms_outq_outstanding(L->q);
-    m->confirmed_flush_lsn = L->fb.sent_flush;
-    m->lag_bytes =
-        L->ch.received_lsn > L->fb.sent_flush ? L->ch.received_lsn - L->fb.sent_flush : 0;
-    bool pending = hms_outq_len(L->q) > 0 || L->ch.in_tx;
-    if (!pending) {
-        L->pending_since_ms = 0;
-        m->lag_seconds = 0;
-    } else {
-        if (L->pending_since_ms == 0)
-            L->pending_since_ms = now;
-        int64_t commit = hms_tracker_flushed_commit_time(L->trk);
-        double since_pending = (double)(now - L->pending_since_ms) / 1000.0;
-        if (commit != 0) {
-            struct timeval tv;
-            gettimeofday(&tv, NULL);
-            int64_t unix_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-            double behind = (double)(unix_us - (commit + HMS_PG_EPOCH_OFFSET_USEC)) / 1e6;
-            m->lag_seconds = behind > since_pending ? behind : since_pending;
-        } else {
-            m->lag_seconds = since_pending;
-        }
-    }
-    snprintf(m->slot, sizeof(m->slot), "%s", L->opts->repl.slot);
-    const hms_progress_wal_t *w = L->progress != NULL ? hms_progress_wal(L->progress) : NULL;
-    m->wal_retained_bytes = w != NULL && w->known ? w->retained_bytes : -1;
-    m->wal_keep_max_bytes = w != NULL && w->known ? w->keep_max_bytes : -1;
-    snprintf(m->wal_status, sizeof(m->wal_status), "%s", w != NULL ? w->status : "");
-    hms_log_last_problem(m->problem_when, sizeof(m->problem_when), m->problem, sizeof(m->problem),
-                         &m->problem_age_s);
-    m->pg_up = L->repl != NULL;
-    m->amqp_up = L->pub != NULL || L->opts->discard;
-    snprintf(m->amqp_node, sizeof(m->amqp_node), "%s", L->pub ? hms_pub_target(L->pub) : "");
-    m->streaming = L->repl != NULL && !L->stopping;
-    m->standby = L->repl == NULL && L->pg_first_pending && L->opts->standby;
-    snprintf(m->identity_table, sizeof(m->identity_table), "%s", L->ch.identity_table);
-    m->identity = L->ch.identity;
-    for (int r = 0; r < HMS_REJECT_NREASONS; r++)
-        m->rejected[r] = hms_gate_rejected(L->gate, (hms_reject_reason_t)r);
-    hms_snapshot_stats_t ss;
-    hms_snapshot_stats(L->snap, &ss);
-    snprintf(m->snapshot_id, sizeof(m->snapshot_id), "%s", ss.id);
-    m->snapshot_rows_done = ss.rows_done;
-    m->snapshot_rows_total = ss.rows_total;
-    m->snapshot_rows_published = ss.rows_published;
-    m->snapshot_rows_superseded = ss.rows_skipped;
-    if (L->http != NULL)
-        hms_http_publish(L->http, m);
-    hms_notify_watchdog(now);
 }
 
 /* Adds fd to the poll set; returns its index (-1 for no fd). */
@@ -751,13 +629,13 @@ static void loop_once(loop_t *L)
     send_feedback(L, now);
     check_pg_silence(L, now);
     reconnect(L, now);
-    update_metrics(L, now);
+    hms_loop_update_metrics(L, now);
     hms_progress_tick(L->progress, revents_of(fds, prog_i, rc), hms_tracker_flush_lsn(L->trk),
                       hms_tracker_flushed_commit_time(L->trk), now);
     /* Snapshots only while streaming: a chunk's watermark must be seen. */
     if (L->repl != NULL && !L->stopping)
         hms_snapshot_tick(L->snap, revents_of(fds, snap_i, rc), hms_tracker_flush_lsn(L->trk), now);
-    log_stats(L, now);
+    hms_loop_log_stats(L, now);
 }
 
 /* SIGHUP: the reload (files, the log) runs here, between two turns of the
@@ -784,7 +662,7 @@ static void shutdown_stream(loop_t *L)
     hms_progress_final(L->progress, flush, hms_tracker_flushed_commit_time(L->trk), hms_clock_ms());
     hms_lsn_format(flush, lsn);
     hms_log(HMS_LOG_INFO, "stopped", "lsn", lsn, "unconfirmed",
-            u64s(hms_outq_outstanding(L->q), n, sizeof(n)), NULL);
+            hms_loop_u64s(hms_outq_outstanding(L->q), n, sizeof(n)), NULL);
 }
 
 static void loop_free(loop_t *L)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "core/lsn.h"
 #include "core/metrics.h"
 #include "core/statuspage.h"
@@ -128,7 +129,9 @@ static hms_status_t page(const void *snap, const hms_trend_t *t, hms_buf_t *out)
                      (long long)m->snapshot_rows_done, (long long)m->snapshot_rows_total);
     else
         hms_page_row(&rows[n++], "Snapshot", false, "none in progress");
-    hms_page_problem_row(&rows[n++], m->problem_when, m->problem, m->problem_age_s);
+    hms_log_problem_t lp;
+    hms_log_last_problem(&lp);
+    hms_page_problem_row(&rows[n++], lp.when, lp.what, lp.age_s);
     hms_page_t pg = {.title = "hms-sync run",
                      .headline = ok ? "ready: streaming" : why,
                      .ok = ok,
@@ -182,8 +185,9 @@ static hms_status_t json(const void *snap, const hms_trend_t *t, hms_buf_t *out)
     } else {
         hms_buf_printf(out, ",\"snapshot\":null");
     }
-    return hms_page_json_end(m->problem_when, m->problem, m->problem_age_s, t, charts, NCHARTS,
-                             out);
+    hms_log_problem_t lp;
+    hms_log_last_problem(&lp);
+    return hms_page_json_end(lp.when, lp.what, lp.age_s, t, charts, NCHARTS, out);
 }
 
 const hms_http_view_t hms_run_view = {
